@@ -1,0 +1,49 @@
+# Two entry points, each doing all set-up on a fresh machine with Python 3.11:
+#   make run   - create .venv, install, start the bot
+#   make test  - create .venv with test extras, lint, type-check, run the tests
+#                (bot tests also on pyrogram==2.0.106 in .venv-pyrogram2)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+LEGACY_VENV := .venv-pyrogram2
+BIN := $(VENV)/bin
+
+.PHONY: run test test-legacy lint bench clean
+
+$(BIN)/.installed: setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/python bot.py
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check tracker tests bench bot.py cli.py
+	$(BIN)/mypy tracker
+
+test: lint $(BIN)/.installed
+	$(BIN)/python -m pytest
+	$(MAKE) test-legacy
+
+# The original pyrogram and kurigram both install the module `pyrogram`, so the
+# 2.0.106 run gets a venv of its own (tracker installed without its deps).
+$(LEGACY_VENV)/bin/.installed: setup.cfg pyproject.toml
+	test -x $(LEGACY_VENV)/bin/python || $(PYTHON) -m venv $(LEGACY_VENV)
+	$(LEGACY_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LEGACY_VENV)/bin/python -m pip install -q 'pyrogram==2.0.106' 'tgcrypto>=1.2.5,<2' \
+	    'tinydb>=4.8,<5' 'click>=8.1,<9' 'orjson>=3.10,<4' 'filelock>=3.13,<5' \
+	    'pytest==9.2.0' 'psutil>=5.9,<8'
+	$(LEGACY_VENV)/bin/python -m pip install -q --no-deps -e .
+	touch $@
+
+test-legacy: $(LEGACY_VENV)/bin/.installed
+	$(LEGACY_VENV)/bin/python -m pytest -m bot
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench store
+	$(BIN)/python -m bench bot
+	$(BIN)/python -m bench cli
+
+clean:
+	rm -rf $(VENV) $(LEGACY_VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,126 @@
+"""The user record: its fields, timestamps and how a "user" becomes one.
+
+A record is a plain ``dict`` (that is what TinyDB stores and what keeps unknown
+fields intact). This module imports neither pyrogram nor tinydb: anything with
+the right attributes, or a mapping with the right keys, is a user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+Record = dict[str, Any]
+
+#: The profile fields copied from a Telegram user on every sighting.
+PROFILE_FIELDS: tuple[str, ...] = (
+    "first_name",
+    "last_name",
+    "username",
+    "language_code",
+    "is_bot",
+    "is_premium",
+)
+
+#: Every field a record has, in the order they are written.
+RECORD_FIELDS: tuple[str, ...] = (
+    "id",
+    *PROFILE_FIELDS,
+    "first_seen",
+    "last_seen",
+    "messages",
+    "source",
+    "blocked",
+    "blocked_at",
+)
+
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def format_ts(at: datetime) -> str:
+    """``at`` (timezone-aware) as UTC ``YYYY-MM-DDTHH:MM:SSZ``, sortable as text."""
+    if at.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return at.astimezone(timezone.utc).strftime(TIMESTAMP_FORMAT)
+
+
+def parse_ts(text: str) -> datetime:
+    """The inverse of :func:`format_ts`: an aware UTC datetime."""
+    return datetime.strptime(text, TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc)
+
+
+class TimestampCache:
+    """Formats aware datetimes, reusing the string while the second is the same.
+
+    ``strftime`` costs about a microsecond; the bot sees many updates per second,
+    so caching by whole second keeps timestamping off the hot path's budget.
+    """
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second: int | None = None
+        self._text = ""
+
+    def __call__(self, at: datetime) -> str:
+        second = int(at.timestamp())
+        if second != self._second:
+            self._text = format_ts(at)
+            self._second = second
+        return self._text
+
+
+def user_id_of(user: Mapping[str, Any] | object) -> int:
+    """The Telegram id of a mapping or an object with an ``id`` attribute."""
+    value = user["id"] if isinstance(user, Mapping) else getattr(user, "id")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"user id must be an int, got {value!r}")
+    return value
+
+
+def profile_of(user: Mapping[str, Any] | object) -> dict[str, Any]:
+    """The :data:`PROFILE_FIELDS` of a user, normalised.
+
+    Strings are stored as Telegram sent them (emoji, RTL, control characters and
+    all); an empty string becomes ``None`` only for ``username`` and
+    ``language_code``, where "" means "not set".
+    """
+    if isinstance(user, Mapping):
+        raw = {name: user.get(name) for name in PROFILE_FIELDS}
+    else:
+        raw = {name: getattr(user, name, None) for name in PROFILE_FIELDS}
+    for name in ("first_name", "last_name", "username", "language_code"):
+        value = raw[name]
+        if value is not None and not isinstance(value, str):
+            value = str(value)
+        if name in ("username", "language_code") and not value:
+            value = None
+        raw[name] = value
+    raw["is_bot"] = bool(raw["is_bot"])
+    premium = raw["is_premium"]
+    raw["is_premium"] = None if premium is None else bool(premium)
+    return raw
+
+
+def new_record(user_id: int, profile: Mapping[str, Any], seen_at: str) -> Record:
+    """A fresh record for a user first seen at ``seen_at`` (already formatted)."""
+    record: Record = {"id": user_id}
+    record.update(profile)
+    record.update(
+        first_seen=seen_at,
+        last_seen=seen_at,
+        messages=0,
+        source=None,
+        blocked=False,
+        blocked_at=None,
+    )
+    return record
+
+
+def complete_record(record: Record) -> Record:
+    """Fill fields missing from an older or hand-edited record, keeping extras."""
+    for name in RECORD_FIELDS:
+        if name not in record:
+            record[name] = 0 if name == "messages" else False if name in ("is_bot", "blocked") else None
+    return record
