@@ -8,7 +8,7 @@ the right attributes, or a mapping with the right keys, is a user.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 Record = dict[str, Any]
@@ -42,12 +42,12 @@ def format_ts(at: datetime) -> str:
     """``at`` (timezone-aware) as UTC ``YYYY-MM-DDTHH:MM:SSZ``, sortable as text."""
     if at.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware")
-    return at.astimezone(timezone.utc).strftime(TIMESTAMP_FORMAT)
+    return at.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
 
 
 def parse_ts(text: str) -> datetime:
     """The inverse of :func:`format_ts`: an aware UTC datetime."""
-    return datetime.strptime(text, TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc)
+    return datetime.strptime(text, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
 
 
 class TimestampCache:
@@ -73,7 +73,7 @@ class TimestampCache:
 
 def user_id_of(user: Mapping[str, Any] | object) -> int:
     """The Telegram id of a mapping or an object with an ``id`` attribute."""
-    value = user["id"] if isinstance(user, Mapping) else getattr(user, "id")
+    value = user["id"] if isinstance(user, Mapping) else getattr(user, "id")  # noqa: B009 - `object` has no .id for mypy
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"user id must be an int, got {value!r}")
     return value

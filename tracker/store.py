@@ -1,0 +1,720 @@
+"""UserStore: the TinyDB JSON file of users, kept in memory and made durable.
+
+This is the only module that knows the file format. The file is a plain TinyDB
+JSON database (``TinyDB(path).table("users").get(doc_id=USER_ID)`` works), but
+TinyDB's own write path rewrites the whole file in place on every write: about
+half a second per update at 100k users, and a crash mid-write leaves a torn
+file. So records live in memory and reach the disk two ways:
+
+* **Journal** (``<store>.journal``): every ~0.2 s a background thread appends
+  the records changed since the last round as JSON lines, closed by a commit
+  line, in one ``write()``. A SIGKILL loses at most that round.
+* **Snapshot** (the store file itself): when the journal has grown, a second
+  thread writes the whole store to a temp file in the same folder, fsyncs it,
+  ``os.replace``s it over the store and fsyncs the folder, then drops the
+  journal lines the snapshot covers. ``close()`` always ends with a snapshot
+  and no journal, so a plain TinyDB sees everything.
+
+The snapshot is *fuzzy*: it is serialised in chunks while ``seen()`` keeps
+running, so it may mix states from different moments. That is safe because a
+generation marker is written to the journal before the first chunk: every
+change after the marker is journaled under the new generation, and replaying
+those full-record lines on top of the snapshot yields the latest state.
+
+Journal lines (orjson arrays): ``["g", gen]`` generation marker,
+``["u", record]`` upsert, ``["d", id]`` delete, ``["m", meta]`` meta, ``["c"]``
+commit. Lines after the last commit are a torn write and are ignored.
+
+One process writes (an ``flock`` on ``<store>.lock`` holding its pid); readers
+take no lock and retry when a snapshot replaced the file under them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import gc
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tracker.models import (
+    Record,
+    TimestampCache,
+    complete_record,
+    new_record,
+    profile_of,
+    user_id_of,
+)
+
+__all__ = [
+    "SCHEMA",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreLockedError",
+    "StoreNotFoundError",
+    "UserStore",
+]
+
+log = logging.getLogger(__name__)
+
+#: The store format version this code reads and writes.
+SCHEMA = 1
+
+USERS_TABLE = "users"
+META_TABLE = "meta"
+META_DOC_ID = "1"
+
+# Meta keys the store manages itself; callers use the rest (e.g. bio_*).
+_JOURNAL_GEN = "journal_gen"
+
+FILE_MODE = 0o600
+FLUSH_INTERVAL = 0.2
+# Records serialised per chunk of a snapshot: the longest pause a snapshot
+# imposes on seen() callers is one chunk (~10 ms at 5,000 records).
+SNAPSHOT_CHUNK = 5_000
+# Snapshot when the journal reaches this size or 1/8 of the last snapshot,
+# whichever is larger, or when it holds changes older than SNAPSHOT_MAX_AGE.
+SNAPSHOT_MIN_JOURNAL_BYTES = 1 << 20
+SNAPSHOT_MAX_AGE = 300.0
+READ_RETRIES = 20
+
+
+class StoreError(Exception):
+    """The store cannot be opened or written; the message is one line naming the file."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the writer lock."""
+
+    def __init__(self, message: str, pid: int | None) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
+class StoreCorruptError(StoreError):
+    """The file is not a store this version can read; it is left untouched."""
+
+
+class StoreNotFoundError(StoreError):
+    """A read-only open found no store file."""
+
+
+class UserStore:
+    """The users of one bot, in memory, persisted to a TinyDB JSON file.
+
+    Use as a context manager. A writer (``readonly=False``) holds an exclusive
+    lock until :meth:`close`; a reader loads the file plus its journal once and
+    never writes.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        readonly: bool = False,
+        *,
+        flush_interval: float = FLUSH_INTERVAL,
+    ) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self.journal_path = self.path.with_name(self.path.name + ".journal")
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._flush_interval = flush_interval
+        self._records: dict[int, Record] = {}
+        self._by_username: dict[str, int] = {}
+        self._meta: dict[str, Any] = {"schema": SCHEMA}
+        self._other_tables: dict[str, Any] = {}
+        self._timestamp = TimestampCache()
+        self._closed = False
+
+        # Writer state. _lock guards records/meta/dirty; _journal_lock guards
+        # the journal file (appends and compaction).
+        self._lock = threading.Lock()
+        self._journal_lock = threading.Lock()
+        self._dirty: set[int] = set()
+        self._meta_dirty = False
+        self._gen = 0
+        self._journal_fd: int | None = None
+        self._journal_bytes = 0
+        self._journal_since: float | None = None
+        self._snapshot_bytes = 0
+        self._lock_fd: int | None = None
+        self._stop = threading.Event()
+        self._snapshot_wanted = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._failure: BaseException | None = None
+
+        if readonly:
+            self._load_for_reading()
+        else:
+            self._open_for_writing()
+
+    # ------------------------------------------------------------------ reads
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> Iterator[Record]:
+        """Iterate over the live records (read them; do not mutate them)."""
+        with self._lock:
+            return iter(list(self._records.values()))
+
+    def __contains__(self, user_id: object) -> bool:
+        return user_id in self._records
+
+    def get(self, user_id: int) -> Record | None:
+        """A copy of the record of ``user_id``, or None."""
+        with self._lock:
+            record = self._records.get(user_id)
+            return dict(record) if record is not None else None
+
+    def find_username(self, name: str) -> Record | None:
+        """A copy of the record whose username is ``name`` (case-insensitive, ``@`` optional)."""
+        with self._lock:
+            user_id = self._by_username.get(name.lstrip("@").lower())
+            record = self._records.get(user_id) if user_id is not None else None
+            return dict(record) if record is not None else None
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """A copy of the meta document (``schema``, bio state, ...)."""
+        with self._lock:
+            return dict(self._meta)
+
+    @meta.setter
+    def meta(self, value: Mapping[str, Any]) -> None:
+        """Replace the caller-managed meta fields with ``value``."""
+        fields = {k: v for k, v in value.items() if k not in ("schema", _JOURNAL_GEN)}
+        with self._lock:
+            self._check_writable()
+            own = {k: self._meta[k] for k in ("schema", _JOURNAL_GEN) if k in self._meta}
+            self._meta = {**fields, **own}
+            self._meta_dirty = True
+
+    # ----------------------------------------------------------------- writes
+
+    def seen(
+        self,
+        user: Mapping[str, Any] | object,
+        at: datetime,
+        *,
+        message: bool = True,
+        source: str | None = None,
+    ) -> bool:
+        """Record a sighting of ``user`` at ``at``; return True when the user is new.
+
+        Updates the profile fields and ``last_seen``; counts a message when
+        ``message``; ``source`` is kept only if the record has none yet.
+        """
+        user_id = user_id_of(user)
+        profile = profile_of(user)
+        with self._lock:
+            self._check_writable()
+            seen_at = self._timestamp(at)
+            record = self._records.get(user_id)
+            is_new = record is None
+            if record is None:
+                record = new_record(user_id, profile, seen_at)
+                self._records[user_id] = record
+            else:
+                self._unindex(record)
+                record.update(profile)
+                if seen_at > record["last_seen"]:
+                    record["last_seen"] = seen_at
+            if message:
+                record["messages"] += 1
+            if source and not record["source"]:
+                record["source"] = source
+            self._index(record)
+            self._dirty.add(user_id)
+        return is_new
+
+    def set_blocked(self, user_id: int, blocked: bool, at: datetime) -> bool:
+        """Mark ``user_id`` as having blocked (or unblocked) the bot; False if unknown."""
+        with self._lock:
+            self._check_writable()
+            record = self._records.get(user_id)
+            if record is None:
+                return False
+            record["blocked"] = blocked
+            record["blocked_at"] = self._timestamp(at) if blocked else None
+            self._dirty.add(user_id)
+            return True
+
+    def forget(self, user_id: int) -> bool:
+        """Erase the record of ``user_id``; True when there was one."""
+        with self._lock:
+            self._check_writable()
+            record = self._records.pop(user_id, None)
+            if record is None:
+                return False
+            self._unindex(record)
+            self._dirty.add(user_id)
+            return True
+
+    def update_meta(self, **fields: Any) -> None:
+        """Set fields of the meta document (``schema`` is the store's own)."""
+        if "schema" in fields or _JOURNAL_GEN in fields:
+            raise ValueError("schema and journal_gen are managed by the store")
+        with self._lock:
+            self._check_writable()
+            self._meta.update(fields)
+            self._meta_dirty = True
+
+    def flush(self) -> None:
+        """Make every change so far durable (journal written and fsynced)."""
+        if self.readonly or self._closed:
+            return
+        self._raise_background_failure()
+        self._flush_journal()
+
+    def close(self) -> None:
+        """Stop the background threads, fold everything into the store file, unlock."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.readonly:
+            return
+        self._stop.set()
+        self._snapshot_wanted.set()
+        for thread in self._threads:
+            thread.join()
+        try:
+            self._flush_journal()
+            self._write_snapshot()
+            self._remove_journal()
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = None
+
+    def __enter__(self) -> UserStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --------------------------------------------------------------- indexing
+
+    def _index(self, record: Record) -> None:
+        username = record.get("username")
+        if username:
+            self._by_username[username.lower()] = record["id"]
+
+    def _unindex(self, record: Record) -> None:
+        username = record.get("username")
+        if username and self._by_username.get(username.lower()) == record["id"]:
+            del self._by_username[username.lower()]
+
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise StoreError(f"store {self.path} is open read-only")
+        if self._closed:
+            raise StoreError(f"store {self.path} is closed")
+
+    # ---------------------------------------------------------------- loading
+
+    def _load_for_reading(self) -> None:
+        if not self.path.exists():
+            raise StoreNotFoundError(f"no store at {self.path} yet")
+        # A snapshot may replace the file and compact the journal between our
+        # two reads; the journal's first marker then names a generation newer
+        # than the snapshot we read, and we read both again.
+        for _ in range(READ_RETRIES):
+            snapshot_gen = self._load_snapshot(self._read_bytes(self.path))
+            journal = self._read_bytes(self.journal_path, missing_ok=True)
+            if self._replay(journal, snapshot_gen, strict_start=True):
+                return
+            time.sleep(0.05)
+        raise StoreError(f"store {self.path} kept changing while being read; try again")
+
+    def _open_for_writing(self) -> None:
+        folder = self.path.parent
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create folder {folder}: {exc.strerror or exc}") from None
+        self._take_lock()
+        try:
+            if self.path.exists():
+                snapshot_gen = self._load_snapshot(self._read_bytes(self.path))
+                journal = self._read_bytes(self.journal_path, missing_ok=True)
+                if not self._replay(journal, snapshot_gen, strict_start=False):
+                    raise StoreCorruptError(
+                        f"journal {self.journal_path} is newer than store {self.path}; "
+                        f"the store file was replaced by hand?"
+                    )
+                self._gen = snapshot_gen
+            elif self._read_bytes(self.journal_path, missing_ok=True):
+                raise StoreCorruptError(
+                    f"journal {self.journal_path} exists but store {self.path} is missing; "
+                    f"restore the store file or remove the journal"
+                )
+            # Fold any journal into a fresh snapshot so the new journal starts clean.
+            self._write_snapshot()
+            self._remove_journal()
+            self._open_journal()
+        except BaseException:
+            os.close(self._lock_fd)  # type: ignore[arg-type]
+            self._lock_fd = None
+            raise
+        self._start_threads()
+
+    def _take_lock(self) -> None:
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        except OSError as exc:
+            raise StoreError(f"cannot create lock file {self.lock_path}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read_pid(fd)
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                who = f"process {holder}" if holder else "another process"
+                raise StoreLockedError(
+                    f"store {self.path} is already open for writing by {who} "
+                    f"(lock {self.lock_path}); stop it first",
+                    holder,
+                ) from None
+            raise StoreError(f"cannot lock {self.lock_path}: {exc.strerror or exc}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _read_bytes(self, path: Path, *, missing_ok: bool = False) -> bytes:
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            if missing_ok:
+                return b""
+            raise StoreNotFoundError(f"no store at {path}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+    def _load_snapshot(self, data: bytes) -> int:
+        """Parse the store file into memory; return its journal generation."""
+        self._records = {}
+        self._by_username = {}
+        self._meta = {"schema": SCHEMA}
+        self._other_tables = {}
+        if not data.strip():
+            return 0  # an empty file is a new store
+        # Parsing a large store creates millions of objects; the cyclic GC
+        # would scan them repeatedly while they are being built.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            document = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            problem = "truncated JSON" if exc.pos >= len(data.rstrip()) - 1 else f"invalid JSON ({exc})"
+            raise StoreCorruptError(f"store {self.path} is not readable: {problem}") from None
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        if not isinstance(document, dict):
+            raise StoreCorruptError(f"store {self.path} is not a TinyDB database (not a JSON object)")
+        if document and USERS_TABLE not in document and META_TABLE not in document:
+            tables = ", ".join(sorted(map(str, document))[:3])
+            raise StoreCorruptError(
+                f"store {self.path} is not a user store (it has tables {tables} but no 'users')"
+            )
+        meta_table = document.pop(META_TABLE, {}) or {}
+        meta = meta_table.get(META_DOC_ID) if isinstance(meta_table, dict) else None
+        if meta is not None:
+            if not isinstance(meta, dict) or not isinstance(meta.get("schema", SCHEMA), int):
+                raise StoreCorruptError(f"store {self.path} has a malformed 'meta' table")
+            schema = meta.get("schema", SCHEMA)
+            if schema > SCHEMA:
+                raise StoreCorruptError(
+                    f"store {self.path} has schema {schema}, newer than this version reads "
+                    f"({SCHEMA}); upgrade telegram-user-tracker"
+                )
+            self._meta = {**meta, "schema": SCHEMA}
+        users = document.pop(USERS_TABLE, {}) or {}
+        if not isinstance(users, dict):
+            raise StoreCorruptError(f"store {self.path}: table 'users' is not an object")
+        for doc_id, record in users.items():
+            if not isinstance(record, dict) or not doc_id.isdigit():
+                raise StoreCorruptError(f"store {self.path}: users record {doc_id!r} is malformed")
+            user_id = int(doc_id)
+            record["id"] = user_id
+            self._records[user_id] = complete_record(record)
+            self._index(record)
+        self._other_tables = document
+        self._snapshot_bytes = len(data)
+        gen = self._meta.get(_JOURNAL_GEN, 0)
+        return gen if isinstance(gen, int) else 0
+
+    def _replay(self, journal: bytes, snapshot_gen: int, *, strict_start: bool) -> bool:
+        """Apply committed journal batches of generation >= ``snapshot_gen``.
+
+        Returns False when the journal starts at a generation newer than the
+        snapshot (a reader raced a snapshot and must read again).
+        """
+        if not journal:
+            return True
+        lines = journal.split(b"\n")
+        lines.pop()  # after the last newline: empty, or a torn write
+        gen = -1
+        pending: list[list[Any]] = []
+        for number, line in enumerate(lines, 1):
+            try:
+                entry = orjson.loads(line)
+                kind = entry[0]
+            except (orjson.JSONDecodeError, IndexError, KeyError, TypeError):
+                raise StoreCorruptError(f"journal {self.journal_path} line {number} is corrupt") from None
+            if kind == "g":
+                gen = entry[1]
+                if number == 1 and gen > snapshot_gen and strict_start:
+                    return False
+            elif kind == "c":
+                if gen >= snapshot_gen:
+                    for op in pending:
+                        self._apply(op)
+                pending.clear()
+            else:
+                pending.append(entry)
+        return True
+
+    def _apply(self, op: list[Any]) -> None:
+        kind, value = op[0], op[1]
+        if kind == "u":
+            old = self._records.get(value["id"])
+            if old is not None:
+                self._unindex(old)
+            self._records[value["id"]] = value
+            self._index(value)
+        elif kind == "d":
+            old = self._records.pop(value, None)
+            if old is not None:
+                self._unindex(old)
+        elif kind == "m":
+            self._meta = value
+
+    # ---------------------------------------------------------------- journal
+
+    def _open_journal(self) -> None:
+        fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, FILE_MODE)
+        marker = orjson.dumps(["g", self._gen]) + b"\n"
+        os.write(fd, marker)
+        os.fsync(fd)
+        _fsync_folder(self.path.parent)
+        self._journal_fd = fd
+        self._journal_bytes = len(marker)
+        self._journal_since = None
+
+    def _remove_journal(self) -> None:
+        with self._journal_lock:
+            if self._journal_fd is not None:
+                os.close(self._journal_fd)
+                self._journal_fd = None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.journal_path)
+            _fsync_folder(self.path.parent)
+
+    def _take_changes(self) -> tuple[bytes, set[int], bool]:
+        """Serialise what changed since the last call as journal lines (``_lock`` held).
+
+        Returns the lines and what was taken, so a failed write can put it back.
+        """
+        dirty, self._dirty = self._dirty, set()
+        meta_dirty, self._meta_dirty = self._meta_dirty, False
+        lines = []
+        for user_id in dirty:
+            record = self._records.get(user_id)
+            lines.append(orjson.dumps(["u", record] if record is not None else ["d", user_id]))
+        if meta_dirty:
+            lines.append(orjson.dumps(["m", self._meta]))
+        if not lines:
+            return b"", dirty, meta_dirty
+        lines.append(b'["c"]')
+        return b"\n".join(lines) + b"\n", dirty, meta_dirty
+
+    def _flush_journal(self, *, new_generation: bool = False) -> int:
+        """Append pending changes to the journal; return the journal's new size.
+
+        With ``new_generation`` a generation marker follows the changes, and
+        the returned offset is where that marker starts: everything before it
+        is covered by a snapshot that starts now.
+        """
+        with self._journal_lock:
+            with self._lock:
+                batch, taken, meta_taken = self._take_changes()
+                marker_at = self._journal_bytes + len(batch)
+                if new_generation:
+                    self._gen += 1
+                    batch += orjson.dumps(["g", self._gen]) + b"\n"
+            if not batch or self._journal_fd is None:
+                return self._journal_bytes
+            try:
+                _write_all(self._journal_fd, batch)
+                os.fsync(self._journal_fd)
+            except OSError as exc:
+                # Cut the journal back to its last good end and keep the changes
+                # pending, so the next round writes them again.
+                os.ftruncate(self._journal_fd, self._journal_bytes)
+                with self._lock:
+                    self._dirty |= taken
+                    self._meta_dirty |= meta_taken
+                    if new_generation:
+                        self._gen -= 1
+                raise StoreError(f"cannot write journal {self.journal_path}: {exc.strerror or exc}") from None
+            self._journal_bytes += len(batch)
+            if self._journal_since is None and (taken or meta_taken):
+                self._journal_since = time.monotonic()
+            return marker_at if new_generation else self._journal_bytes
+
+    def _compact_journal(self, keep_from: int) -> None:
+        """Drop journal bytes before ``keep_from`` (they are in the snapshot now)."""
+        with self._journal_lock:
+            if self._journal_fd is None:
+                return
+            with open(self.journal_path, "rb") as fh:
+                fh.seek(keep_from)
+                tail = fh.read()
+            tmp = self.journal_path.with_name(self.journal_path.name + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, FILE_MODE)
+            try:
+                _write_all(fd, tail)
+                os.fsync(fd)
+                os.replace(tmp, self.journal_path)
+            except BaseException:
+                os.close(fd)
+                raise
+            _fsync_folder(self.path.parent)
+            os.close(self._journal_fd)
+            self._journal_fd = fd
+            self._journal_bytes = len(tail)
+            self._journal_since = time.monotonic() if tail.count(b"\n") > 1 else None
+
+    # --------------------------------------------------------------- snapshot
+
+    def _write_snapshot(self) -> None:
+        """Write the whole store to a temp file and atomically replace the store file."""
+        with self._lock:
+            user_ids = list(self._records)
+            meta = {**self._meta, _JOURNAL_GEN: self._gen}
+            other_tables = dict(self._other_tables)
+        folder = self.path.parent
+        tmp = folder / f".{self.path.name}.{os.getpid()}.tmp"
+        size = 0
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        except OSError as exc:
+            raise StoreError(f"cannot write to folder {folder}: {exc.strerror or exc}") from None
+        try:
+            with os.fdopen(fd, "wb", buffering=1 << 20) as out:
+                out.write(b'{"' + USERS_TABLE.encode() + b'":{')
+                first = True
+                for start in range(0, len(user_ids), SNAPSHOT_CHUNK):
+                    chunk = user_ids[start : start + SNAPSHOT_CHUNK]
+                    # One chunk per lock hold bounds the pause seen() callers feel.
+                    with self._lock:
+                        records = self._records
+                        body = orjson.dumps({str(i): records[i] for i in chunk if i in records})
+                    if len(body) > 2:
+                        out.write(body[1:-1] if first else b"," + body[1:-1])
+                        first = False
+                out.write(b"},")
+                out.write(orjson.dumps({META_TABLE: {META_DOC_ID: meta}, **other_tables})[1:])
+                out.flush()
+                size = out.tell()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            _unlink_quietly(tmp)
+            raise StoreError(f"cannot write store {self.path}: {exc.strerror or exc}") from None
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        _fsync_folder(folder)
+        self._snapshot_bytes = size
+
+    def _snapshot_and_compact(self) -> None:
+        marker_at = self._flush_journal(new_generation=True)
+        self._write_snapshot()
+        self._compact_journal(marker_at)
+
+    def _snapshot_due(self) -> bool:
+        with self._journal_lock:
+            if self._journal_since is None:
+                return False
+            if self._journal_bytes >= max(SNAPSHOT_MIN_JOURNAL_BYTES, self._snapshot_bytes // 8):
+                return True
+            return time.monotonic() - self._journal_since >= SNAPSHOT_MAX_AGE
+
+    # ------------------------------------------------------------ background
+
+    def _start_threads(self) -> None:
+        for name, target in (("journal", self._journal_loop), ("snapshot", self._snapshot_loop)):
+            thread = threading.Thread(target=target, name=f"tracker-store-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _journal_loop(self) -> None:
+        while not self._stop.wait(self._flush_interval):
+            try:
+                self._flush_journal()
+                if self._snapshot_due():
+                    self._snapshot_wanted.set()
+            except StoreError as exc:
+                self._record_failure(exc)
+
+    def _snapshot_loop(self) -> None:
+        while True:
+            self._snapshot_wanted.wait()
+            if self._stop.is_set():
+                return
+            self._snapshot_wanted.clear()
+            try:
+                self._snapshot_and_compact()
+            except StoreError as exc:
+                self._record_failure(exc)
+
+    def _record_failure(self, exc: BaseException) -> None:
+        if self._failure is None or str(self._failure) != str(exc):
+            log.error("%s (will retry)", exc)
+        self._failure = exc
+
+    def _raise_background_failure(self) -> None:
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename or create in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
