@@ -1,0 +1,291 @@
+"""Streaming CSV / JSON / NDJSON export of user records.
+
+Records are written in chunks of :data:`CHUNK` as they are read, so memory
+does not grow with the number of users beyond the store itself. A file export
+goes to a temp file in the target's folder that is renamed over the target
+only when everything was written: an interrupted export leaves no half file.
+
+CSV is for spreadsheets, so by default every text cell that a spreadsheet
+would read as a formula (starting with ``= + - @``, tab or CR) gets a leading
+``'`` (OWASP "CSV injection"); ``neutralise=False`` writes values as stored.
+JSON and NDJSON are for programs and always carry the stored values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import islice
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+__all__ = [
+    "CSV_COLUMNS",
+    "FORMATS",
+    "ExportError",
+    "csv_row",
+    "export",
+    "neutralise",
+    "write_csv",
+    "write_json",
+    "write_ndjson",
+]
+
+#: CSV columns, in order (DESIGN.md).
+CSV_COLUMNS: tuple[str, ...] = (
+    "id",
+    "username",
+    "first_name",
+    "last_name",
+    "language_code",
+    "is_bot",
+    "is_premium",
+    "first_seen",
+    "last_seen",
+    "messages",
+    "source",
+    "blocked",
+)
+
+FORMATS: tuple[str, ...] = ("csv", "json", "ndjson")
+
+#: Records per write: large enough to amortise the per-call cost, small
+#: enough that a chunk's text stays a few MB.
+CHUNK = 10_000
+
+#: First characters that make a spreadsheet evaluate a cell.
+FORMULA_START = frozenset("=+-@\t\r")
+
+_BOOL = {True: "true", False: "false", None: ""}
+
+Progress = Callable[[int], None]
+
+
+class ExportError(Exception):
+    """The export could not be written; the message is one line naming the path."""
+
+
+def neutralise(value: str) -> str:
+    """``value`` with a leading ``'`` if a spreadsheet would treat it as a formula."""
+    if value and value[0] in FORMULA_START:
+        return "'" + value
+    return value
+
+
+def _text(value: Any, safe: bool) -> Any:
+    # Slow path of csv_row for values that are not plain str/None.
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return _BOOL[value]
+    value = value if isinstance(value, str) else str(value)
+    return neutralise(value) if safe else value
+
+
+def csv_row(record: Mapping[str, Any], *, safe: bool = True) -> list[Any]:
+    """One record as the CSV cells of :data:`CSV_COLUMNS` (booleans ``true``/``false``, null empty)."""
+    row: list[Any] = []
+    for name in CSV_COLUMNS:
+        value = record.get(name)
+        if name in ("id", "messages") and isinstance(value, int) and not isinstance(value, bool):
+            row.append(value)
+        elif name in ("is_bot", "is_premium", "blocked") and (value is None or isinstance(value, bool)):
+            row.append(_BOOL[value])
+        else:
+            row.append(_text(value, safe))
+    return row
+
+
+def _csv_rows_fast(records: Iterable[Mapping[str, Any]], safe: bool) -> Iterator[tuple[Any, ...]]:
+    """:func:`csv_row` for well-formed records, without a per-cell function call.
+
+    Raises KeyError/TypeError on a record that lacks a field or holds an odd
+    type, after which the caller continues with :func:`csv_row`.
+    """
+    danger = FORMULA_START
+    boolean = _BOOL
+    for rec in records:
+        username = rec["username"]
+        first = rec["first_name"]
+        last = rec["last_name"]
+        lang = rec["language_code"]
+        source = rec["source"]
+        if safe:
+            # Telegram usernames are [A-Za-z0-9_], but a hand-edited store may say otherwise.
+            if username and username[0] in danger:
+                username = "'" + username
+            if first and first[0] in danger:
+                first = "'" + first
+            if last and last[0] in danger:
+                last = "'" + last
+            if lang and lang[0] in danger:
+                lang = "'" + lang
+            if source and source[0] in danger:
+                source = "'" + source
+        yield (
+            rec["id"],
+            username,
+            first,
+            last,
+            lang,
+            boolean[rec["is_bot"]],
+            boolean[rec["is_premium"]],
+            rec["first_seen"],
+            rec["last_seen"],
+            rec["messages"],
+            source,
+            boolean[rec["blocked"]],
+        )
+
+
+def _chunks(records: Iterable[Mapping[str, Any]]) -> Iterator[list[Mapping[str, Any]]]:
+    it = iter(records)
+    while chunk := list(islice(it, CHUNK)):
+        yield chunk
+
+
+def write_csv(
+    records: Iterable[Mapping[str, Any]],
+    out: IO[str],
+    *,
+    excel: bool = False,
+    safe: bool = True,
+    progress: Progress | None = None,
+) -> int:
+    """Write a header and one row per record to the text stream ``out``; return the row count.
+
+    ``out`` must be opened with ``newline=""``. ``excel`` ends lines with CRLF
+    (the caller adds the UTF-8 BOM when opening the stream).
+    """
+    writer = csv.writer(out, lineterminator="\r\n" if excel else "\n")
+    writer.writerow(CSV_COLUMNS)
+    count = 0
+    for chunk in _chunks(records):
+        try:
+            rows: list[Any] = list(_csv_rows_fast(chunk, safe))
+        except (KeyError, TypeError):
+            # A record lacks a field or holds an odd type: redo this chunk carefully.
+            rows = [csv_row(rec, safe=safe) for rec in chunk]
+        writer.writerows(rows)
+        count += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    return count
+
+
+def write_ndjson(
+    records: Iterable[Mapping[str, Any]], out: IO[bytes], *, progress: Progress | None = None
+) -> int:
+    """Write one JSON object per line (every field of each record); return the count."""
+    dumps = orjson.dumps
+    count = 0
+    for chunk in _chunks(records):
+        out.write(b"".join([dumps(rec, option=orjson.OPT_APPEND_NEWLINE) for rec in chunk]))
+        count += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    return count
+
+
+def write_json(
+    records: Iterable[Mapping[str, Any]], out: IO[bytes], *, progress: Progress | None = None
+) -> int:
+    """Write a JSON array of records (every field), one record per line; return the count."""
+    dumps = orjson.dumps
+    count = 0
+    out.write(b"[")
+    for chunk in _chunks(records):
+        body = b",\n".join([dumps(rec) for rec in chunk])
+        out.write((b"\n" if count == 0 else b",\n") + body)
+        count += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    out.write(b"\n]\n" if count else b"]\n")
+    return count
+
+
+def _write(
+    records: Iterable[Mapping[str, Any]],
+    binary: IO[bytes],
+    fmt: str,
+    *,
+    excel: bool,
+    safe: bool,
+    progress: Progress | None,
+) -> int:
+    if fmt == "csv":
+        text = io.TextIOWrapper(
+            binary, encoding="utf-8-sig" if excel else "utf-8", newline="", write_through=False
+        )
+        try:
+            return write_csv(records, text, excel=excel, safe=safe, progress=progress)
+        finally:
+            text.flush()
+            text.detach()
+    if fmt == "json":
+        return write_json(records, binary, progress=progress)
+    if fmt == "ndjson":
+        return write_ndjson(records, binary, progress=progress)
+    raise ValueError(f"unknown export format {fmt!r} (use one of {', '.join(FORMATS)})")
+
+
+def export(
+    records: Iterable[Mapping[str, Any]],
+    target: str | os.PathLike[str],
+    *,
+    fmt: str = "csv",
+    excel: bool = False,
+    safe: bool = True,
+    progress: Progress | None = None,
+) -> int:
+    """Export ``records`` to the file ``target`` (``"-"``: standard output); return the count.
+
+    A file is written to a temp file beside it (mode 0600: it holds personal
+    data), fsynced and renamed over ``target``; on any failure or interrupt the
+    temp file is removed and ``target`` is left as it was.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r} (use one of {', '.join(FORMATS)})")
+    if str(target) == "-":
+        stdout = sys.stdout.buffer
+        try:
+            count = _write(records, stdout, fmt, excel=excel, safe=safe, progress=progress)
+            stdout.flush()
+        except BrokenPipeError:
+            # `export - | head`: the reader left; that is not an error of ours.
+            with contextlib.suppress(OSError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            return 0
+        return count
+    path = Path(target)
+    folder = path.parent
+    tmp = folder / f".{path.name}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb", buffering=1 << 20) as out:
+            count = _write(records, out, fmt, excel=excel, safe=safe, progress=progress)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    return count
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
