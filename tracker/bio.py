@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import sys
 import time
 import unicodedata
@@ -560,8 +561,8 @@ def _describe(result: Mapping[str, Any]) -> str:
         lines.append(f"set {result.get('target', 'profile text')} to: {text} {size}".rstrip())
     elif result.get("pending"):
         lines.append(
-            f"not sent yet: bio_interval not over; {text!r} will be set at {result.get('next_at')} "
-            f"(use --force to send now)"
+            f"not sent: {text!r} waits for bio_interval to end (next update at {result.get('next_at')}); "
+            f"use --force to send it now"
         )
     else:
         lines.append(f"unchanged: {text} {size}".rstrip())
@@ -639,8 +640,20 @@ def _standalone(settings: Settings, *, force: bool, timeout: float) -> str:
         ) from None
     except StoreError as exc:
         raise BioError(str(exc)) from None
-    with store:
-        return asyncio.run(_standalone_async(settings, store, api_id, api_hash, session_name, force, timeout))
+    # Pyrogram logs every reconnect attempt; the CLI's contract is one line on error,
+    # so its chatter is muted unless someone configured that logger on purpose.
+    pyrogram_log = logging.getLogger("pyrogram")
+    muted = pyrogram_log.level == logging.NOTSET
+    if muted:
+        pyrogram_log.setLevel(logging.CRITICAL + 1)
+    try:
+        with store:
+            return asyncio.run(
+                _standalone_async(settings, store, api_id, api_hash, session_name, force, timeout)
+            )
+    finally:
+        if muted:
+            pyrogram_log.setLevel(logging.NOTSET)
 
 
 async def _standalone_async(
@@ -664,31 +677,35 @@ async def _standalone_async(
     # FloodWaits are reported, not slept through: the user decides when to retry.
     client.sleep_threshold = 0
     service = BioService(client, store, settings)
-    interactive_login = not settings.is_bot and not (settings.data_dir / f"{session_name}.session").exists()
+    session_file = settings.data_dir / f"{session_name}.session"
+    interactive_login = not settings.is_bot and not session_file.exists()
     try:
         if interactive_login:
             await client.start()  # asks for the phone number and code on the terminal
         else:
             await asyncio.wait_for(client.start(), timeout)
     except TimeoutError:
-        await _quiet_stop(client)
+        await _quiet_stop(client, session_file)
         raise BioError(f"cannot reach Telegram within {timeout:g} s (network unreachable?)") from None
     except errors.RPCError as exc:
-        await _quiet_stop(client)
+        await _quiet_stop(client, session_file)
         raise BioError(f"Telegram refused the login: {describe_error(exc)}") from None
     except OSError as exc:
-        await _quiet_stop(client)
+        await _quiet_stop(client, session_file)
         raise BioError(f"cannot reach Telegram: {exc.strerror or exc}") from None
+    except Exception as exc:  # pyrogram raises assorted types while connecting; one line each
+        await _quiet_stop(client, session_file)
+        raise BioError(f"cannot connect to Telegram: {describe_error(exc)}") from None
     try:
         result = await service.refresh(force=force)
     finally:
-        await _quiet_stop(client)
+        await _quiet_stop(client, session_file)
     if not result.get("ok"):
         raise BioError(str(result.get("error")))
     return _describe(result)
 
 
-async def _quiet_stop(client: pyrogram.Client) -> None:
+async def _quiet_stop(client: pyrogram.Client, session_file: Path) -> None:
     """Disconnect within a bounded time, ignoring a client that never fully started."""
     try:
         if client.is_initialized:
@@ -697,11 +714,9 @@ async def _quiet_stop(client: pyrogram.Client) -> None:
             await asyncio.wait_for(client.disconnect(), 10)
     except Exception as exc:  # shutting down after an error: the first error is the one to report
         log.debug("ignoring error while disconnecting: %s", exc)
-
-
-def socket_for(settings: Settings) -> Path:
-    """The control socket of the bot running on ``settings.store``."""
-    return socket_path_for(settings.store)
+    # The session file holds the login key: owner-only, like the store.
+    with contextlib.suppress(OSError):
+        os.chmod(session_file, 0o600)
 
 
 __all__ = [
