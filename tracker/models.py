@@ -82,25 +82,34 @@ def user_id_of(user: Mapping[str, Any] | object) -> int:
 def profile_of(user: Mapping[str, Any] | object) -> dict[str, Any]:
     """The :data:`PROFILE_FIELDS` of a user, normalised.
 
-    Strings are stored as Telegram sent them (emoji, RTL, control characters and
-    all); an empty string becomes ``None`` only for ``username`` and
-    ``language_code``, where "" means "not set".
+    Names are stored as Telegram sent them (emoji, RTL, control characters and
+    all); an empty ``username`` or ``language_code`` means "not set" and becomes
+    ``None``. This runs on every update, hence the unrolled code.
     """
-    if isinstance(user, Mapping):
-        raw = {name: user.get(name) for name in PROFILE_FIELDS}
+    if type(user) is dict or isinstance(user, Mapping):
+        get = user.get
+        first_name, last_name = get("first_name"), get("last_name")
+        username, language_code = get("username"), get("language_code")
+        is_bot, is_premium = get("is_bot"), get("is_premium")
     else:
-        raw = {name: getattr(user, name, None) for name in PROFILE_FIELDS}
-    for name in ("first_name", "last_name", "username", "language_code"):
-        value = raw[name]
-        if value is not None and not isinstance(value, str):
-            value = str(value)
-        if name in ("username", "language_code") and not value:
-            value = None
-        raw[name] = value
-    raw["is_bot"] = bool(raw["is_bot"])
-    premium = raw["is_premium"]
-    raw["is_premium"] = None if premium is None else bool(premium)
-    return raw
+        first_name = getattr(user, "first_name", None)
+        last_name = getattr(user, "last_name", None)
+        username = getattr(user, "username", None)
+        language_code = getattr(user, "language_code", None)
+        is_bot = getattr(user, "is_bot", None)
+        is_premium = getattr(user, "is_premium", None)
+    return {
+        "first_name": _text(first_name),
+        "last_name": _text(last_name),
+        "username": _text(username) or None,
+        "language_code": _text(language_code) or None,
+        "is_bot": bool(is_bot),
+        "is_premium": None if is_premium is None else bool(is_premium),
+    }
+
+
+def _text(value: object) -> str | None:
+    return value if value is None or type(value) is str else str(value)
 
 
 def new_record(user_id: int, profile: Mapping[str, Any], seen_at: str) -> Record:
