@@ -1,0 +1,255 @@
+"""The bot process: build the Pyrogram client, run it until a signal, shut down cleanly.
+
+``python bot.py [--config PATH]`` calls :func:`main`. The pieces are public so
+that other code (and tests) can use them:
+
+* :func:`build_app` - the client with its open writer :class:`UserStore` at
+  ``app.store`` and every handler registered; not started.
+* :func:`run` - start (retrying while Telegram is unreachable), serve until the
+  stop event is set, then stop services, the client and the store, in that order.
+* :func:`main` - argument parsing, signals, and one-line errors with exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import pyrogram
+from pyrogram.errors import BadRequest, Unauthorized
+
+from tracker.config import ConfigError, Settings, load
+from tracker.handlers import Clock, Tracker, register, utc_now
+from tracker.store import StoreError, UserStore
+
+log = logging.getLogger(__name__)
+
+#: Seconds between start-up attempts while Telegram is unreachable (doubling up to the max).
+RETRY_FIRST = 1.0
+RETRY_MAX = 60.0
+
+
+class Service(Protocol):
+    """Something that runs beside the client (the bio updater, the control channel)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class FatalStartError(Exception):
+    """Telegram refused the credentials: retrying cannot help."""
+
+
+def build_app(
+    settings: Settings,
+    *,
+    in_memory: bool = False,
+    clock: Clock = utc_now,
+) -> pyrogram.Client:
+    """The tracker client for ``settings``: store open, handlers registered, not started.
+
+    Attributes added to the client: ``store`` (the writer :class:`UserStore`),
+    ``settings``, ``tracker`` (the :class:`~tracker.handlers.Tracker`),
+    ``on_change`` (callbacks run after the user counts may have changed) and
+    ``services`` (:class:`Service` objects that :func:`run` starts after
+    ``app.start()`` and stops before ``app.stop()``).
+
+    Call it from inside the event loop that will run the client (pyrogram 2.0.106
+    binds the current loop in ``Client.__init__``). ``in_memory`` keeps the
+    session out of the data folder (tests). Raises :class:`ConfigError` when the
+    API credentials are missing and :class:`StoreError` (e.g. the store's writer
+    lock is held by another bot) before anything is created.
+    """
+    api_id, api_hash = settings.require_credentials()
+    store = UserStore(settings.store)
+    try:
+        app = pyrogram.Client(
+            settings.session,
+            api_id=api_id,
+            api_hash=api_hash,
+            bot_token=settings.bot_token,
+            # The session file lives beside the store, never in the cwd or the venv's bin/.
+            workdir=str(settings.data_dir),
+            in_memory=in_memory,
+        )
+        on_change: list[Callable[[], None]] = []
+        tracker = Tracker(store, settings, on_change=on_change, clock=clock)
+        app.store = store
+        app.settings = settings
+        app.tracker = tracker
+        app.on_change = on_change
+        app.services = []
+        register(app, tracker)
+    except BaseException:
+        store.close()
+        raise
+    return app
+
+
+def control_handler(
+    app: pyrogram.Client,
+    *,
+    refresh: Callable[[bool], Awaitable[dict[str, Any]]] | None = None,
+) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
+    """The request handler for the control channel (``tracker.control.ControlServer``).
+
+    Serves ``ping`` and ``forget``; ``refresh-bio`` is delegated to ``refresh``
+    (e.g. ``BioService.refresh``) when one is given.
+    """
+    tracker: Tracker = app.tracker
+
+    async def handle(request: dict[str, Any]) -> dict[str, Any]:
+        cmd = request.get("cmd")
+        if cmd == "ping":
+            return {"ok": True, "pid": os.getpid(), "users": len(app.store)}
+        if cmd == "forget":
+            user_id = request.get("user_id")
+            if isinstance(user_id, bool) or not isinstance(user_id, int):
+                return {"ok": False, "error": "forget needs an integer user_id"}
+            erased = app.store.forget(user_id)
+            if erased:
+                tracker.changed()
+            return {"ok": True, "forgotten": erased}
+        if cmd == "refresh-bio" and refresh is not None:
+            return await refresh(bool(request.get("force", False)))
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    return handle
+
+
+async def start_client(app: pyrogram.Client, stop: asyncio.Event) -> bool:
+    """``app.start()``, retried with back-off until it works or ``stop`` is set.
+
+    Returns True once started, False when stopped first. Raises
+    :class:`FatalStartError` when Telegram rejects the credentials (bad token,
+    revoked session, bad api_id): retrying would not help.
+    """
+    delay = RETRY_FIRST
+    while not stop.is_set():
+        start = asyncio.ensure_future(app.start())
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({start, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not start.done():
+            start.cancel()
+            with contextlib.suppress(BaseException):
+                await start
+            await _disconnect_quietly(app)
+            return False
+        exc = start.exception()
+        if exc is None:
+            return True
+        if isinstance(exc, Unauthorized | BadRequest):
+            raise FatalStartError(f"Telegram refused to log in: {exc}") from exc
+        log.warning("cannot reach Telegram (%s: %s); retrying in %.0f s", type(exc).__name__, exc, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, RETRY_MAX)
+    return False
+
+
+async def _disconnect_quietly(app: pyrogram.Client) -> None:
+    # start() was cancelled half-way: close whatever it had opened.
+    if app.is_connected:
+        try:
+            await asyncio.wait_for(app.disconnect(), 10)
+        except BaseException as exc:
+            log.debug("disconnect after an interrupted start failed: %r", exc)
+
+
+async def run(app: pyrogram.Client, settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Run ``app`` until ``stop`` is set, then shut everything down; the store is always closed.
+
+    Without ``stop``, SIGINT and SIGTERM set it. While Telegram is unreachable
+    the start is retried; once started, pyrogram itself reconnects.
+    """
+    if stop is None:
+        stop = asyncio.Event()
+        _install_signal_handlers(stop)
+    store: UserStore = app.store
+    services: list[Service] = app.services
+    started_services: list[Service] = []
+    try:
+        if not await start_client(app, stop):
+            return
+        me = app.me
+        log.info(
+            "tracking as %s%s (%s mode); %d users in %s",
+            "@" if me and me.username else "",
+            (me.username or me.id) if me else "?",
+            "bot" if settings.is_bot else "user",
+            len(store),
+            store.path,
+        )
+        try:
+            # ---- services start here, after app.start() (bio updater, control channel) ----
+            for service in services:
+                await service.start()
+                started_services.append(service)
+            await stop.wait()
+        finally:
+            # ---- services stop here, before app.stop(), in reverse order ----
+            for service in reversed(started_services):
+                try:
+                    await service.stop()
+                except Exception:
+                    log.exception("stopping %r failed", service)
+            try:
+                # Handler workers finish the updates already queued, then the client disconnects.
+                await app.stop()
+            except Exception:
+                log.exception("stopping the client failed")
+    finally:
+        store.close()
+        log.info("store %s flushed and closed", store.path)
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def _amain(settings: Settings) -> None:
+    # build_app inside the loop: pyrogram binds the running loop when the client is built.
+    app = build_app(settings)
+    await run(app, settings)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """``--config PATH`` (default: $TRACKER_CONFIG, then ./config.ini) and ``-v``."""
+    parser = argparse.ArgumentParser(
+        prog="bot.py", description="Track every user who interacts with the bot."
+    )
+    parser.add_argument(
+        "--config", metavar="PATH", help="config file (default: $TRACKER_CONFIG or ./config.ini)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python bot.py``: exits 0 after a clean stop, 1 on an error."""
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load(args.config)
+        settings.require_credentials()
+        asyncio.run(_amain(settings))
+    except (ConfigError, StoreError, FatalStartError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C before the signal handlers were installed: nothing to flush yet
+

@@ -1,0 +1,372 @@
+"""Pyrogram callbacks: turn incoming updates into :class:`~tracker.store.UserStore` calls.
+
+Two kinds of handlers, registered by :func:`register`:
+
+* **Tracking** (group :data:`TRACKING_GROUP`, before every other group): record
+  whoever sent a message, edited one, pressed a button, typed an inline query,
+  picked an inline result, joined a chat, or blocked/unblocked the bot. They
+  never stop propagation and never raise: a failure is logged with the update
+  id and the next update is tracked as usual.
+* **Commands** (group :data:`COMMAND_GROUP`): ``/start``, ``/stats``,
+  ``/mydata``, ``/forget``.
+
+Pyrogram runs only the first matching handler of a group, so the raw handler
+for ``UpdateBotStopped`` sits in a group of its own (:data:`RAW_TRACKING_GROUP`):
+in pyrogram 2.0.106 a ``RawUpdateHandler`` matches every update.
+
+Everything in a tracking handler is synchronous, in-memory work
+(``store.seen`` is a dict update): no I/O on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pyrogram
+from pyrogram import enums, filters, raw
+from pyrogram.errors import RPCError, UserIsBlocked
+from pyrogram.handlers import (
+    CallbackQueryHandler,
+    ChosenInlineResultHandler,
+    EditedMessageHandler,
+    InlineQueryHandler,
+    MessageHandler,
+    RawUpdateHandler,
+)
+from pyrogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+from tracker.config import Settings
+from tracker.stats import compute_stats
+from tracker.store import UserStore
+
+log = logging.getLogger(__name__)
+
+#: Raw updates (UpdateBotStopped) are looked at first, in a group of their own.
+RAW_TRACKING_GROUP = -2
+#: The typed tracking handlers: before every group an application would use.
+TRACKING_GROUP = -1
+#: Chat commands.
+COMMAND_GROUP = 0
+
+#: callback_data of the "yes, erase my data" button of /forget.
+FORGET_CONFIRM_DATA = "forget:yes"
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware (the store wants aware datetimes)."""
+    return datetime.now(UTC)
+
+
+def raw_user_profile(user: Any) -> dict[str, Any] | None:
+    """A store-ready mapping for a raw TL ``User`` (None for ``UserEmpty``)."""
+    if not isinstance(user, raw.types.User):
+        return None
+    return {
+        "id": user.id,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "username": user.username,
+        "language_code": user.lang_code,
+        "is_bot": bool(user.bot),
+        "is_premium": bool(user.premium),
+    }
+
+
+def start_payload(text: str | None, bot_username: str | None) -> str | None:
+    """The deep-link payload of ``/start PAYLOAD`` (or ``/start@bot PAYLOAD``), else None."""
+    if not text or not text.startswith("/start"):
+        return None
+    parts = text.split(maxsplit=1)
+    command = parts[0]
+    if command != "/start":
+        target = command[len("/start"):]
+        if not target.startswith("@") or not bot_username or target[1:].lower() != bot_username.lower():
+            return None
+    if len(parts) < 2:
+        return None
+    payload = parts[1].strip()
+    return payload or None
+
+
+class Tracker:
+    """The tracking and command callbacks, bound to one store and one configuration.
+
+    ``on_change`` callbacks run (synchronously) after anything that may change the
+    user counts: a new user, a block or unblock, a forget.
+    """
+
+    def __init__(
+        self,
+        store: UserStore,
+        settings: Settings,
+        *,
+        on_change: list[Callable[[], None]] | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.on_change: list[Callable[[], None]] = on_change if on_change is not None else []
+        self.clock = clock
+        self._admin_ids = settings.admin_ids()
+        self._admin_usernames = settings.admin_usernames()
+
+    # ----------------------------------------------------------------- helpers
+
+    def changed(self) -> None:
+        """Run the ``on_change`` callbacks; one failing does not stop the others."""
+        for callback in self.on_change:
+            try:
+                callback()
+            except Exception:
+                log.exception("on_change callback %r failed", callback)
+
+    def _seen(self, user: Any, *, message: bool, source: str | None = None) -> None:
+        if self.store.seen(user, self.clock(), message=message, source=source):
+            self.changed()
+
+    @staticmethod
+    def _is_me(client: pyrogram.Client, user: Any) -> bool:
+        me = client.me
+        return me is not None and user.id == me.id
+
+    # ----------------------------------------------------------------- tracking
+
+    async def track_message(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
+        """A new message anywhere: count it for its sender; record joined members."""
+        try:
+            sender = message.from_user
+            # Outgoing = the account's own message (user mode): not a user.
+            if sender is not None and not message.outgoing and not self._is_me(client, sender):
+                is_service = bool(message.service)
+                source = None
+                if self.settings.is_bot and not is_service:
+                    source = start_payload(message.text, client.me.username if client.me else None)
+                # Service messages (joins, pins, ...) are interactions, not messages.
+                self._seen(sender, message=not is_service, source=source)
+            for member in message.new_chat_members or ():
+                if not self._is_me(client, member):
+                    self._seen(member, message=False)
+        except Exception:
+            log.exception("tracking failed for message %s in chat %s", message.id, _chat_id(message))
+
+    async def track_edit(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
+        """An edited message: the sender was active, but it is not a new message."""
+        try:
+            sender = message.from_user
+            if sender is not None and not message.outgoing and not self._is_me(client, sender):
+                self._seen(sender, message=False)
+        except Exception:
+            log.exception("tracking failed for edited message %s in chat %s", message.id, _chat_id(message))
+
+    async def track_query(self, client: pyrogram.Client, query: Any) -> None:
+        """A callback query, inline query or chosen inline result: the user was active."""
+        try:
+            user = query.from_user
+            if user is not None and not self._is_me(client, user):
+                self._seen(user, message=False)
+        except Exception:
+            query_id = getattr(query, "id", None) or getattr(query, "result_id", None)
+            log.exception("tracking failed for %s %s", type(query).__name__, query_id)
+
+    async def track_raw(
+        self, client: pyrogram.Client, update: Any, users: Mapping[int, Any], chats: Mapping[int, Any]
+    ) -> None:
+        """``UpdateBotStopped``: the user blocked (stopped) or unblocked the bot."""
+        if not isinstance(update, raw.types.UpdateBotStopped):
+            return
+        try:
+            at = datetime.fromtimestamp(update.date, UTC)
+            user_id = update.user_id
+            if user_id not in self.store:
+                # Someone who used the bot before tracking began: worth a record.
+                profile = raw_user_profile(users.get(user_id))
+                if profile is None:
+                    state = "stopped" if update.stopped else "restarted"
+                    log.info("bot %s by unknown user %s", state, user_id)
+                    return
+                self.store.seen(profile, self.clock(), message=False)
+            self.store.set_blocked(user_id, bool(update.stopped), at)
+            self.changed()
+        except Exception:
+            log.exception(
+                "tracking failed for UpdateBotStopped of user %s (qts %s)", update.user_id, update.qts
+            )
+
+    # ----------------------------------------------------------------- commands
+
+    def is_admin(self, client: pyrogram.Client, user: Any) -> bool:
+        """May ``user`` see the full /stats? Bot mode: ``admins``; user mode: the owner."""
+        if user is None:
+            return False
+        if not self.settings.is_bot:
+            return self._is_me(client, user)
+        if user.id in self._admin_ids:
+            return True
+        username = (user.username or "").lower()
+        return bool(username) and username in self._admin_usernames
+
+    async def reply(
+        self, client: pyrogram.Client, message: pyrogram.types.Message, text: str, **kwargs: Any
+    ) -> pyrogram.types.Message | None:
+        """Send ``text`` to the message's chat; a USER_IS_BLOCKED failure marks the user blocked."""
+        return await self.send(client, message.chat.id, text, user=message.from_user, **kwargs)
+
+    async def send(
+        self, client: pyrogram.Client, chat_id: int, text: str, *, user: Any = None, **kwargs: Any
+    ) -> pyrogram.types.Message | None:
+        """Send a plain-text message; errors are logged, never raised."""
+        try:
+            result: pyrogram.types.Message | None = await client.send_message(
+                chat_id, text, parse_mode=enums.ParseMode.DISABLED, **kwargs
+            )
+            return result
+        except UserIsBlocked:
+            if user is not None:
+                self.mark_blocked(user.id)
+        except RPCError as exc:
+            log.warning("cannot send to chat %s: %s", chat_id, exc)
+        return None
+
+    def mark_blocked(self, user_id: int) -> None:
+        """Telegram said USER_IS_BLOCKED: record the block (if the user is known)."""
+        if self.store.set_blocked(user_id, True, self.clock()):
+            log.info("user %s blocked the bot", user_id)
+            self.changed()
+
+    async def cmd_start(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
+        """``/start``: the configured welcome (bot mode)."""
+        user = message.from_user
+        first_name = (user.first_name if user else None) or ""
+        await self.reply(client, message, self.settings.welcome.format(first_name=first_name))
+
+    async def cmd_stats(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
+        """``/stats``: full figures for admins, the total for others if ``public_stats``."""
+        user = message.from_user
+        if self.is_admin(client, user):
+            text = await self.stats_text()
+        elif self.settings.public_stats:
+            text = f"👥 Users: {len(self.store):,}"
+        elif self.settings.is_bot:
+            text = "Statistics are only available to the bot's admins."
+        else:
+            return  # a user account stays silent towards strangers
+        await self.reply(client, message, text)
+
+    async def stats_text(self) -> str:
+        """The admin /stats text: the same figures as ``cli.py stats``."""
+        now = self.clock()
+        # A shallow list is cheap on the loop; the O(n) scan runs in a thread so
+        # updates keep flowing. Records are replaced, never resized, by seen(),
+        # so reading them concurrently is safe (at worst a figure is a moment old).
+        records = list(self.store)
+        loop = asyncio.get_running_loop()
+        stats = await loop.run_in_executor(
+            None, lambda: compute_stats(records, now=now, tz=self.settings.tz)
+        )
+        return (
+            f"👥 Users: {stats['total_users']:,}\n"
+            f"🆕 New today: {stats['new_today']:,}\n"
+            f"🟢 Active 24h: {stats['active_24h']:,}\n"
+            f"📅 Active 7d: {stats['active_7d']:,}\n"
+            f"🗓 Active 30d: {stats['active_30d']:,}\n"
+            f"⛔ Blocked: {stats['blocked_users']:,}"
+        )
+
+    async def cmd_mydata(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
+        """``/mydata``: the caller's own record as JSON."""
+        user = message.from_user
+        record = self.store.get(user.id) if user else None
+        if record is None:
+            await self.reply(client, message, "I have no data about you.")
+            return
+        text = json.dumps(record, ensure_ascii=False, indent=2, sort_keys=False)
+        await self.reply(client, message, text)
+
+    async def cmd_forget(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
+        """``/forget``: ask for confirmation; ``/forget yes`` erases at once."""
+        user = message.from_user
+        if user is None:
+            return
+        words = (message.text or "").split()
+        if len(words) > 1 and words[1].lower() == "yes":
+            await self.reply(client, message, self.forget(user.id))
+            return
+        if self.settings.is_bot:
+            markup = InlineKeyboardMarkup(
+                [[InlineKeyboardButton("Yes, erase my data", callback_data=FORGET_CONFIRM_DATA)]]
+            )
+            await self.reply(
+                client,
+                message,
+                "Erase everything I know about you? Press the button or send /forget yes.",
+                reply_markup=markup,
+            )
+        else:
+            await self.reply(client, message, "Erase everything I know about you? Send /forget yes.")
+
+    async def on_forget_button(self, client: pyrogram.Client, query: pyrogram.types.CallbackQuery) -> None:
+        """The /forget confirmation button: erase the presser's record."""
+        text = self.forget(query.from_user.id)
+        try:
+            await query.answer("Erased.")
+        except RPCError as exc:
+            log.warning("cannot answer callback query %s: %s", query.id, exc)
+        if query.message is not None:
+            try:
+                await query.message.edit_text(text)
+            except RPCError as exc:
+                log.warning("cannot edit message %s: %s", query.message.id, exc)
+        else:
+            await self.send(client, query.from_user.id, text, user=query.from_user)
+
+    def forget(self, user_id: int) -> str:
+        """Erase ``user_id``'s record; the text to tell them."""
+        if self.store.forget(user_id):
+            self.changed()
+            return "Your data was erased. If you write to me again, a new record will start."
+        return "I had no data about you. If you write to me again, a new record will start."
+
+
+def _chat_id(message: Any) -> Any:
+    chat = getattr(message, "chat", None)
+    return getattr(chat, "id", None)
+
+
+def register(client: pyrogram.Client, tracker: Tracker) -> None:
+    """Add the tracking and command handlers of ``tracker`` to ``client``."""
+    is_bot = tracker.settings.is_bot
+    client.add_handler(RawUpdateHandler(tracker.track_raw), group=RAW_TRACKING_GROUP)
+    for handler in (
+        MessageHandler(tracker.track_message),
+        EditedMessageHandler(tracker.track_edit),
+        CallbackQueryHandler(tracker.track_query),
+        InlineQueryHandler(tracker.track_query),
+        ChosenInlineResultHandler(tracker.track_query),
+    ):
+        client.add_handler(handler, group=TRACKING_GROUP)
+
+    if is_bot:
+        # A bot answers anyone in a private chat; /stats also in groups (admins decide).
+        private = filters.private
+        start = filters.command("start") & private
+        client.add_handler(MessageHandler(tracker.cmd_start, start), COMMAND_GROUP)
+        client.add_handler(MessageHandler(tracker.cmd_stats, filters.command("stats")), COMMAND_GROUP)
+        client.add_handler(
+            CallbackQueryHandler(tracker.on_forget_button, filters.regex(f"^{FORGET_CONFIRM_DATA}$")),
+            COMMAND_GROUP,
+        )
+    else:
+        # A user account: its owner asks (anywhere, e.g. Saved Messages); strangers
+        # get answers only in private chats.
+        private = filters.private & filters.incoming
+        stats = filters.command("stats") & (filters.me | private)
+        client.add_handler(MessageHandler(tracker.cmd_stats, stats), COMMAND_GROUP)
+    client.add_handler(MessageHandler(tracker.cmd_mydata, filters.command("mydata") & private), COMMAND_GROUP)
+    client.add_handler(MessageHandler(tracker.cmd_forget, filters.command("forget") & private), COMMAND_GROUP)
