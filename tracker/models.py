@@ -8,7 +8,7 @@ the right attributes, or a mapping with the right keys, is a user.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 Record = dict[str, Any]
@@ -53,27 +53,31 @@ def parse_ts(text: str) -> datetime:
 class TimestampCache:
     """Formats aware datetimes, reusing the string while the second is the same.
 
-    ``strftime`` costs about a microsecond; the bot sees many updates per second,
-    so caching by whole second keeps timestamping off the hot path's budget.
+    ``strftime`` costs about a microsecond and the bot sees many updates per
+    second; comparing against the cached second's bounds is much cheaper.
     """
 
-    __slots__ = ("_second", "_text")
+    __slots__ = ("_end", "_start", "_text")
 
     def __init__(self) -> None:
-        self._second: int | None = None
+        self._start = self._end = datetime.min.replace(tzinfo=UTC)
         self._text = ""
 
     def __call__(self, at: datetime) -> str:
-        second = int(at.timestamp())
-        if second != self._second:
+        if not self._start <= at < self._end:
             self._text = format_ts(at)
-            self._second = second
+            self._start = at.replace(microsecond=0)
+            self._end = self._start + _ONE_SECOND
         return self._text
+
+
+_ONE_SECOND = timedelta(seconds=1)
 
 
 def user_id_of(user: Mapping[str, Any] | object) -> int:
     """The Telegram id of a mapping or an object with an ``id`` attribute."""
-    value = user["id"] if isinstance(user, Mapping) else getattr(user, "id")  # noqa: B009 - `object` has no .id for mypy
+    is_mapping = type(user) is dict or isinstance(user, Mapping)
+    value = user["id"] if is_mapping else getattr(user, "id")  # noqa: B009 - mypy: object has no .id
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"user id must be an int, got {value!r}")
     return value
