@@ -76,8 +76,8 @@ _ONE_SECOND = timedelta(seconds=1)
 
 def user_id_of(user: Mapping[str, Any] | object) -> int:
     """The Telegram id of a mapping or an object with an ``id`` attribute."""
-    is_mapping = type(user) is dict or isinstance(user, Mapping)
-    value = user["id"] if is_mapping else getattr(user, "id")  # noqa: B009 - mypy: object has no .id
+    # isinstance(x, dict) is a cheap C check; the Mapping ABC check is not.
+    value = user["id"] if isinstance(user, dict | Mapping) else getattr(user, "id")  # noqa: B009
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"user id must be an int, got {value!r}")
     return value
@@ -90,7 +90,7 @@ def profile_of(user: Mapping[str, Any] | object) -> dict[str, Any]:
     all); an empty ``username`` or ``language_code`` means "not set" and becomes
     ``None``. This runs on every update, hence the unrolled code.
     """
-    if type(user) is dict or isinstance(user, Mapping):
+    if isinstance(user, dict | Mapping):
         get = user.get
         first_name, last_name = get("first_name"), get("last_name")
         username, language_code = get("username"), get("language_code")
