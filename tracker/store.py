@@ -81,6 +81,9 @@ _JOURNAL_GEN = "journal_gen"
 
 FILE_MODE = 0o600
 FLUSH_INTERVAL = 0.2
+# Journal early once this many changes are pending: serialising a batch holds
+# the lock, so bounding the batch bounds the pause seen() callers can feel.
+FLUSH_EARLY_AT = 8_192
 # Records serialised per chunk of a snapshot: the longest pause a snapshot
 # imposes on seen() callers is one chunk (~10 ms at 5,000 records).
 SNAPSHOT_CHUNK = 5_000
@@ -153,6 +156,7 @@ class UserStore:
         self._snapshot_bytes = 0
         self._lock_fd: int | None = None
         self._stop = threading.Event()
+        self._flush_wanted = threading.Event()
         self._snapshot_wanted = threading.Event()
         self._threads: list[threading.Thread] = []
         self._failure: BaseException | None = None
@@ -249,7 +253,10 @@ class UserStore:
             if source and not record["source"]:
                 record["source"] = source
                 whole_record_changed = True
-            (self._changed if whole_record_changed else self._touched).add(user_id)
+            pending = self._changed if whole_record_changed else self._touched
+            pending.add(user_id)
+            if len(pending) >= FLUSH_EARLY_AT:
+                self._flush_wanted.set()
         return is_new
 
     def set_blocked(self, user_id: int, blocked: bool, at: datetime) -> bool:
@@ -297,6 +304,7 @@ class UserStore:
         if self.readonly:
             return
         self._stop.set()
+        self._flush_wanted.set()
         self._snapshot_wanted.set()
         for thread in self._threads:
             thread.join()
@@ -698,7 +706,9 @@ class UserStore:
             self._threads.append(thread)
 
     def _journal_loop(self) -> None:
-        while not self._stop.wait(self._flush_interval):
+        while not self._stop.is_set():
+            self._flush_wanted.wait(self._flush_interval)
+            self._flush_wanted.clear()
             try:
                 self._flush_journal()
                 if self._snapshot_due():
