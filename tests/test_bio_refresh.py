@@ -23,6 +23,8 @@ from tracker.config import Settings, load
 from tracker.control import socket_path_for
 from tracker.store import UserStore
 
+pytestmark = pytest.mark.bot  # also run against pyrogram 2.0.106
+
 ROOT = Path(__file__).resolve().parent.parent
 API = ["api_id = 12345", "api_hash = 0123456789abcdef0123456789abcdef"]
 
