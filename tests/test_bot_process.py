@@ -1,0 +1,177 @@
+"""``python bot.py`` as a real process: start-up errors, signals, clean shutdown.
+
+Telegram is unreachable here, so either the process really tries to connect (and
+keeps retrying) or ``pyrogram.Client.start``/``stop`` are swapped for the fake
+Telegram of telegram_fakes.py by a small wrapper script; ``tracker.bot.main()``
+and its signal handling are always the real ones.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tinydb import TinyDB
+
+from tracker.store import UserStore
+
+pytestmark = pytest.mark.bot
+
+REPO = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+
+FAKE_START = """
+import sys
+sys.path[:0] = [{repo!r}, {tests!r}]
+import pyrogram
+from telegram_fakes import FakeTelegram
+from tracker import bot
+
+tg = FakeTelegram()
+alice = tg.user(1001, "Alice", username="alice")
+bob = tg.user(1002, "Bob")
+
+async def fake_start(self, *args, **kwargs):
+    await tg.attach(self)
+    await tg.feed(self, tg.message(alice, "/start from_sub"), tg.message(bob, "hi"), tg.bot_stopped(bob))
+    print("READY", flush=True)
+    return self
+
+async def fake_stop(self, *args, **kwargs):
+    await tg.detach(self)
+    print("STOPPED", flush=True)
+    return self
+
+pyrogram.Client.start = fake_start
+pyrogram.Client.stop = fake_stop
+bot.main(sys.argv[1:])
+"""
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def config(tmp_path: Path, *, credentials: bool = True) -> Path:
+    lines = ["[pyrogram]"]
+    if credentials:
+        lines += ["api_id = 12345", "api_hash = 0123456789abcdef0123456789abcdef", "bot_token = 1:FAKE"]
+    lines += ["[tracker]", "store = data/users.json"]
+    path = tmp_path / "config.ini"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def spawn(args: list[str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(predicate: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def assert_closed_store(store: Path) -> dict[int, dict[str, object]]:
+    """The store is a complete TinyDB file, folded (no journal) and unlocked."""
+    assert store.exists()
+    assert not Path(f"{store}.journal").exists() or Path(f"{store}.journal").stat().st_size == 0
+    with UserStore(store):  # the writer lock was released
+        pass
+    with TinyDB(store) as db:
+        return {doc.doc_id: dict(doc) for doc in db.table("users").all()}
+
+
+def test_missing_credentials_name_the_keys_and_exit_1(tmp_path: Path) -> None:
+    cfg = config(tmp_path, credentials=False)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bot.py"), "--config", str(cfg)],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    for name in ("api_id", "api_hash", "TRACKER_API_ID", "TRACKER_API_HASH", str(cfg)):
+        assert name in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "data" / "users.json").exists()
+
+
+def test_a_second_bot_on_the_same_store_gets_the_lock_error(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    with UserStore(tmp_path / "data" / "users.json"):
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "bot.py"), "--config", str(cfg)],
+            cwd=tmp_path,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 1
+    assert str(os.getpid()) in proc.stderr and "users.json" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_flushes_and_closes_the_store(tmp_path: Path, sig: signal.Signals) -> None:
+    cfg = config(tmp_path)
+    script = FAKE_START.format(repo=str(REPO), tests=str(TESTS))
+    proc = spawn(["-c", script, "--config", str(cfg)], cwd=tmp_path)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip() == "READY", proc.stderr.read() if proc.stderr else line
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "STOPPED" in out
+    records = assert_closed_store(tmp_path / "data" / "users.json")
+    assert set(records) == {1001, 1002}
+    assert records[1001]["source"] == "from_sub" and records[1001]["messages"] == 1
+    assert records[1002]["blocked"] is True
+    assert "Traceback" not in err
+
+
+def test_sigterm_while_telegram_is_unreachable_exits_0_with_a_closed_store(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    store = tmp_path / "data" / "users.json"
+    proc = spawn([str(REPO / "bot.py"), "--config", str(cfg)], cwd=tmp_path)
+    try:
+        # The writer lock file appears once the store is open; then the client starts connecting.
+        wait_for(lambda: Path(f"{store}.lock").exists() or proc.poll() is not None)
+        assert proc.poll() is None, proc.communicate()[1]
+        time.sleep(1.0)  # inside the connection attempts (they retry for as long as it takes)
+        assert proc.poll() is None, proc.communicate()[1]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "flushed and closed" in err
+    assert assert_closed_store(store) == {}
+    assert (tmp_path / "data" / "tracker.session").exists()  # the session lives in the data folder
