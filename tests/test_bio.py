@@ -538,3 +538,32 @@ def test_restart_honours_a_flood_wait(tmp_path: Path) -> None:
     run(second)
     assert seen == {"during": [], "after": ["👥 Users: 0"]}
 
+
+
+def test_large_store_is_counted_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bio, "OFFLOAD_RECORDS", 2)
+    threads: list[str] = []
+    real = bio.store_values
+
+    def spy(*args: Any, **kwargs: Any) -> dict[str, int]:
+        import threading
+
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bio, "store_values", spy)
+
+    async def main() -> None:
+        settings = make_settings(tmp_path, bio_template="{reachable} of {users}")
+        async with Harness(settings) as h:
+            h.add_users(1, 2, 3)
+            h.store.set_blocked(1001, True, h.time.at())
+            await h.service.start()
+            for _ in range(500):  # a real thread: wait for it in real time (bounded)
+                if h.recorder.calls:
+                    break
+                await asyncio.sleep(0.01)
+            assert h.recorder.abouts == ["2 of 3"]
+
+    run(main)
+    assert threads and all(name != "MainThread" for name in threads)

@@ -50,7 +50,7 @@ from zoneinfo import ZoneInfo
 import pyrogram
 from pyrogram import errors, raw
 
-from .config import BIO_PLACEHOLDERS, ConfigError, Settings
+from .config import BIO_PLACEHOLDERS, ConfigError, Settings, template_fields
 from .control import BotNotRunning, ControlError, request, socket_path_for
 from .models import format_ts, parse_ts
 from .stats import compute_stats
@@ -227,10 +227,30 @@ def render_for(
     return Rendered(about=about, limit=limit, description=description, warnings=tuple(warnings))
 
 
+#: Stores larger than this are counted in a worker thread, so the event loop (and
+#: with it every tracking handler) is not held up by a full pass over the records.
+OFFLOAD_RECORDS = 20_000
+
+
+def needs_full_pass(settings: Settings) -> bool:
+    """True when the templates use more than ``{users}`` (which is just ``len(store)``)."""
+    fields = template_fields(settings.bio_template)
+    if settings.is_bot and settings.description_template is not None:
+        fields |= template_fields(settings.description_template)
+    return not fields <= {"users"}
+
+
+def store_values(settings: Settings, store: UserStore, *, now: float) -> dict[str, int]:
+    """The placeholder values for ``store`` at ``now`` (a Unix time)."""
+    if not needs_full_pass(settings):
+        return {"users": len(store), "reachable": 0, "active_30d": 0, "new_today": 0}
+    at = datetime.fromtimestamp(now, UTC)
+    return count_values(iter(store), now=at, tz=settings.tz)
+
+
 def render_store(settings: Settings, store: UserStore, *, now: float, premium: bool | None) -> Rendered:
     """Render the texts from the records of ``store`` at ``now`` (a Unix time)."""
-    at = datetime.fromtimestamp(now, UTC)
-    return render_for(settings, count_values(iter(store), now=at, tz=settings.tz), premium=premium)
+    return render_for(settings, store_values(settings, store, now=now), premium=premium)
 
 
 # --------------------------------------------------------------------------- sending
@@ -472,7 +492,11 @@ class BioService:
                     }
                 if not force:
                     return {"ok": False, "error": self._error, "retry": True, "next_at": _ts(self._retry_at)}
-            rendered = render_store(self._settings, self._store, now=now, premium=self._premium())
+            if needs_full_pass(self._settings) and len(self._store) > OFFLOAD_RECORDS:
+                values = await asyncio.to_thread(store_values, self._settings, self._store, now=now)
+            else:
+                values = store_values(self._settings, self._store, now=now)
+            rendered = render_for(self._settings, values, premium=self._premium())
             for warning in rendered.warnings:
                 if warning not in self._warned:  # once per distinct text, not every interval
                     self._warned.add(warning)
