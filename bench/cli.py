@@ -1,0 +1,196 @@
+"""``python -m bench cli``: ``stats`` and ``export`` as whole processes, against sqlite3.
+
+For each size it writes a store file directly in the TinyDB layout (faster
+than ``seen()`` one by one) and a sqlite3 database of the same users (the
+peer a user would pick instead: one table, indexes on the timestamps), then
+times, each as a fresh process (best of ``--repeat``):
+
+* ``cli.py stats --json`` vs the same figures through SQL queries;
+* ``cli.py export FILE`` (CSV) vs ``csv.writer`` over ``SELECT``;
+
+and in-process the export writer alone (rows/s with the store already
+loaded), plus the peak memory of ``stats`` per user (``wait4`` rusage).
+Targets (issue 5): stats <= 0.2 s at 100k and <= 1.5 s at 1M users, export
+>= 500k rows/s and <= 4 s for 1M users end to end, stats <= 1 KB per user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tracker.models import format_ts
+
+REPO = Path(__file__).resolve().parent.parent
+NOW = datetime.now(UTC)
+FIRST_ID = 100_000_000
+LANGS = ["en", "ru", "de", "es", "fa", "pt-br", None, "it", "uk", "tr"]
+SOURCES = [None] * 6 + ["ads", "promo", "ref_42", "-x"]
+
+SQL_STATS = """
+import sqlite3, sys, json
+from datetime import datetime, timedelta, UTC
+from zoneinfo import ZoneInfo
+conn = sqlite3.connect(sys.argv[1])
+now = datetime.now(UTC); tz = ZoneInfo("UTC")
+ts = lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")
+today = datetime.combine(now.date(), datetime.min.time(), tzinfo=tz)
+q = lambda sql, *a: conn.execute(sql, a).fetchall()
+out = {
+  "total_users": q("select count(*) from users")[0][0],
+  "new_today": q("select count(*) from users where first_seen >= ?", ts(today))[0][0],
+  "active_24h": q("select count(*) from users where last_seen >= ?", ts(now - timedelta(hours=24)))[0][0],
+  "active_7d": q("select count(*) from users where last_seen >= ?", ts(now - timedelta(days=7)))[0][0],
+  "active_30d": q("select count(*) from users where last_seen >= ?", ts(now - timedelta(days=30)))[0][0],
+  "blocked_users": q("select count(*) from users where blocked")[0][0],
+  "messages_total": q("select sum(messages) from users")[0][0],
+  "first_seen": q("select min(first_seen) from users")[0][0],
+  "last_seen": q("select max(last_seen) from users")[0][0],
+  "languages": dict(q("select coalesce(language_code, 'unknown'), count(*) from users "
+                      "group by 1 order by 2 desc")),
+  "sources": dict(q("select source, count(*) from users where source is not null "
+                    "group by 1 order by 2 desc")),
+  "new_per_day": q("select substr(first_seen, 1, 10), count(*) from users where first_seen >= ? group by 1",
+                   ts(today - timedelta(days=29))),
+}
+out["reachable_users"] = out["total_users"] - out["blocked_users"]
+print(json.dumps(out))
+"""
+
+SQL_EXPORT = """
+import csv, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1])
+B = {1: "true", 0: "false", None: ""}
+with open(sys.argv[2], "w", newline="", encoding="utf-8") as fh:
+    w = csv.writer(fh, lineterminator="\\n")
+    w.writerow("id,username,first_name,last_name,language_code,is_bot,is_premium,first_seen,last_seen,"
+               "messages,source,blocked".split(","))
+    w.writerows((r[0], r[1], r[2], r[3], r[4], B[r[5]], B[r[6]], r[7], r[8], r[9], r[10], B[r[11]])
+                for r in conn.execute("select id, username, first_name, last_name, language_code, "
+                                      "is_bot, is_premium, first_seen, last_seen, messages, source, "
+                                      "blocked from users"))
+"""
+
+
+def generate(n: int, folder: Path, seed: int = 5) -> tuple[Path, Path]:
+    """Write ``users.json`` (TinyDB layout) and ``users.sqlite`` with the same ``n`` users."""
+    rnd = random.Random(seed)
+    # strftime per user would dominate generation: draw from a pool of stamps.
+    span = 730 * 86400
+    pool = sorted(rnd.randrange(0, span) for _ in range(20_000))
+    stamps = [format_ts(NOW - timedelta(seconds=s)) for s in pool]  # newest first
+    users: dict[str, dict[str, Any]] = {}
+    rows = []
+    for i in range(n):
+        uid = FIRST_ID + i * 7
+        a, b = rnd.randrange(len(stamps)), rnd.randrange(len(stamps))
+        last, first = stamps[min(a, b)], stamps[max(a, b)]
+        blocked = i % 11 == 0
+        record = {
+            "id": uid, "first_name": f"Name{i}", "last_name": "Last" if i % 3 == 0 else None,
+            "username": f"user{i}" if i % 2 else None, "language_code": LANGS[i % len(LANGS)],
+            "is_bot": i % 97 == 0, "is_premium": None if i % 4 == 0 else i % 5 == 0,
+            "first_seen": first, "last_seen": last, "messages": rnd.randrange(0, 50),
+            "source": SOURCES[rnd.randrange(len(SOURCES))], "blocked": blocked,
+            "blocked_at": last if blocked else None,
+        }
+        users[str(uid)] = record
+        rows.append(tuple(record.values()))
+    store = folder / "users.json"
+    store.write_bytes(orjson.dumps({"users": users, "meta": {"1": {"schema": 1}}}))
+    del users
+    db = folder / "users.sqlite"
+    db.unlink(missing_ok=True)
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "create table users (id integer primary key, first_name text, last_name text, username text, "
+        "language_code text, is_bot integer, is_premium integer, first_seen text, last_seen text, "
+        "messages integer, source text, blocked integer, blocked_at text)"
+    )
+    conn.executemany("insert into users values (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+    conn.execute("create index users_first_seen on users(first_seen)")
+    conn.execute("create index users_last_seen on users(last_seen)")
+    conn.commit()
+    conn.close()
+    return store, db
+
+
+def timed(cmd: list[str], repeat: int) -> tuple[float, int]:
+    """Best wall time over ``repeat`` runs of ``cmd`` and the peak RSS (bytes) of the best run."""
+    best = (float("inf"), 0)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for _ in range(repeat):
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            assert proc.stderr is not None
+            raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.read().decode()}")
+        if elapsed < best[0]:
+            best = (elapsed, usage.ru_maxrss * 1024)
+    return best
+
+
+def writer_only(store: Path, out: Path) -> tuple[int, float]:
+    """Export with the store already loaded: the writer's own throughput."""
+    from tracker.export import export
+    from tracker.store import UserStore
+
+    with UserStore(store, readonly=True) as reader:
+        start = time.perf_counter()
+        count = export(reader, out)
+        return count, time.perf_counter() - start
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench cli", description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="100000,1000000", help="comma-separated user counts")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best is kept)")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    py = sys.executable
+    cli = str(REPO / "cli.py")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; best of {args.repeat}; whole processes")
+    with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
+        folder = Path(tmp)
+        empty = folder / "empty.json"
+        empty.write_bytes(orjson.dumps({"users": {}, "meta": {"1": {"schema": 1}}}))
+        base_time, base_rss = timed([py, cli, "--store", str(empty), "stats", "--json"], args.repeat)
+        print(f"start-up: stats on an empty store {base_time:.3f} s, {base_rss / 2**20:.0f} MB RSS\n")
+        for n in sizes:
+            start = time.perf_counter()
+            store, db = generate(n, folder)
+            print(f"== {n:,} users (store {store.stat().st_size / 2**20:.0f} MB, sqlite "
+                  f"{db.stat().st_size / 2**20:.0f} MB; generated in {time.perf_counter() - start:.1f} s)")
+            st, st_rss = timed([py, cli, "--store", str(store), "stats", "--json"], args.repeat)
+            sq, _ = timed([py, "-c", SQL_STATS, str(db)], args.repeat)
+            target = 0.2 if n <= 100_000 else 1.5
+            per_user = (st_rss - base_rss) / n
+            print(f"stats   tracker {st:7.3f} s   sqlite3 {sq:7.3f} s   ratio {st / sq:5.1f}x   "
+                  f"target <= {target} s: {'ok' if st <= target else 'MISSED'}")
+            print(f"        peak RSS {st_rss / 2**20:.0f} MB = {per_user:,.0f} B/user above start-up   "
+                  f"target <= 1024 B/user: {'ok' if per_user <= 1024 else 'MISSED'}")
+            out = folder / "out.csv"
+            ex, _ = timed([py, cli, "--store", str(store), "export", str(out)], args.repeat)
+            sx, _ = timed([py, "-c", SQL_EXPORT, str(db), str(folder / "sql.csv")], args.repeat)
+            print(f"export  tracker {ex:7.3f} s   sqlite3 {sx:7.3f} s   ratio {ex / sx:5.1f}x   "
+                  f"{n / ex:,.0f} vs {n / sx:,.0f} rows/s end to end"
+                  + (f"   target 1M <= 4 s: {'ok' if ex <= 4 else 'MISSED'}" if n >= 1_000_000 else ""))
+            count, writer = writer_only(store, out)
+            print(f"        writer alone (store loaded): {count / writer:,.0f} rows/s   "
+                  f"target >= 500,000: {'ok' if count / writer >= 500_000 else 'MISSED'}\n")
+            store.unlink()
+            db.unlink()
