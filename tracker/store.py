@@ -50,6 +50,7 @@ from typing import Any
 import orjson
 
 from tracker.models import (
+    RECORD_FIELDS,
     Record,
     TimestampCache,
     complete_record,
@@ -75,6 +76,7 @@ SCHEMA = 1
 USERS_TABLE = "users"
 META_TABLE = "meta"
 META_DOC_ID = "1"
+_RECORD_KEYS = frozenset(RECORD_FIELDS)
 
 # Meta keys the store manages itself; callers use the rest (e.g. bio_*).
 _JOURNAL_GEN = "journal_gen"
@@ -455,28 +457,47 @@ class UserStore:
         users = document.pop(USERS_TABLE, {}) or {}
         if not isinstance(users, dict):
             raise StoreCorruptError(f"store {self.path}: table 'users' is not an object")
-        records = self._records
-        shared: dict[Any, Any] = {}  # one object per distinct language_code/source
-        for doc_id in list(users):
-            parsed = users.pop(doc_id)  # frees each parsed dict once copied
-            if not isinstance(parsed, dict) or not doc_id.isdigit():
-                raise StoreCorruptError(f"store {self.path}: users record {doc_id!r} is malformed")
-            # orjson's dicts are over-allocated while being built; a copy is ~25%
-            # smaller, and these records stay in memory for the process's life.
-            record = complete_record(dict(parsed))
-            user_id = record["id"] = int(doc_id)
-            for field in ("language_code", "source"):
-                value = record[field]
-                if type(value) is str:
-                    record[field] = shared.setdefault(value, value)
-            if record["last_seen"] == record["first_seen"]:
-                record["last_seen"] = record["first_seen"]
-            records[user_id] = record
+        if not all(map(str.isdigit, users)):
+            bad = next(doc_id for doc_id in users if not doc_id.isdigit())
+            raise StoreCorruptError(f"store {self.path}: users record {bad!r} has a non-numeric id")
+        if self.readonly:
+            # Readers are short-lived: keep orjson's objects as they are, fast.
+            self._records = {int(doc_id): record for doc_id, record in users.items()}
+        else:
+            self._records = self._compact_records(users)
+        for user_id, record in self._records.items():
+            if type(record) is not dict:
+                raise StoreCorruptError(f"store {self.path}: users record {user_id} is not an object")
+            if not record.keys() >= _RECORD_KEYS or record["id"] != user_id:
+                complete_record(record)["id"] = user_id
         del users
         self._other_tables = document
         self._snapshot_bytes = size
         gen = self._meta.get(_JOURNAL_GEN, 0)
         return gen if isinstance(gen, int) else 0
+
+    @staticmethod
+    def _compact_records(users: dict[str, Any]) -> dict[int, Record]:
+        """The parsed records, made smaller for a long-lived writer.
+
+        orjson's dicts are over-allocated while being built: a copy is ~25%
+        smaller. Low-cardinality strings share one object, and a record seen
+        once shares its two timestamps. Each parsed dict is freed once copied.
+        """
+        records: dict[int, Record] = {}
+        shared: dict[str, str] = {}
+        for doc_id in list(users):
+            parsed = users.pop(doc_id)
+            record = dict(parsed) if type(parsed) is dict else parsed
+            if type(record) is dict:
+                for field in ("language_code", "source"):
+                    value = record.get(field)
+                    if type(value) is str:
+                        record[field] = shared.setdefault(value, value)
+                if record.get("last_seen") == record.get("first_seen"):
+                    record["last_seen"] = record.get("first_seen")
+            records[int(doc_id)] = record
+        return records
 
     def _replay(self, journal: bytes, snapshot_gen: int, *, strict_start: bool) -> bool:
         """Apply committed journal batches of generation >= ``snapshot_gen``.
