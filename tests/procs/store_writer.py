@@ -1,0 +1,138 @@
+"""Test helper: a process that writes to a UserStore continuously and says what it recorded.
+
+Started by the crash, signal and concurrency tests as a real subprocess. Each
+batch it sees every "hot" user again (ids 1..hot: messages +1, new last_name
+and username), adds ``new`` users (ids above NEW_BASE, source ``src<id>``),
+forgets the previous batch's new users whose id is a multiple of 10, blocks
+those that are a multiple of 7, and stores the round in meta. After each batch
+it prints one JSON line (flushed) with what is now recorded and
+``time.monotonic()``; the tests compare that with what survives a kill.
+
+SIGTERM and SIGINT end the loop after the current batch and close the store,
+as the bot does. Exit status 0 after a clean close.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from tracker import store as store_module
+from tracker.store import UserStore
+
+NEW_BASE = 1_000_000
+START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def say(**fields: object) -> None:
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+
+def tune(name: str, value: float | None) -> None:
+    """Lower a store constant so snapshots happen often; fail loudly if it is gone."""
+    if value is None:
+        return
+    if not hasattr(store_module, name):
+        raise SystemExit(f"tracker.store has no {name}; update tests/procs/store_writer.py")
+    current = getattr(store_module, name)
+    setattr(store_module, name, type(current)(value))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("store", type=Path)
+    parser.add_argument("--hot", type=int, default=100)
+    parser.add_argument("--new", type=int, default=20)
+    parser.add_argument("--pause", type=float, default=0.01, help="seconds between batches")
+    parser.add_argument("--batches", type=int, default=0, help="stop and close after this many (0: never)")
+    parser.add_argument("--seconds", type=float, default=0.0, help="stop and close after this long (0: never)")
+    parser.add_argument("--snapshot-min-bytes", type=int)
+    parser.add_argument("--snapshot-chunk", type=int)
+    parser.add_argument("--snapshot-max-age", type=float)
+    args = parser.parse_args()
+
+    tune("SNAPSHOT_MIN_JOURNAL_BYTES", args.snapshot_min_bytes)
+    tune("SNAPSHOT_CHUNK", args.snapshot_chunk)
+    tune("SNAPSHOT_MAX_AGE", args.snapshot_max_age)
+
+    stop: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    store = UserStore(args.store)
+    started = time.monotonic()
+    meta_round = store.meta.get("writer_round", 0)
+    round_no = (meta_round if isinstance(meta_round, int) else 0) + 1
+    next_id = max((r["id"] for r in store if r["id"] > NEW_BASE), default=NEW_BASE) + 1
+    say(event="ready", pid=os.getpid(), t=time.monotonic(), users=len(store), first_new=next_id)
+
+    previous: list[int] = []
+    forgot_upto = 0
+    batches = 0
+    while not stop:
+        at = START + timedelta(seconds=round_no)
+        for user_id in range(1, args.hot + 1):
+            store.seen(
+                {
+                    "id": user_id,
+                    "first_name": f"hot{user_id}",
+                    "last_name": str(round_no),
+                    "username": f"h{user_id}_r{round_no}",
+                    "language_code": "en",
+                    "is_bot": False,
+                    "is_premium": None,
+                },
+                at,
+            )
+        created = list(range(next_id, next_id + args.new))
+        for user_id in created:
+            store.seen(
+                {"id": user_id, "first_name": f"new {user_id} 👋", "username": f"n{user_id}"},
+                at,
+                source=f"src{user_id}",
+            )
+        next_id += args.new
+        for user_id in previous:
+            if user_id % 10 == 0:
+                store.forget(user_id)
+            elif user_id % 7 == 0:
+                store.set_blocked(user_id, True, at)
+        if previous:
+            forgot_upto = previous[-1]
+        previous = created
+        store.update_meta(writer_round=round_no)
+        hot_messages = sum(store.get(i)["messages"] for i in range(1, args.hot + 1))  # type: ignore[index]
+        say(
+            t=time.monotonic(),
+            round=round_no,
+            new_upto=created[-1] if created else next_id - 1,
+            forgot_upto=forgot_upto,
+            hot_messages=hot_messages,
+            users=len(store),
+        )
+        round_no += 1
+        batches += 1
+        if args.batches and batches >= args.batches:
+            break
+        if args.seconds and time.monotonic() - started >= args.seconds:
+            break
+        if args.pause:
+            time.sleep(args.pause)
+    store.close()
+    say(event="closed", t=time.monotonic(), signal=stop[0] if stop else None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
