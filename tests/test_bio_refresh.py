@@ -193,6 +193,8 @@ BOT_STUB = textwrap.dedent(
             calls.append({"type": type(query).__name__, "about": query.about})
             if flood and len(calls) == 1:
                 raise errors.FloodWait(value=42)
+            if sys.argv[2] == "refuse":
+                raise errors.AboutTooLong()
             return True
 
         client.invoke = invoke
@@ -297,3 +299,16 @@ def test_flood_wait_through_the_running_bot(tmp_path: Path, start_bot: Any) -> N
     assert 40 <= seconds <= 42 + bio.FLOOD_MARGIN
     assert bot.stop() == [{"type": "SetBotInfo", "about": "👥 Users: 1"}]
     assert UserStore(settings.store, readonly=True).meta["bio_error"].startswith("FLOOD_WAIT_42")
+
+
+def test_telegram_refusing_the_text_through_the_running_bot(tmp_path: Path, start_bot: Any) -> None:
+    settings = settings_for(tmp_path)
+    seed(settings, 1)
+    bot = start_bot(settings, "refuse")
+    result = run_cli(settings, "--force")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (
+        "cannot set the bot short description: ABOUT_TOO_LONG: Telegram says the text is too long\n"
+    )
+    assert len(bot.stop()) == 2  # the start-up attempt and the forced one
+    assert UserStore(settings.store, readonly=True).meta["bio_error"].startswith("ABOUT_TOO_LONG")

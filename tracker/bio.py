@@ -297,7 +297,10 @@ def describe_error(exc: BaseException) -> str:
         name = exc.ID or exc.NAME or type(exc).__name__
         if isinstance(exc, errors.AboutTooLong):
             return f"{name}: Telegram says the text is too long"
-        return f"{name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        # "Telegram says: [400 BOT_INVALID] - This is not a valid bot. (caused by ...)"
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        detail = text.split("] - ", 1)[1] if "] - " in text else text
+        return f"{name}: {detail}" if detail else name
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return "network: no answer from Telegram in time"
     if isinstance(exc, OSError):
