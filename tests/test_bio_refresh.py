@@ -176,7 +176,7 @@ BOT_STUB = textwrap.dedent(
     from pyrogram import errors, raw
     from tracker.bio import BioService
     from tracker.config import load
-    from tracker.control import ControlServer, command_handler, socket_path_for
+    from tracker.control import ControlServer, socket_path_for
     from tracker.store import UserStore
 
     async def main():
@@ -201,11 +201,11 @@ BOT_STUB = textwrap.dedent(
         store = UserStore(settings.store)
         service = BioService(client, store, settings)
 
-        async def forget(user_id):
-            return {"ok": True, "forgotten": store.forget(user_id)}
+        async def handle(req):  # the refresh-bio part of the bot's control handler
+            assert req["cmd"] == "refresh-bio", req
+            return await service.refresh(req["force"])
 
-        server = ControlServer(socket_path_for(settings.store),
-                               command_handler(refresh=service.refresh, forget=forget))
+        server = ControlServer(socket_path_for(settings.store), handle)
         await service.start()
         await server.start()
         await asyncio.sleep(0.1)

@@ -212,34 +212,3 @@ def request(socket_path: Path, payload: dict[str, Any], timeout: float = 5.0) ->
         raise ControlError(f"malformed reply from {path}")
     return reply
 
-
-def command_handler(
-    *,
-    refresh: Callable[[bool], Awaitable[dict[str, Any]]],
-    forget: Callable[[int], Awaitable[dict[str, Any]]],
-    info: Callable[[], dict[str, Any]] | None = None,
-) -> Handler:
-    """The bot's request handler: validates the requests of the protocol and dispatches them.
-
-    ``{"cmd": "ping"}`` -> ``{"ok": true, "pid": ..., **info()}``;
-    ``{"cmd": "refresh-bio", "force": bool}`` -> ``refresh(force)``;
-    ``{"cmd": "forget", "user_id": int}`` -> ``forget(user_id)``.
-    """
-
-    async def handle(req: dict[str, Any]) -> dict[str, Any]:
-        cmd = req.get("cmd")
-        if cmd == "ping":
-            return {"ok": True, "pid": os.getpid(), **(info() if info is not None else {})}
-        if cmd == "refresh-bio":
-            force = req.get("force", False)
-            if not isinstance(force, bool):
-                return {"ok": False, "error": "refresh-bio: force must be true or false"}
-            return await refresh(force)
-        if cmd == "forget":
-            user_id = req.get("user_id")
-            if isinstance(user_id, bool) or not isinstance(user_id, int):
-                return {"ok": False, "error": "forget: user_id must be an integer"}
-            return await forget(user_id)
-        return {"ok": False, "error": f"unknown command {cmd!r} (known: ping, refresh-bio, forget)"}
-
-    return handle
