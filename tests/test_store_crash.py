@@ -192,7 +192,9 @@ def check_durable(
     return report
 
 
-def check_baseline(records: dict[int, dict[str, Any]], baseline: dict[int, dict[str, Any]], context: str) -> None:
+def check_baseline(
+    records: dict[int, dict[str, Any]], baseline: dict[int, dict[str, Any]], context: str
+) -> None:
     """What an earlier open saw is still there (the writers only forget users they created)."""
     gone = [i for i in baseline if i not in records]
     assert gone == [], f"{context}: users from before this run vanished: {gone[:5]}"
