@@ -240,6 +240,34 @@ class Tracker:
             log.info("user %s blocked the bot", user_id)
             self.changed()
 
+    async def on_command(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
+        """Route ``/start``, ``/stats``, ``/mydata``, ``/forget`` to their handlers.
+
+        Bot mode: anyone, in a private chat (``/stats`` also in groups: admins decide).
+        User mode: the owner's own ``/stats`` anywhere (e.g. Saved Messages); other
+        people get answers only in private chats; there is no ``/start``.
+        """
+        me = client.me
+        command = command_of(message.text or "/", me.username if me else None)
+        private = message.chat is not None and message.chat.type == enums.ChatType.PRIVATE
+        if self.settings.is_bot:
+            allowed = command == "stats" or private
+        else:
+            sender = message.from_user
+            own = bool(message.outgoing) or (sender is not None and self._is_me(client, sender))
+            incoming_private = private and not own
+            allowed = (command == "stats" and own) or (command != "start" and incoming_private)
+        if not allowed:
+            return
+        handler = {
+            "start": self.cmd_start,
+            "stats": self.cmd_stats,
+            "mydata": self.cmd_mydata,
+            "forget": self.cmd_forget,
+        }.get(command or "")
+        if handler is not None:
+            await handler(client, message)
+
     async def cmd_start(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
         """``/start``: the configured welcome (bot mode)."""
         user = message.from_user
@@ -339,9 +367,27 @@ def _chat_id(message: Any) -> Any:
     return getattr(chat, "id", None)
 
 
+async def _looks_like_command(flt: Any, client: pyrogram.Client, message: pyrogram.types.Message) -> bool:
+    # One cheap check per message instead of a filters.command per command: the
+    # command group sees every message, so its filter is on the hot path.
+    text = message.text
+    return text is not None and text.startswith("/")
+
+
+#: Messages whose text starts with "/" (the command handler sorts them out).
+looks_like_command = filters.create(_looks_like_command, "looks_like_command")
+
+
+def command_of(text: str, my_username: str | None) -> str | None:
+    """The lower-case command name of ``/cmd@me args``; None when addressed to another bot."""
+    name, _, target = text.split(maxsplit=1)[0][1:].partition("@")
+    if target and (not my_username or target.lower() != my_username.lower()):
+        return None
+    return name.lower() or None
+
+
 def register(client: pyrogram.Client, tracker: Tracker) -> None:
     """Add the tracking and command handlers of ``tracker`` to ``client``."""
-    is_bot = tracker.settings.is_bot
     client.add_handler(RawUpdateHandler(tracker.track_raw), group=RAW_TRACKING_GROUP)
     for handler in (
         MessageHandler(tracker.track_message),
@@ -352,21 +398,9 @@ def register(client: pyrogram.Client, tracker: Tracker) -> None:
     ):
         client.add_handler(handler, group=TRACKING_GROUP)
 
-    if is_bot:
-        # A bot answers anyone in a private chat; /stats also in groups (admins decide).
-        private = filters.private
-        start = filters.command("start") & private
-        client.add_handler(MessageHandler(tracker.cmd_start, start), COMMAND_GROUP)
-        client.add_handler(MessageHandler(tracker.cmd_stats, filters.command("stats")), COMMAND_GROUP)
+    client.add_handler(MessageHandler(tracker.on_command, looks_like_command), COMMAND_GROUP)
+    if tracker.settings.is_bot:
         client.add_handler(
             CallbackQueryHandler(tracker.on_forget_button, filters.regex(f"^{FORGET_CONFIRM_DATA}$")),
             COMMAND_GROUP,
         )
-    else:
-        # A user account: its owner asks (anywhere, e.g. Saved Messages); strangers
-        # get answers only in private chats.
-        private = filters.private & filters.incoming
-        stats = filters.command("stats") & (filters.me | private)
-        client.add_handler(MessageHandler(tracker.cmd_stats, stats), COMMAND_GROUP)
-    client.add_handler(MessageHandler(tracker.cmd_mydata, filters.command("mydata") & private), COMMAND_GROUP)
-    client.add_handler(MessageHandler(tracker.cmd_forget, filters.command("forget") & private), COMMAND_GROUP)
