@@ -64,6 +64,10 @@ class TimestampCache:
         self._text = ""
 
     def __call__(self, at: datetime) -> str:
+        # Aware datetimes with the same tzinfo compare by wall clock, which is
+        # wrong across a DST fold; in UTC it is exact, so only UTC hits the cache.
+        if at.tzinfo is not UTC:
+            return format_ts(at)
         if not self._start <= at < self._end:
             self._text = format_ts(at)
             self._start = at.replace(microsecond=0)

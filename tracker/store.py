@@ -248,8 +248,12 @@ class UserStore:
                 if not profile.items() <= record.items():
                     record.update(profile)
                     whole_record_changed = True
-                if seen_at > record["last_seen"]:
+                last_seen = record["last_seen"]
+                if last_seen is None or seen_at > last_seen:  # None: a hand-edited record
                     record["last_seen"] = seen_at
+                    if record["first_seen"] is None:
+                        record["first_seen"] = seen_at
+                        whole_record_changed = True
             if message:
                 record["messages"] += 1
             if source and not record["source"]:
@@ -265,11 +269,12 @@ class UserStore:
         """Mark ``user_id`` as having blocked (or unblocked) the bot; False if unknown."""
         with self._lock:
             self._check_writable()
+            blocked_at = self._timestamp(at)  # first: a naive datetime must change nothing
             record = self._records.get(user_id)
             if record is None:
                 return False
             record["blocked"] = blocked
-            record["blocked_at"] = self._timestamp(at) if blocked else None
+            record["blocked_at"] = blocked_at if blocked else None
             self._changed.add(user_id)
             return True
 
@@ -339,14 +344,21 @@ class UserStore:
         if not self.path.exists():
             raise StoreNotFoundError(f"no store at {self.path} yet")
         # A snapshot may replace the file and compact the journal between our
-        # two reads; the journal's first marker then names a generation newer
-        # than the snapshot we read, and we read both again.
+        # two reads: the journal then starts at a generation newer than the
+        # snapshot we read. The writer replaces the file before it compacts the
+        # journal, so the file on disk now is at least that new; if it is
+        # exactly that generation, it and the journal we hold are a consistent
+        # pair. Otherwise yet another snapshot landed: start over.
         for _ in range(READ_RETRIES):
             snapshot_gen = self._load_snapshot()
             journal = self._read_bytes(self.journal_path, missing_ok=True)
-            if self._replay(journal, snapshot_gen, strict_start=True):
-                return
-            time.sleep(0.05)
+            journal_gen = _first_generation(journal)
+            if journal_gen is not None and journal_gen > snapshot_gen:
+                snapshot_gen = self._load_snapshot()
+                if snapshot_gen != journal_gen:
+                    continue
+            self._replay(journal, snapshot_gen)
+            return
         raise StoreError(f"store {self.path} kept changing while being read; try again")
 
     def _open_for_writing(self) -> None:
@@ -360,11 +372,13 @@ class UserStore:
             if self.path.exists():
                 snapshot_gen = self._load_snapshot()
                 journal = self._read_bytes(self.journal_path, missing_ok=True)
-                if not self._replay(journal, snapshot_gen, strict_start=False):
+                journal_gen = _first_generation(journal)
+                if journal_gen is not None and journal_gen > snapshot_gen:
                     raise StoreCorruptError(
                         f"journal {self.journal_path} is newer than store {self.path}; "
                         f"the store file was replaced by hand?"
                     )
+                self._replay(journal, snapshot_gen)
                 self._gen = snapshot_gen
             elif self._read_bytes(self.journal_path, missing_ok=True):
                 raise StoreCorruptError(
@@ -457,8 +471,8 @@ class UserStore:
         users = document.pop(USERS_TABLE, {}) or {}
         if not isinstance(users, dict):
             raise StoreCorruptError(f"store {self.path}: table 'users' is not an object")
-        if not all(map(str.isdigit, users)):
-            bad = next(doc_id for doc_id in users if not doc_id.isdigit())
+        if not (all(map(str.isdigit, users)) and all(map(str.isascii, users))):
+            bad = next(doc_id for doc_id in users if not (doc_id.isdigit() and doc_id.isascii()))
             raise StoreCorruptError(f"store {self.path}: users record {bad!r} has a non-numeric id")
         if self.readonly:
             # Readers are short-lived: keep orjson's objects as they are, fast.
@@ -499,14 +513,8 @@ class UserStore:
             records[int(doc_id)] = record
         return records
 
-    def _replay(self, journal: bytes, snapshot_gen: int, *, strict_start: bool) -> bool:
-        """Apply committed journal batches of generation >= ``snapshot_gen``.
-
-        Returns False when the journal starts at a generation newer than the
-        snapshot (a reader raced a snapshot and must read again).
-        """
-        if not journal:
-            return True
+    def _replay(self, journal: bytes, snapshot_gen: int) -> None:
+        """Apply the committed journal batches of generation >= ``snapshot_gen``."""
         lines = journal.split(b"\n")
         lines.pop()  # after the last newline: empty, or a torn write
         gen = -1
@@ -519,8 +527,6 @@ class UserStore:
                 raise StoreCorruptError(f"journal {self.journal_path} line {number} is corrupt") from None
             if kind == "g":
                 gen = entry[1]
-                if number == 1 and gen > snapshot_gen and strict_start:
-                    return False
             elif kind == "c":
                 if gen >= snapshot_gen:
                     for op in pending:
@@ -528,7 +534,6 @@ class UserStore:
                 pending.clear()
             else:
                 pending.append(entry)
-        return True
 
     def _apply(self, op: list[Any]) -> None:
         kind, value = op[0], op[1]
@@ -757,6 +762,18 @@ class UserStore:
         failure, self._failure = self._failure, None
         if failure is not None:
             raise failure
+
+
+def _first_generation(journal: bytes) -> int | None:
+    """The generation a journal starts at (its first line is always a marker)."""
+    first_line = journal[: journal.find(b"\n")] if b"\n" in journal else b""
+    try:
+        entry = orjson.loads(first_line)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(entry, list) and len(entry) == 2 and entry[0] == "g" and isinstance(entry[1], int):
+        return entry[1]
+    return None
 
 
 def _write_all(fd: int, data: bytes) -> None:
