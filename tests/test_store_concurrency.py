@@ -79,7 +79,8 @@ def test_readers_never_see_torn_or_backward_state(tmp_path: Path) -> None:
     seed = spawn("store_writer.py", str(path), "--new", "1000", "--batches", "5", "--pause", "0")
     assert seed.wait(60) == 0, seed.stderr.read() if seed.stderr else ""
     writer = spawn(
-        "store_writer.py", str(path), "--pause", "0.002", "--seconds", "6",
+        # No forgets: the user count may then only grow, which the reader checks.
+        "store_writer.py", str(path), "--pause", "0.002", "--seconds", "6", "--forget-every", "0",
         # Frequent, slow-ish snapshots: the file is replaced many times under the reader.
         "--snapshot-max-age", "0.05", "--snapshot-min-bytes", "4096", "--snapshot-chunk", "50",
     )  # fmt: skip

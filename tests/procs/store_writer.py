@@ -3,8 +3,9 @@
 Started by the crash, signal and concurrency tests as a real subprocess. Each
 batch it sees every "hot" user again (ids 1..hot: messages +1, new last_name
 and username), adds ``new`` users (ids above NEW_BASE, source ``src<id>``),
-forgets the previous batch's new users whose id is a multiple of 10, blocks
-those that are a multiple of 7, and stores the round in meta. After each batch
+forgets the previous batch's new users whose id is a multiple of 10 (see
+--forget-every), blocks those that are a multiple of 7, and stores the round
+in meta. After each batch
 it prints one JSON line (flushed) with what is now recorded and
 ``time.monotonic()``; the tests compare that with what survives a kill.
 
@@ -53,6 +54,7 @@ def main() -> int:
     parser.add_argument("--pause", type=float, default=0.01, help="seconds between batches")
     parser.add_argument("--batches", type=int, default=0, help="close after this many (0: never)")
     parser.add_argument("--seconds", type=float, default=0.0, help="close after this long (0: never)")
+    parser.add_argument("--forget-every", type=int, default=10, help="0: never (count only grows)")
     parser.add_argument("--snapshot-min-bytes", type=int)
     parser.add_argument("--snapshot-chunk", type=int)
     parser.add_argument("--snapshot-max-age", type=float)
@@ -104,7 +106,7 @@ def main() -> int:
             )
         next_id += args.new
         for user_id in previous:
-            if user_id % 10 == 0:
+            if args.forget_every and user_id % args.forget_every == 0:
                 store.forget(user_id)
             elif user_id % 7 == 0:
                 store.set_blocked(user_id, True, at)
