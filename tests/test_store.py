@@ -635,3 +635,24 @@ def test_records_missing_fields_are_completed_and_can_be_updated(path: Path) -> 
         assert record["messages"] == 3 and record["last_seen"] == "2024-03-01T12:30:45Z"
         assert record["first_seen"] is not None
 
+
+# ------------------------------------------------------ timestamp edge cases
+
+
+def test_timestamps_across_a_dst_fold(store: UserStore) -> None:
+    """01:30 happens twice in New York on 2024-11-03: fold=0 is EDT (05:30Z), fold=1 is EST (06:30Z)."""
+    new_york = ZoneInfo("America/New_York")
+    store.seen(user(1), datetime(2024, 11, 3, 1, 30, 0, tzinfo=new_york))
+    store.seen(user(1), datetime(2024, 11, 3, 1, 30, 0, 500_000, tzinfo=new_york, fold=1))
+    store.seen(user(2), datetime(2024, 11, 3, 1, 30, 0, 600_000, tzinfo=new_york, fold=1))
+    assert store.get(1)["first_seen"] == "2024-11-03T05:30:00Z"  # type: ignore[index]
+    assert store.get(1)["last_seen"] == "2024-11-03T06:30:00Z"  # type: ignore[index]
+    assert store.get(2)["first_seen"] == "2024-11-03T06:30:00Z"  # type: ignore[index]
+
+
+def test_set_blocked_with_a_naive_datetime_changes_nothing(store: UserStore) -> None:
+    store.seen(user(2), AT)
+    with pytest.raises((ValueError, TypeError)):
+        store.set_blocked(2, True, datetime(2024, 3, 1, 12, 0, 0))
+    assert store.get(2)["blocked"] is False  # type: ignore[index]
+    assert store.get(2)["blocked_at"] is None  # type: ignore[index]
