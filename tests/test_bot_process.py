@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from tinydb import TinyDB
 
+from tracker.control import request, socket_path_for
 from tracker.store import UserStore
 
 pytestmark = pytest.mark.bot
@@ -29,10 +30,12 @@ FAKE_START = """
 import sys
 sys.path[:0] = [{repo!r}, {tests!r}]
 import pyrogram
+from pyrogram import raw
 from telegram_fakes import FakeTelegram
 from tracker import bot
 
 tg = FakeTelegram()
+tg.invoke.respond(raw.functions.bots.SetBotInfo, True)  # the bio updater's first update
 alice = tg.user(1001, "Alice", username="alice")
 bob = tg.user(1002, "Bob")
 
@@ -141,6 +144,10 @@ def test_signal_flushes_and_closes_the_store(tmp_path: Path, sig: signal.Signals
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.strip() == "READY", proc.stderr.read() if proc.stderr else line
+        # run() starts the services after start(): the control channel answers.
+        sock = socket_path_for(tmp_path / "data" / "users.json")
+        wait_for(sock.exists)
+        assert request(sock, {"cmd": "ping"})["users"] == 2
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -153,6 +160,7 @@ def test_signal_flushes_and_closes_the_store(tmp_path: Path, sig: signal.Signals
     assert records[1001]["source"] == "from_sub" and records[1001]["messages"] == 1
     assert records[1002]["blocked"] is True
     assert "Traceback" not in err
+    assert not sock.exists()  # the control channel was stopped
 
 
 def test_sigterm_while_telegram_is_unreachable_exits_0_with_a_closed_store(tmp_path: Path) -> None:

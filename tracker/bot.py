@@ -25,7 +25,9 @@ from typing import Any, Protocol
 import pyrogram
 from pyrogram.errors import BadRequest, Unauthorized
 
+from tracker.bio import BioService
 from tracker.config import ConfigError, Settings, load
+from tracker.control import ControlError, ControlServer, socket_path_for
 from tracker.handlers import Clock, Tracker, register, utc_now
 from tracker.store import StoreError, UserStore
 
@@ -58,9 +60,11 @@ def build_app(
 
     Attributes added to the client: ``store`` (the writer :class:`UserStore`),
     ``settings``, ``tracker`` (the :class:`~tracker.handlers.Tracker`),
-    ``on_change`` (callbacks run after the user counts may have changed) and
-    ``services`` (:class:`Service` objects that :func:`run` starts after
-    ``app.start()`` and stops before ``app.stop()``).
+    ``on_change`` (callbacks run after the user counts may have changed; the
+    bio updater's ``notify_changed`` is one), ``bio`` (the
+    :class:`~tracker.bio.BioService`) and ``services`` (:class:`Service` objects
+    that :func:`run` starts after ``app.start()`` and stops before
+    ``app.stop()``: the bio updater and the control-channel server).
 
     Call it from inside the event loop that will run the client (pyrogram 2.0.106
     binds the current loop in ``Client.__init__``). ``in_memory`` keeps the
@@ -86,8 +90,16 @@ def build_app(
         app.settings = settings
         app.tracker = tracker
         app.on_change = on_change
-        app.services = []
         register(app, tracker)
+        # The profile counter and the CLI's control channel run beside the client:
+        # run() starts them after app.start() and stops them before app.stop().
+        bio = BioService(app, store, settings)
+        on_change.append(bio.notify_changed)
+        app.bio = bio
+        app.services = [
+            bio,
+            ControlServer(socket_path_for(settings.store), control_handler(app, refresh=bio.refresh)),
+        ]
     except BaseException:
         store.close()
         raise
@@ -247,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = load(args.config)
         settings.require_credentials()
         asyncio.run(_amain(settings))
-    except (ConfigError, StoreError, FatalStartError) as exc:
+    except (ConfigError, StoreError, FatalStartError, ControlError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
