@@ -10,9 +10,12 @@ Two kinds of handlers, registered by :func:`register`:
 * **Commands** (group :data:`COMMAND_GROUP`): ``/start``, ``/stats``,
   ``/mydata``, ``/forget``.
 
-Pyrogram runs only the first matching handler of a group, so the raw handler
-for ``UpdateBotStopped`` sits in a group of its own (:data:`RAW_TRACKING_GROUP`):
-in pyrogram 2.0.106 a ``RawUpdateHandler`` matches every update.
+Pyrogram runs only the first matching handler of a group, and a
+``RawUpdateHandler`` matches every update (pyrogram 2.0.106 has no filters for
+it). So the raw handler for ``UpdateBotStopped`` is the *last* handler of the
+tracking group: messages, queries etc. stop at their typed handler before it (no
+extra call on the hot path), while updates without a typed tracking handler
+(``UpdateBotStopped`` among them) reach it.
 
 Everything in a tracking handler is synchronous, in-memory work
 (``store.seen`` is a dict update): no I/O on the event loop.
@@ -46,9 +49,7 @@ from tracker.store import UserStore
 
 log = logging.getLogger(__name__)
 
-#: Raw updates (UpdateBotStopped) are looked at first, in a group of their own.
-RAW_TRACKING_GROUP = -2
-#: The typed tracking handlers: before every group an application would use.
+#: The tracking handlers: before every group an application would use.
 TRACKING_GROUP = -1
 #: Chat commands.
 COMMAND_GROUP = 0
@@ -114,6 +115,7 @@ class Tracker:
         self.settings = settings
         self.on_change: list[Callable[[], None]] = on_change if on_change is not None else []
         self.clock = clock
+        self._is_bot = settings.is_bot
         self._admin_ids = settings.admin_ids()
         self._admin_usernames = settings.admin_usernames()
 
@@ -146,8 +148,9 @@ class Tracker:
             if sender is not None and not message.outgoing and not self._is_me(client, sender):
                 is_service = bool(message.service)
                 source = None
-                if self.settings.is_bot and not is_service:
-                    source = start_payload(message.text, client.me.username if client.me else None)
+                text = message.text
+                if self._is_bot and text is not None and text.startswith("/start") and not is_service:
+                    source = start_payload(text, client.me.username if client.me else None)
                 # Service messages (joins, pins, ...) are interactions, not messages.
                 self._seen(sender, message=not is_service, source=source)
             for member in message.new_chat_members or ():
@@ -388,13 +391,13 @@ def command_of(text: str, my_username: str | None) -> str | None:
 
 def register(client: pyrogram.Client, tracker: Tracker) -> None:
     """Add the tracking and command handlers of ``tracker`` to ``client``."""
-    client.add_handler(RawUpdateHandler(tracker.track_raw), group=RAW_TRACKING_GROUP)
     for handler in (
         MessageHandler(tracker.track_message),
         EditedMessageHandler(tracker.track_edit),
         CallbackQueryHandler(tracker.track_query),
         InlineQueryHandler(tracker.track_query),
         ChosenInlineResultHandler(tracker.track_query),
+        RawUpdateHandler(tracker.track_raw),  # last: see the module docstring
     ):
         client.add_handler(handler, group=TRACKING_GROUP)
 
