@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import stat
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -656,3 +658,16 @@ def test_set_blocked_with_a_naive_datetime_changes_nothing(store: UserStore) -> 
         store.set_blocked(2, True, datetime(2024, 3, 1, 12, 0, 0))
     assert store.get(2)["blocked"] is False  # type: ignore[index]
     assert store.get(2)["blocked_at"] is None  # type: ignore[index]
+
+
+def test_a_name_that_cannot_be_encoded_does_not_break_persistence(path: Path) -> None:
+    """A lone surrogate (not valid UTF-8) may be refused, but must not stop later writes."""
+    with UserStore(path) as store:
+        with contextlib.suppress(ValueError, TypeError):
+            store.seen(user(1, first_name="bad \ud800 name"), AT)
+        store.seen(user(2), AT)
+        time.sleep(0.5)  # a few journal rounds of the background thread
+        store.seen(user(3), AT)
+        store.flush()
+    records = reopen_records(path)
+    assert {2, 3} <= set(records)

@@ -120,6 +120,30 @@ def _text(value: object) -> str | None:
     return value if value is None or type(value) is str else str(value)
 
 
+def encodable_text(value: str) -> str:
+    """``value`` with lone surrogates (which UTF-8 cannot carry) replaced by U+FFFD.
+
+    Pyrogram never produces them, but a caller passing plain mappings might,
+    and one such name must not make the whole store unsaveable.
+    """
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
+
+
+def encodable(profile: dict[str, Any]) -> dict[str, Any]:
+    """``profile`` with every text field made :func:`encodable_text` (in place)."""
+    for name in ("first_name", "last_name", "username", "language_code"):
+        value = profile[name]
+        if value is not None:
+            profile[name] = encodable_text(value)
+    return profile
+
+
 def new_record(user_id: int, profile: Mapping[str, Any], seen_at: str) -> Record:
     """A fresh record for a user first seen at ``seen_at`` (already formatted)."""
     record: Record = {"id": user_id}

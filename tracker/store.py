@@ -54,6 +54,8 @@ from tracker.models import (
     Record,
     TimestampCache,
     complete_record,
+    encodable,
+    encodable_text,
     new_record,
     profile_of,
     user_id_of,
@@ -161,7 +163,7 @@ class UserStore:
         self._flush_wanted = threading.Event()
         self._snapshot_wanted = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._failure: BaseException | None = None
+        self._failure: StoreError | None = None
 
         if readonly:
             self._load_for_reading()
@@ -241,12 +243,12 @@ class UserStore:
             record = self._records.get(user_id)
             is_new = whole_record_changed = record is None
             if record is None:
-                record = new_record(user_id, profile, seen_at)
+                record = new_record(user_id, encodable(profile), seen_at)
                 self._records[user_id] = record
             else:
                 # items() views compare in C: the cheap "nothing changed" test.
                 if not profile.items() <= record.items():
-                    record.update(profile)
+                    record.update(encodable(profile))
                     whole_record_changed = True
                 last_seen = record["last_seen"]
                 if last_seen is None or seen_at > last_seen:  # None: a hand-edited record
@@ -257,7 +259,7 @@ class UserStore:
             if message:
                 record["messages"] += 1
             if source and not record["source"]:
-                record["source"] = source
+                record["source"] = encodable_text(source)
                 whole_record_changed = True
             pending = self._changed if whole_record_changed else self._touched
             pending.add(user_id)
@@ -385,6 +387,7 @@ class UserStore:
                     f"journal {self.journal_path} exists but store {self.path} is missing; "
                     f"restore the store file or remove the journal"
                 )
+            self._remove_stale_temp_files()
             # Fold any journal into a fresh snapshot so the new journal starts clean.
             self._write_snapshot()
             self._remove_journal()
@@ -394,6 +397,12 @@ class UserStore:
             self._lock_fd = None
             raise
         self._start_threads()
+
+    def _remove_stale_temp_files(self) -> None:
+        """Delete snapshot temp files a killed writer left (we hold the lock: none is live)."""
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            _unlink_quietly(stale)
+        _unlink_quietly(self.journal_path.with_name(self.journal_path.name + ".tmp"))
 
     def _take_lock(self) -> None:
         try:
@@ -739,7 +748,7 @@ class UserStore:
                 self._flush_journal()
                 if self._snapshot_due():
                     self._snapshot_wanted.set()
-            except StoreError as exc:
+            except Exception as exc:  # any: a dead thread would silently stop saving
                 self._record_failure(exc)
 
     def _snapshot_loop(self) -> None:
@@ -750,10 +759,12 @@ class UserStore:
             self._snapshot_wanted.clear()
             try:
                 self._snapshot_and_compact()
-            except StoreError as exc:
+            except Exception as exc:  # any: a dead thread would silently stop saving
                 self._record_failure(exc)
 
-    def _record_failure(self, exc: BaseException) -> None:
+    def _record_failure(self, exc: Exception) -> None:
+        if not isinstance(exc, StoreError):
+            exc = StoreError(f"store {self.path}: saving failed: {exc!r}")
         if self._failure is None or str(self._failure) != str(exc):
             log.error("%s (will retry)", exc)
         self._failure = exc
