@@ -6,6 +6,7 @@ requests to Telegram are answered by the recorder of tests/telegram_fakes.py.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -16,11 +17,11 @@ from typing import Any
 
 import pytest
 from pyrogram import raw
-from pyrogram.errors import UserIsBlocked
+from pyrogram.errors import AccessTokenInvalid, AuthKeyUnregistered, UserIsBlocked
 from telegram_fakes import FakeTelegram, inline_buttons, run
 from tinydb import TinyDB
 
-from tracker.bot import build_app, control_handler
+from tracker.bot import FatalStartError, build_app, control_handler, start_client
 from tracker.config import Settings, load
 from tracker.handlers import FORGET_CONFIRM_DATA, start_payload
 from tracker.models import format_ts, parse_ts
@@ -621,6 +622,84 @@ def test_build_app_uses_the_data_folder_for_the_session(tmp_path: Path) -> None:
             assert app.name == "mybot"
             assert app.bot_token == "12345:TEST-token"
             assert app.store.path == settings.store
+        finally:
+            app.store.close()
+
+    run(scenario())
+
+
+# ------------------------------------------------------------------ start-up retries
+
+
+def _flaky_start(app: Any, failures: list[BaseException]) -> list[int]:
+    attempts: list[int] = []
+
+    async def start(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(1)
+        if failures:
+            raise failures.pop(0)
+        return app
+
+    app.start = start
+    return attempts
+
+
+def test_start_is_retried_while_telegram_is_unreachable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tracker.bot.RETRY_FIRST", 0.01)
+    settings = write_config(tmp_path)
+
+    async def scenario() -> None:
+        app = build_app(settings, in_memory=True)
+        try:
+            failures: list[BaseException] = [OSError("unreachable"), ConnectionError(), TimeoutError()]
+            attempts = _flaky_start(app, failures)
+            assert await start_client(app, asyncio.Event()) is True
+            assert len(attempts) == 4
+        finally:
+            app.store.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("error", [AuthKeyUnregistered(), AccessTokenInvalid(), EOFError()])
+def test_refused_credentials_are_fatal(tmp_path: Path, error: BaseException) -> None:
+    settings = write_config(tmp_path)
+
+    async def scenario() -> None:
+        app = build_app(settings, in_memory=True)
+        try:
+            attempts = _flaky_start(app, [error])
+            with pytest.raises(FatalStartError):
+                await start_client(app, asyncio.Event())
+            assert len(attempts) == 1
+        finally:
+            app.store.close()
+
+    run(scenario())
+
+
+def test_stop_during_a_hanging_start_returns_false(tmp_path: Path) -> None:
+    settings = write_config(tmp_path)
+
+    async def scenario() -> None:
+        app = build_app(settings, in_memory=True)
+        cancelled: list[bool] = []
+
+        async def hang(*args: Any, **kwargs: Any) -> Any:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancelled.append(True)
+                raise
+
+        app.start = hang
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.05, stop.set)
+        try:
+            assert await start_client(app, stop) is False
+            assert cancelled == [True]
         finally:
             app.store.close()
 

@@ -161,6 +161,12 @@ async def start_client(app: pyrogram.Client, stop: asyncio.Event) -> bool:
             return True
         if isinstance(exc, Unauthorized | BadRequest):
             raise FatalStartError(f"Telegram refused to log in: {exc}") from exc
+        if isinstance(exc, EOFError):
+            # Pyrogram's interactive login (first run in user mode) read end-of-file.
+            raise FatalStartError(
+                "logging in needs answers on the terminal (phone number, code); "
+                "run the bot interactively once to create the session"
+            ) from exc
         log.warning("cannot reach Telegram (%s: %s); retrying in %.0f s", type(exc).__name__, exc, delay)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
