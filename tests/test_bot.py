@@ -704,3 +704,27 @@ def test_stop_during_a_hanging_start_returns_false(tmp_path: Path) -> None:
             app.store.close()
 
     run(scenario())
+
+
+def test_a_failing_command_is_logged_with_the_message_id(
+    tmp_path: Path, caplog: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = write_config(tmp_path, admins="1001")
+    tg = FakeTelegram()
+    alice = tg.user(1001, "Alice")
+
+    def broken(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise ValueError("broken stats")
+
+    monkeypatch.setattr("tracker.handlers.compute_stats", broken)
+
+    async def scenario() -> None:
+        async with running(settings, tg) as app:
+            stats = tg.message(alice, "/stats")
+            with caplog.at_level(logging.ERROR, logger="tracker"):
+                await tg.feed(app, stats, tg.message(alice, "/mydata"))
+            assert json.loads(tg.invoke.sent_texts()[-1])["messages"] == 2  # later commands still work
+            [error] = [r for r in caplog.records if r.name.startswith("tracker") and r.exc_info]
+            assert f"command /stats failed for message {stats.message.id}" in error.getMessage()
+
+    run(scenario())

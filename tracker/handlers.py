@@ -268,8 +268,14 @@ class Tracker:
             "mydata": self.cmd_mydata,
             "forget": self.cmd_forget,
         }.get(command or "")
-        if handler is not None:
+        if handler is None:
+            return
+        try:
             await handler(client, message)
+        except Exception:
+            log.exception(
+                "command /%s failed for message %s in chat %s", command, message.id, _chat_id(message)
+            )
 
     async def cmd_start(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
         """``/start``: the configured welcome (bot mode)."""
@@ -344,6 +350,12 @@ class Tracker:
 
     async def on_forget_button(self, client: pyrogram.Client, query: pyrogram.types.CallbackQuery) -> None:
         """The /forget confirmation button: erase the presser's record."""
+        try:
+            await self._forget_button(client, query)
+        except Exception:
+            log.exception("forget button failed for callback query %s", query.id)
+
+    async def _forget_button(self, client: pyrogram.Client, query: pyrogram.types.CallbackQuery) -> None:
         text = self.forget(query.from_user.id)
         try:
             await query.answer("Erased.")
