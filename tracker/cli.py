@@ -32,7 +32,7 @@ import orjson
 from tracker import config as config_mod
 from tracker.config import ConfigError, Settings
 from tracker.models import format_ts
-from tracker.store import StoreError, StoreLockedError, StoreNotFoundError, UserStore
+from tracker.store import StoreError, StoreLockedError, StoreNotFoundError, UserStore, load_columns
 
 F = TypeVar("F", bound=Callable[..., Any])
 Record = Mapping[str, Any]
@@ -250,10 +250,26 @@ def _tz(settings: Settings, override: ZoneInfo | None = None) -> ZoneInfo:
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool, tz: ZoneInfo | None) -> None:
     """Totals, activity, languages, sources and new users per day."""
-    from tracker.stats import compute_stats, render_stats
+    from tracker.stats import STATS_FIELDS, compute_stats_from_columns, render_stats
 
     settings = _settings(ctx)
     zone = _tz(settings, tz)
+    # The column file answers without parsing every record; when it is missing
+    # or stale the whole store is read.
+    columns = load_columns(settings.store, STATS_FIELDS)
+    if columns is not None:
+        result = compute_stats_from_columns(columns, now=_now(), tz=zone)
+    else:
+        result = _stats_from_store(settings, zone)
+    if as_json:
+        click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(render_stats(result, zone))
+
+
+def _stats_from_store(settings: Settings, zone: ZoneInfo) -> dict[str, Any]:
+    from tracker.stats import compute_stats
+
     try:
         store: UserStore | None = UserStore(settings.store, readonly=True)
     except StoreNotFoundError:
@@ -262,11 +278,7 @@ def stats(ctx: click.Context, as_json: bool, tz: ZoneInfo | None) -> None:
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     with store if store is not None else contextlib.nullcontext():
-        result = compute_stats(store if store is not None else (), now=_now(), tz=zone)
-    if as_json:
-        click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
-    else:
-        click.echo(render_stats(result, zone))
+        return compute_stats(store if store is not None else (), now=_now(), tz=zone)
 
 
 # ----------------------------------------------------------------- export
