@@ -134,3 +134,30 @@ def test_column_stats_of_an_empty_store(path: Path) -> None:
     assert columns is not None
     tz = ZoneInfo("UTC")
     assert compute_stats_from_columns(columns, now=NOW, tz=tz) == compute_stats([], now=NOW, tz=tz)
+
+
+ODD_NAMES = [
+    "", "=1+2", "+cmd", "-x", "@sum", "\tTab", "\rcr", "Ωmega 😀", "שלום", "a\u200bb", "x" * 300, "\x00\x07",
+]
+
+
+@pytest.mark.parametrize("options", [[], ["--excel"], ["--raw"]])
+def test_csv_export_from_columns_equals_export_from_records(path: Path, options: list[str]) -> None:
+    from click.testing import CliRunner
+
+    from tracker.cli import cli
+
+    with UserStore(path) as store:
+        for i, name in enumerate(ODD_NAMES * 3):
+            odd = {**user(i, name), "last_name": ODD_NAMES[-1 - i % len(ODD_NAMES)], "is_premium": i % 2 == 0}
+            store.seen(odd, NOW - timedelta(days=i), source=name or None)
+        store.set_blocked(4, True, NOW)
+    runner = CliRunner()
+    fast = runner.invoke(cli, ["--store", str(path), "export", "-", *options])
+    assert fast.exit_code == 0, fast.output
+    columns_path(path).unlink()  # now only the record path can answer
+    slow = runner.invoke(cli, ["--store", str(path), "export", "-", *options])
+    assert slow.exit_code == 0, slow.output
+    assert fast.stdout_bytes == slow.stdout_bytes
+    # "=1+2" is a first name, a last name and a source, three users each.
+    assert fast.stdout_bytes.count(b"'=1+2") == (0 if "--raw" in options else 9)

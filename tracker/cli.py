@@ -309,7 +309,6 @@ def export(ctx: click.Context, /, target: str, fmt: str, excel: bool, raw: bool,
     is_premium, first_seen, last_seen, messages, source, blocked. Cells a
     spreadsheet would run as a formula get a leading ' unless --raw.
     """
-    from tracker import export as export_mod
 
     if excel and fmt != "csv":
         raise click.UsageError("--excel only applies to --format csv")
@@ -318,13 +317,42 @@ def export(ctx: click.Context, /, target: str, fmt: str, excel: bool, raw: bool,
     # SIGTERM normally ends the process without unwinding: turn it into an
     # exit so the temp file is removed and the target stays untouched.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    count = None
+    if fmt == "csv" and filters.predicate(now=_now(), tz=settings.tz) is None:
+        count = _export_csv_from_columns(settings, target, excel=excel, safe=not raw)
+    if count is None:
+        count = _export_from_store(settings, target, filters, fmt=fmt, excel=excel, safe=not raw)
+    if target != "-":
+        click.echo(f"exported {count:,} users to {target}", err=True)
+
+
+def _export_csv_from_columns(settings: Settings, target: str, *, excel: bool, safe: bool) -> int | None:
+    """The fast path of a plain CSV export; None when the column file cannot serve it."""
+    from tracker import export as export_mod
+
+    columns = load_columns(settings.store, export_mod.CSV_COLUMNS)
+    if columns is None:
+        return None
+    try:
+        rows = export_mod.csv_rows_from_columns(columns, safe=safe)
+    except (KeyError, TypeError):  # odd values (a hand-edited store): go record by record
+        return None
+    total = len(columns["id"])
+    show_bar = target != "-" and sys.stderr.isatty() and total >= PROGRESS_MIN_ROWS
+    with _errors(), _progress(total if show_bar else 0) as progress:
+        return export_mod.export_csv_rows(rows, target, excel=excel, progress=progress)
+
+
+def _export_from_store(
+    settings: Settings, target: str, filters: Filters, *, fmt: str, excel: bool, safe: bool
+) -> int:
+    from tracker import export as export_mod
+
     with _open_reader(settings) as store:
         records = filters.apply(store, now=_now(), tz=settings.tz)
         show_bar = target != "-" and sys.stderr.isatty() and len(store) >= PROGRESS_MIN_ROWS
         with _errors(), _progress(len(store) if show_bar else 0) as progress:
-            count = export_mod.export(records, target, fmt=fmt, excel=excel, safe=not raw, progress=progress)
-    if target != "-":
-        click.echo(f"exported {count:,} users to {target}", err=True)
+            return export_mod.export(records, target, fmt=fmt, excel=excel, safe=safe, progress=progress)
 
 
 @contextlib.contextmanager

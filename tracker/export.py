@@ -30,9 +30,12 @@ __all__ = [
     "FORMATS",
     "ExportError",
     "csv_row",
+    "csv_rows_from_columns",
     "export",
+    "export_csv_rows",
     "neutralise",
     "write_csv",
+    "write_csv_rows",
     "write_json",
     "write_ndjson",
 ]
@@ -179,6 +182,48 @@ def write_csv(
     return count
 
 
+def csv_rows_from_columns(
+    columns: Mapping[str, list[Any]], *, safe: bool = True
+) -> Iterator[tuple[Any, ...]]:
+    """The CSV rows of whole columns (see ``store.load_columns``), column by column.
+
+    Each column is converted in one C-level pass (``map``, list
+    comprehensions), then zipped into rows: no per-record dicts, several
+    times faster than :func:`csv_row` per record. Raises KeyError/TypeError on
+    odd values; the caller then exports records instead.
+    """
+    boolean = _BOOL.__getitem__
+    danger = FORMULA_START
+    cells: list[Iterable[Any]] = []
+    for name in CSV_COLUMNS:
+        values = columns[name]
+        if name in ("is_bot", "is_premium", "blocked"):
+            cells.append(list(map(boolean, values)))
+        elif name in ("id", "messages", "first_seen", "last_seen"):
+            cells.append(values)
+        elif safe:
+            cells.append([("'" + v) if v and v[0] in danger else v for v in values])
+        else:
+            cells.append(values)
+    return zip(*cells, strict=True)
+
+
+def write_csv_rows(
+    rows: Iterable[tuple[Any, ...]], out: IO[str], *, excel: bool = False, progress: Progress | None = None
+) -> int:
+    """Write a header and ready-made CSV ``rows`` to ``out``; return the row count."""
+    writer = csv.writer(out, lineterminator="\r\n" if excel else "\n")
+    writer.writerow(CSV_COLUMNS)
+    count = 0
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, CHUNK)):
+        writer.writerows(chunk)
+        count += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    return count
+
+
 def write_ndjson(
     records: Iterable[Mapping[str, Any]], out: IO[bytes], *, progress: Progress | None = None
 ) -> int:
@@ -220,19 +265,25 @@ def _write(
     progress: Progress | None,
 ) -> int:
     if fmt == "csv":
-        text = io.TextIOWrapper(
-            binary, encoding="utf-8-sig" if excel else "utf-8", newline="", write_through=False
-        )
-        try:
+        with _csv_text(binary, excel) as text:
             return write_csv(records, text, excel=excel, safe=safe, progress=progress)
-        finally:
-            text.flush()
-            text.detach()
     if fmt == "json":
         return write_json(records, binary, progress=progress)
     if fmt == "ndjson":
         return write_ndjson(records, binary, progress=progress)
     raise ValueError(f"unknown export format {fmt!r} (use one of {', '.join(FORMATS)})")
+
+
+@contextlib.contextmanager
+def _csv_text(binary: IO[bytes], excel: bool) -> Iterator[IO[str]]:
+    """A CSV text stream over ``binary`` (UTF-8, with a BOM for ``excel``)."""
+    encoding = "utf-8-sig" if excel else "utf-8"
+    text = io.TextIOWrapper(binary, encoding=encoding, newline="", write_through=False)
+    try:
+        yield text
+    finally:
+        text.flush()
+        text.detach()
 
 
 def export(
@@ -252,10 +303,33 @@ def export(
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r} (use one of {', '.join(FORMATS)})")
+    return _write_atomically(
+        target, lambda out: _write(records, out, fmt, excel=excel, safe=safe, progress=progress)
+    )
+
+
+def export_csv_rows(
+    rows: Iterable[tuple[Any, ...]],
+    target: str | os.PathLike[str],
+    *,
+    excel: bool = False,
+    progress: Progress | None = None,
+) -> int:
+    """Like :func:`export` in CSV, from ready rows (see :func:`csv_rows_from_columns`)."""
+
+    def write(out: IO[bytes]) -> int:
+        with _csv_text(out, excel) as text:
+            return write_csv_rows(rows, text, excel=excel, progress=progress)
+
+    return _write_atomically(target, write)
+
+
+def _write_atomically(target: str | os.PathLike[str], write: Callable[[IO[bytes]], int]) -> int:
+    """Run ``write`` on standard output (``"-"``) or on a temp file renamed over ``target``."""
     if str(target) == "-":
         stdout = sys.stdout.buffer
         try:
-            count = _write(records, stdout, fmt, excel=excel, safe=safe, progress=progress)
+            count = write(stdout)
             stdout.flush()
         except BrokenPipeError:
             # `export - | head`: the reader left; that is not an error of ours.
@@ -273,7 +347,7 @@ def export(
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as out:
-            count = _write(records, out, fmt, excel=excel, safe=safe, progress=progress)
+            count = write(out)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
