@@ -567,3 +567,24 @@ def test_large_store_is_counted_off_the_event_loop(tmp_path: Path, monkeypatch: 
 
     run(main)
     assert threads and all(name != "MainThread" for name in threads)
+
+
+def test_error_is_cleared_when_the_text_goes_back_to_what_is_shown(tmp_path: Path) -> None:
+    async def main() -> None:
+        settings = make_settings(tmp_path, bio_interval="0", bio_template="{reachable} reachable")
+        async with Harness(settings) as h:
+            h.add_users(1)
+            await h.service.start()
+            await settle()
+            h.recorder.failures.append(errors.BotInvalid())
+            h.store.set_blocked(1001, True, h.time.at())
+            h.service.notify_changed()
+            await settle()
+            assert h.recorder.abouts == ["1 reachable", "0 reachable"]  # the second one failed
+            assert h.store.meta["bio_error"].startswith("BOT_INVALID")
+            h.store.set_blocked(1001, False, h.time.at())  # back to what the profile shows
+            await h.time.advance(bio.BACKOFF_START)
+            assert h.recorder.abouts == ["1 reachable", "0 reachable"]  # nothing to send
+            assert (h.store.meta["bio_error"], h.store.meta["bio_next_at"]) == (None, None)
+
+    run(main)

@@ -513,9 +513,14 @@ class BioService:
             if rendered.warnings:
                 info["warnings"] = list(rendered.warnings)
             if rendered.about == self._text and rendered.description == self._description:
-                # Never the same text twice in a row; a pending/retry state is over.
+                # Never the same text twice in a row. The profile already shows it, so a
+                # pending update or a retry of another text (and its error) is over.
                 self._retry_at = None
                 self._set_pending(None)
+                if self._error is not None:
+                    self._error = self._logged_error = None
+                    self._failures = 0
+                    self._save(bio_error=None)
                 return {"ok": True, "changed": False, **info}
             not_before = self._not_before()
             if not force and now < not_before:
