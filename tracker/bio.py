@@ -609,8 +609,8 @@ def dry_run_text(settings: Settings, *, now: float | None = None) -> str:
             rendered = render_store(settings, store, now=at, premium=False)
     except StoreNotFoundError:
         # A fresh install: nothing tracked yet, the counter shows zero.
-        rendered = render_for(settings, count_values([], now=datetime.now(UTC), tz=settings.tz),
-                              premium=False)
+        zero = count_values([], now=datetime.fromtimestamp(at, UTC), tz=settings.tz)
+        rendered = render_for(settings, zero, premium=False)
     limit_text = str(rendered.limit)
     if not settings.is_bot:
         limit_text = f"{USER_ABOUT_LIMIT} ({USER_ABOUT_LIMIT_PREMIUM} with Telegram Premium)"
