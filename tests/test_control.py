@@ -230,3 +230,26 @@ def test_client_rejects_a_malformed_reply(tmp_path: Path) -> None:
 def test_missing_socket_means_bot_not_running(sock_path: Path) -> None:
     with pytest.raises(BotNotRunning):
         request(sock_path, {"cmd": "ping"})
+
+
+def test_a_deep_data_folder_still_works(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    path = socket_path_for(deep / "users.json")
+    assert len(str(path).encode()) > 108  # too long for a plain sun_path
+
+    async def main() -> None:
+        async def handler(req: dict[str, Any]) -> dict[str, Any]:
+            return {"ok": True, "deep": True}
+
+        server = ControlServer(path, handler)
+        await server.start()
+        assert stat.S_IMODE(path.lstat().st_mode) == 0o600
+        assert await asyncio.to_thread(request, path, {"cmd": "ping"}) == {"ok": True, "deep": True}
+        with pytest.raises(ControlError, match="another process"):
+            await ControlServer(path, handler).start()
+        await server.stop()
+        assert not path.exists()
+
+    asyncio.run(main())
+    with pytest.raises(BotNotRunning):
+        request(path, {"cmd": "ping"})

@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +46,36 @@ def socket_path_for(store_path: Path) -> Path:
     return Path(str(store_path) + ".sock")
 
 
+#: Longest socket path bind()/connect() take as is (sun_path is 108 bytes on Linux, 104 on BSDs).
+_SUN_PATH_MAX = 100
+
+
+@contextlib.contextmanager
+def _addressable(path: Path) -> Iterator[str]:
+    """A name for ``path`` that fits a Unix socket address.
+
+    A deep data folder easily exceeds the ~100 bytes of ``sun_path``. On Linux the
+    folder can then be reached through an open descriptor, ``/proc/self/fd/N/name``,
+    which is short and resolves to the same file (no process-wide ``chdir``).
+    """
+    text = str(path)
+    if len(os.fsencode(text)) <= _SUN_PATH_MAX or not os.path.isdir("/proc/self/fd"):
+        yield text
+        return
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{fd}/{path.name}"
+    finally:
+        os.close(fd)
+
+
 def _is_live(path: Path, timeout: float = 1.0) -> bool:
     """True when something accepts connections on the socket file ``path``."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(timeout)
     try:
-        probe.connect(str(path))
+        with _addressable(path) as address:
+            probe.connect(address)
     except (ConnectionRefusedError, FileNotFoundError):
         return False
     except OSError:
@@ -94,7 +118,8 @@ class ControlServer:
         try:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-            sock.bind(str(tmp))
+            with _addressable(tmp) as address:
+                sock.bind(address)
             os.chmod(tmp, 0o600)
             sock.listen(16)
             os.replace(tmp, path)
@@ -171,8 +196,9 @@ def request(socket_path: Path, payload: dict[str, Any], timeout: float = 5.0) ->
     sock.settimeout(timeout)
     try:
         try:
-            sock.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError):
+            with _addressable(path) as address:
+                sock.connect(address)
+        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
             raise BotNotRunning(f"no bot is listening on {path}") from None
         except PermissionError:
             raise ControlError(f"no permission to use the control socket {path}") from None
@@ -181,8 +207,6 @@ def request(socket_path: Path, payload: dict[str, Any], timeout: float = 5.0) ->
                 f"the bot did not accept a connection on {path} within {timeout:g} s"
             ) from None
         except OSError as exc:
-            if len(str(path).encode()) > 100 and "too long" in str(exc):
-                raise ControlError(f"control socket path too long: {path}") from None
             raise ControlError(f"cannot connect to {path}: {exc.strerror or exc}") from None
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8") + b"\n"
         buffer = bytearray()
