@@ -117,6 +117,11 @@ def generate(n: int, folder: Path, seed: int = 5) -> tuple[Path, Path]:
     store = folder / "users.json"
     store.write_bytes(orjson.dumps({"users": users, "meta": {"1": {"schema": 1}}}))
     del users
+    # Open and close it once as the bot would: that writes the snapshot in our
+    # own layout and the column file beside it, the state a running bot leaves.
+    from tracker.store import UserStore
+
+    UserStore(store).close()
     db = folder / "users.sqlite"
     db.unlink(missing_ok=True)
     conn = sqlite3.connect(db)
@@ -131,6 +136,20 @@ def generate(n: int, folder: Path, seed: int = 5) -> tuple[Path, Path]:
     conn.commit()
     conn.close()
     return store, db
+
+
+def generate_elsewhere(n: int, folder: Path) -> tuple[Path, Path]:
+    """:func:`generate` in a child process.
+
+    On Linux a child's peak RSS (``ru_maxrss``) starts at its parent's size
+    at fork; keeping the generated data out of this process keeps the
+    measured processes' memory figures their own.
+    """
+    code = "import sys; from pathlib import Path; from bench.cli import generate; " \
+           "generate(int(sys.argv[1]), Path(sys.argv[2]))"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-c", code, str(n), str(folder)], check=True, env=env)
+    return folder / "users.json", folder / "users.sqlite"
 
 
 def timed(cmd: list[str], repeat: int) -> tuple[float, int]:
@@ -152,14 +171,15 @@ def timed(cmd: list[str], repeat: int) -> tuple[float, int]:
 
 
 def writer_only(store: Path, out: Path) -> tuple[int, float]:
-    """Export with the store already loaded: the writer's own throughput."""
-    from tracker.export import export
-    from tracker.store import UserStore
+    """Export with the columns already loaded: the CSV writer's own throughput."""
+    from tracker.export import CSV_COLUMNS, csv_lines_from_columns, export_csv_lines
+    from tracker.store import load_columns
 
-    with UserStore(store, readonly=True) as reader:
-        start = time.perf_counter()
-        count = export(reader, out)
-        return count, time.perf_counter() - start
+    columns = load_columns(store, CSV_COLUMNS)
+    assert columns is not None, "no column file beside the generated store"
+    start = time.perf_counter()
+    count = export_csv_lines(csv_lines_from_columns(columns), out)
+    return count, time.perf_counter() - start
 
 
 def main(argv: list[str]) -> None:
@@ -179,7 +199,7 @@ def main(argv: list[str]) -> None:
         print(f"start-up: stats on an empty store {base_time:.3f} s, {base_rss / 2**20:.0f} MB RSS\n")
         for n in sizes:
             start = time.perf_counter()
-            store, db = generate(n, folder)
+            store, db = generate_elsewhere(n, folder)
             print(f"== {n:,} users (store {store.stat().st_size / 2**20:.0f} MB, sqlite "
                   f"{db.stat().st_size / 2**20:.0f} MB; generated in {time.perf_counter() - start:.1f} s)")
             st, st_rss = timed([py, cli, "--store", str(store), "stats", "--json"], args.repeat)

@@ -138,6 +138,7 @@ def test_column_stats_of_an_empty_store(path: Path) -> None:
 
 ODD_NAMES = [
     "", "=1+2", "+cmd", "-x", "@sum", "\tTab", "\rcr", "Ωmega 😀", "שלום", "a\u200bb", "x" * 300, "\x00\x07",
+    "a,b", "say \"hi\"", "two\nlines", "cr\rin", " padded ", "\"=x\"",
 ]
 
 
@@ -161,3 +162,4 @@ def test_csv_export_from_columns_equals_export_from_records(path: Path, options:
     assert fast.stdout_bytes == slow.stdout_bytes
     # "=1+2" is a first name, a last name and a source, three users each.
     assert fast.stdout_bytes.count(b"'=1+2") == (0 if "--raw" in options else 9)
+    assert b"\"say \"\"hi\"\"\"" in fast.stdout_bytes

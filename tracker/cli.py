@@ -334,13 +334,13 @@ def _export_csv_from_columns(settings: Settings, target: str, *, excel: bool, sa
     if columns is None:
         return None
     try:
-        rows = export_mod.csv_rows_from_columns(columns, safe=safe)
+        lines = export_mod.csv_lines_from_columns(columns, safe=safe, excel=excel)
     except (KeyError, TypeError):  # odd values (a hand-edited store): go record by record
         return None
     total = len(columns["id"])
     show_bar = target != "-" and sys.stderr.isatty() and total >= PROGRESS_MIN_ROWS
     with _errors(), _progress(total if show_bar else 0) as progress:
-        return export_mod.export_csv_rows(rows, target, excel=excel, progress=progress)
+        return export_mod.export_csv_lines(lines, target, excel=excel, progress=progress)
 
 
 def _export_from_store(
