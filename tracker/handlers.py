@@ -142,20 +142,28 @@ class Tracker:
 
     async def track_message(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
         """A new message anywhere: count it for its sender; record joined members."""
+        # The hot path (every message): plain attribute reads and one store call.
         try:
             sender = message.from_user
+            me = client.me
             # Outgoing = the account's own message (user mode): not a user.
-            if sender is not None and not message.outgoing and not self._is_me(client, sender):
-                is_service = bool(message.service)
-                source = None
-                text = message.text
-                if self._is_bot and text is not None and text.startswith("/start") and not is_service:
-                    source = start_payload(text, client.me.username if client.me else None)
-                # Service messages (joins, pins, ...) are interactions, not messages.
-                self._seen(sender, message=not is_service, source=source)
-            for member in message.new_chat_members or ():
-                if not self._is_me(client, member):
-                    self._seen(member, message=False)
+            if sender is not None and not message.outgoing and (me is None or sender.id != me.id):
+                if message.service:
+                    # Service messages (joins, pins, ...) are interactions, not messages.
+                    new = self.store.seen(sender, self.clock(), message=False)
+                else:
+                    source = None
+                    text = message.text
+                    if self._is_bot and text is not None and text.startswith("/start"):
+                        source = start_payload(text, me.username if me is not None else None)
+                    new = self.store.seen(sender, self.clock(), message=True, source=source)
+                if new:
+                    self.changed()
+            members = message.new_chat_members
+            if members:
+                for member in members:
+                    if me is None or member.id != me.id:
+                        self._seen(member, message=False)
         except Exception:
             log.exception("tracking failed for message %s in chat %s", message.id, _chat_id(message))
 
