@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from pyrogram import raw
 from pyrogram.errors import AccessTokenInvalid, AuthKeyUnregistered, UserIsBlocked
+from pyrogram.handlers import MessageHandler
 from telegram_fakes import FakeTelegram, inline_buttons, run
 from tinydb import TinyDB
 
@@ -728,3 +729,28 @@ def test_a_failing_command_is_logged_with_the_message_id(
             assert f"command /stats failed for message {stats.message.id}" in error.getMessage()
 
     run(scenario())
+
+
+def test_tracking_and_commands_never_stop_propagation(tmp_path: Path) -> None:
+    settings = write_config(tmp_path)
+    tg = FakeTelegram()
+    alice = tg.user(1001, "Alice")
+    seen_later: list[str] = []
+
+    async def later_group(client: Any, message: Any) -> None:
+        seen_later.append(message.text)
+
+    async def scenario() -> None:
+        app = build_app(settings, in_memory=True)
+        app.add_handler(MessageHandler(later_group), group=5)  # an application's own handler
+        await tg.attach(app)
+        try:
+            texts = ["/start x", "hello", "/mydata"]
+            await tg.feed(app, *(tg.message(alice, text) for text in texts))
+        finally:
+            await tg.detach(app)
+            app.store.close()
+
+    run(scenario())
+    assert seen_later == ["/start x", "hello", "/mydata"]
+    assert stored(settings)[1001]["messages"] == 3
