@@ -300,6 +300,7 @@ def describe_error(exc: BaseException) -> str:
         # "Telegram says: [400 BOT_INVALID] - This is not a valid bot. (caused by ...)"
         text = str(exc).splitlines()[0] if str(exc) else ""
         detail = text.split("] - ", 1)[1] if "] - " in text else text
+        detail = detail.split(' (caused by "', 1)[0].strip()
         return f"{name}: {detail}" if detail else name
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return "network: no answer from Telegram in time"
