@@ -544,7 +544,7 @@ def _forget_through_bot(settings: Settings, user_id: int) -> bool:
 
 @cli.command("refresh-bio")
 @click.option("--dry-run", is_flag=True, help="Only show the text that would be set, and its length.")
-@click.option("--force", is_flag=True, help="Update even when the text did not change or it is too soon.")
+@click.option("--force", is_flag=True, help="Update now, even inside bio_interval.")
 @click.pass_context
 def refresh_bio(ctx: click.Context, dry_run: bool, force: bool) -> None:
     """Update the profile text (bio / bot description) with the user count.
