@@ -96,6 +96,10 @@ SNAPSHOT_CHUNK = 5_000
 # whichever is larger, or when it holds changes older than SNAPSHOT_MAX_AGE.
 SNAPSHOT_MIN_JOURNAL_BYTES = 1 << 20
 SNAPSHOT_MAX_AGE = 300.0
+# At most this share of the time goes to snapshots: after one that took d
+# seconds the next waits (1 / SNAPSHOT_MAX_DUTY - 1) * d. Under a flood of
+# updates the journal then grows instead of the writer snapshotting nonstop.
+SNAPSHOT_MAX_DUTY = 0.1
 READ_RETRIES = 20
 
 
@@ -159,6 +163,7 @@ class UserStore:
         self._journal_bytes = 0
         self._journal_since: float | None = None
         self._snapshot_bytes = 0
+        self._snapshot_quiet_until = 0.0
         self._lock_fd: int | None = None
         self._stop = threading.Event()
         self._flush_wanted = threading.Event()
@@ -741,13 +746,16 @@ class UserStore:
             log.warning("cannot write column file %s: %s", path, exc)
 
     def _snapshot_and_compact(self) -> None:
+        started = time.monotonic()
         marker_at = self._flush_journal(new_generation=True)
         self._write_snapshot()
         self._compact_journal(marker_at)
+        finished = time.monotonic()
+        self._snapshot_quiet_until = finished + (finished - started) * (1 / SNAPSHOT_MAX_DUTY - 1)
 
     def _snapshot_due(self) -> bool:
         with self._journal_lock:
-            if self._journal_since is None:
+            if self._journal_since is None or time.monotonic() < self._snapshot_quiet_until:
                 return False
             if self._journal_bytes >= max(SNAPSHOT_MIN_JOURNAL_BYTES, self._snapshot_bytes // 8):
                 return True
