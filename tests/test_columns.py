@@ -6,6 +6,8 @@ sees (store file + journal), and whenever it cannot be sure it returns None.
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -163,3 +165,11 @@ def test_csv_export_from_columns_equals_export_from_records(path: Path, options:
     # "=1+2" is a first name, a last name and a source, three users each.
     assert fast.stdout_bytes.count(b"'=1+2") == (0 if "--raw" in options else 9)
     assert b"\"say \"\"hi\"\"\"" in fast.stdout_bytes
+    # Parsed back by the csv module, every odd name is one intact cell.
+    text = fast.stdout_bytes.decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert len(rows) == 1 + len(ODD_NAMES) * 3
+    by_id = {int(row[0]): row for row in rows[1:]}
+    for i, name in enumerate(ODD_NAMES * 3):
+        risky = "--raw" not in options and name[:1] in ("=", "+", "-", "@", "\t", "\r")
+        assert by_id[i][2] == ("'" + name if risky else name)

@@ -629,7 +629,7 @@ def test_store_path_that_is_a_folder(tmp_path: Path) -> None:
 
 def test_records_missing_fields_are_completed_and_can_be_updated(path: Path) -> None:
     """A hand-edited or older record with only some fields: filled in, still updatable."""
-    path.write_text(json.dumps({"users": {"5": {"first_name": "Five", "messages": 2, "extra": 1}}}))
+    path.write_text(json.dumps({"users": {"5": {"id": 5, "first_name": "Five", "messages": 2, "extra": 1}}}))
     with UserStore(path) as store:
         record = store.get(5)
         assert record is not None and set(RECORD_FIELDS) <= set(record) and record["extra"] == 1
@@ -638,6 +638,16 @@ def test_records_missing_fields_are_completed_and_can_be_updated(path: Path) -> 
         assert record is not None
         assert record["messages"] == 3 and record["last_seen"] == "2024-03-01T12:30:45Z"
         assert record["first_seen"] is not None
+
+
+def test_another_programs_users_table_is_foreign_and_untouched(path: Path) -> None:
+    """TinyDB doc ids 1, 2, 3 with records of their own: not ours, never rewritten."""
+    original = json.dumps({"users": {"1": {"name": "alice", "email": "a@example.org"}}}).encode()
+    path.write_bytes(original)
+    for readonly in (False, True):
+        with pytest.raises(StoreCorruptError, match="not a user store"):
+            UserStore(path, readonly=readonly)
+    assert path.read_bytes() == original
 
 
 # ------------------------------------------------------ timestamp edge cases

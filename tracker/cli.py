@@ -334,7 +334,7 @@ def _export_csv_from_columns(settings: Settings, target: str, *, excel: bool, sa
     if columns is None:
         return None
     try:
-        lines = export_mod.csv_lines_from_columns(columns, safe=safe, excel=excel)
+        lines = export_mod.csv_lines_from_columns(columns, safe=safe)
     except (KeyError, TypeError):  # odd values (a hand-edited store): go record by record
         return None
     total = len(columns["id"])

@@ -7,19 +7,19 @@ only when everything was written: an interrupted export leaves no half file.
 
 CSV is for spreadsheets, so by default every text cell that a spreadsheet
 would read as a formula (starting with ``= + - @``, tab or CR) gets a leading
-``'`` (OWASP "CSV injection"); ``neutralise=False`` writes values as stored.
+``'`` (OWASP "CSV injection"); ``safe=False`` writes values as stored.
 JSON and NDJSON are for programs and always carry the stored values.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import islice
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +29,7 @@ __all__ = [
     "CSV_COLUMNS",
     "FORMATS",
     "ExportError",
+    "csv_line",
     "csv_lines_from_columns",
     "csv_row",
     "export",
@@ -57,6 +58,11 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 
 FORMATS: tuple[str, ...] = ("csv", "json", "ndjson")
+
+#: A CSV cell holding any of these is quoted (RFC 4180). CR is included even
+#: when lines end in LF alone: a bare CR would split the row for most readers.
+CSV_SPECIAL = ',"\r\n'
+
 
 #: Records per write: large enough to amortise the per-call cost, small
 #: enough that a chunk's text stays a few MB.
@@ -105,48 +111,6 @@ def csv_row(record: Mapping[str, Any], *, safe: bool = True) -> list[Any]:
     return row
 
 
-def _csv_rows_fast(records: Iterable[Mapping[str, Any]], safe: bool) -> Iterator[tuple[Any, ...]]:
-    """:func:`csv_row` for well-formed records, without a per-cell function call.
-
-    Raises KeyError/TypeError on a record that lacks a field or holds an odd
-    type, after which the caller continues with :func:`csv_row`.
-    """
-    danger = FORMULA_START
-    boolean = _BOOL
-    for rec in records:
-        username = rec["username"]
-        first = rec["first_name"]
-        last = rec["last_name"]
-        lang = rec["language_code"]
-        source = rec["source"]
-        if safe:
-            # Telegram usernames are [A-Za-z0-9_], but a hand-edited store may say otherwise.
-            if username and username[0] in danger:
-                username = "'" + username
-            if first and first[0] in danger:
-                first = "'" + first
-            if last and last[0] in danger:
-                last = "'" + last
-            if lang and lang[0] in danger:
-                lang = "'" + lang
-            if source and source[0] in danger:
-                source = "'" + source
-        yield (
-            rec["id"],
-            username,
-            first,
-            last,
-            lang,
-            boolean[rec["is_bot"]],
-            boolean[rec["is_premium"]],
-            rec["first_seen"],
-            rec["last_seen"],
-            rec["messages"],
-            source,
-            boolean[rec["blocked"]],
-        )
-
-
 def _chunks(records: Iterable[Mapping[str, Any]]) -> Iterator[list[Mapping[str, Any]]]:
     it = iter(records)
     while chunk := list(islice(it, CHUNK)):
@@ -163,29 +127,42 @@ def write_csv(
 ) -> int:
     """Write a header and one row per record to the text stream ``out``; return the row count.
 
-    ``out`` must be opened with ``newline=""``. ``excel`` ends lines with CRLF
-    (the caller adds the UTF-8 BOM when opening the stream).
+    Each chunk of records is turned into columns and goes through
+    :func:`csv_lines_from_columns`, so both export paths quote alike; a chunk
+    with an odd record (a missing field, a strange type) is redone record by
+    record with :func:`csv_row`. ``excel`` ends lines with CRLF (the caller adds
+    the UTF-8 BOM when opening the stream).
     """
-    writer = csv.writer(out, lineterminator="\r\n" if excel else "\n")
-    writer.writerow(CSV_COLUMNS)
+    end = "\r\n" if excel else "\n"
+    out.write(",".join(CSV_COLUMNS) + end)
     count = 0
+    getters = [(name, itemgetter(name)) for name in CSV_COLUMNS]
     for chunk in _chunks(records):
         try:
-            rows: list[Any] = list(_csv_rows_fast(chunk, safe))
+            columns = {name: list(map(get, chunk)) for name, get in getters}
+            lines = list(csv_lines_from_columns(columns, safe=safe))
         except (KeyError, TypeError):
-            # A record lacks a field or holds an odd type: redo this chunk carefully.
-            rows = [csv_row(rec, safe=safe) for rec in chunk]
-        writer.writerows(rows)
+            lines = [csv_line(csv_row(rec, safe=safe)) for rec in chunk]
+        out.write(end.join(lines) + end)
         count += len(chunk)
         if progress is not None:
             progress(len(chunk))
     return count
 
 
-def csv_lines_from_columns(
-    columns: Mapping[str, list[Any]], *, safe: bool = True, excel: bool = False
-) -> Iterator[str]:
-    """The CSV data lines (no header, no line ends) of whole columns, as ``csv.writer`` writes them.
+def csv_line(cells: Iterable[Any]) -> str:
+    """One CSV line (without its end) of ready cells: None empty, quoted where needed."""
+    return ",".join(_quoted("" if cell is None else str(cell)) for cell in cells)
+
+
+def _quoted(text: str) -> str:
+    if any(char in text for char in CSV_SPECIAL):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def csv_lines_from_columns(columns: Mapping[str, list[Any]], *, safe: bool = True) -> Iterator[str]:
+    """The CSV data lines (no header, no line ends) of whole columns.
 
     ``columns`` come from ``store.load_columns``. Each column is turned into
     cells in one pass, quoting is checked once per column (most columns never
@@ -193,9 +170,6 @@ def csv_lines_from_columns(
     ``csv.writer`` over per-record rows. Raises KeyError/TypeError on odd
     values (a hand-edited store); the caller then exports records instead.
     """
-    # csv.writer (QUOTE_MINIMAL) quotes a field holding the delimiter, the
-    # quote character or a character of the line terminator.
-    special = ',"\r\n' if excel else ',"\n'
     cells: list[list[str]] = []
     for name in CSV_COLUMNS:
         values = columns[name]
@@ -205,19 +179,19 @@ def csv_lines_from_columns(
             cells.append(["" if v is None else str(v) for v in values])
         else:
             neutralise_cells = safe and name not in ("first_seen", "last_seen")
-            cells.append(_text_cells(values, safe=neutralise_cells, special=special))
+            cells.append(_text_cells(values, safe=neutralise_cells))
     return map(",".join, zip(*cells, strict=True))
 
 
-def _text_cells(values: list[Any], *, safe: bool, special: str) -> list[str]:
+def _text_cells(values: list[Any], *, safe: bool) -> list[str]:
     danger = FORMULA_START
     if safe:
         text = ["" if v is None else ("'" + v) if v and v[0] in danger else v for v in values]
     else:
         text = ["" if v is None else v for v in values]
     everything = "".join(text)  # TypeError on a non-string: the caller falls back
-    if any(char in everything for char in special):
-        return [f'"{v.replace(chr(34), chr(34) * 2)}"' if any(c in v for c in special) else v for v in text]
+    if any(char in everything for char in CSV_SPECIAL):
+        return [_quoted(v) for v in text]
     return text
 
 
@@ -362,6 +336,11 @@ def _write_atomically(target: str | os.PathLike[str], write: Callable[[IO[bytes]
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
+        folder_fd = os.open(folder, os.O_RDONLY)  # make the rename itself durable
+        try:
+            os.fsync(folder_fd)
+        finally:
+            os.close(folder_fd)
     except OSError as exc:
         _unlink_quietly(tmp)
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -90,7 +90,7 @@ FLUSH_INTERVAL = 0.2
 # the lock, so bounding the batch bounds the pause seen() callers can feel.
 FLUSH_EARLY_AT = 8_192
 # Records serialised per chunk of a snapshot: the longest pause a snapshot
-# imposes on seen() callers is one chunk (~10 ms at 5,000 records).
+# imposes on seen() callers is one chunk (see bench/store.py for figures).
 SNAPSHOT_CHUNK = 5_000
 # Snapshot when the journal reaches this size or 1/8 of the last snapshot,
 # whichever is larger, or when it holds changes older than SNAPSHOT_MAX_AGE.
@@ -338,7 +338,7 @@ class UserStore:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # --------------------------------------------------------------- indexing
+    # ---------------------------------------------------------------- helpers
 
     def _check_writable(self) -> None:
         if self.readonly:
@@ -471,6 +471,7 @@ class UserStore:
             raise StoreCorruptError(
                 f"store {self.path} is not a user store (it has tables {tables} but no 'users')"
             )
+        ours = META_TABLE in document
         meta_table = document.pop(META_TABLE, {}) or {}
         meta = meta_table.get(META_DOC_ID) if isinstance(meta_table, dict) else None
         if meta is not None:
@@ -498,6 +499,14 @@ class UserStore:
             if type(record) is not dict:
                 raise StoreCorruptError(f"store {self.path}: users record {user_id} is not an object")
             if not record.keys() >= _RECORD_KEYS or record["id"] != user_id:
+                # Without our meta table, only records keyed by their own Telegram
+                # id say "a user store (hand-made or older)"; another program's
+                # "users" table (doc ids 1, 2, 3...) is foreign and left alone.
+                if not ours and record.get("id") != user_id:
+                    raise StoreCorruptError(
+                        f"store {self.path} is not a user store (its 'users' record {user_id} "
+                        f"is not keyed by its Telegram id)"
+                    )
                 complete_record(record)["id"] = user_id
         del users
         self._other_tables = document
@@ -659,11 +668,13 @@ class UserStore:
             except BaseException:
                 os.close(fd)
                 raise
-            _fsync_folder(self.path.parent)
+            # Switch to the new file before anything else can fail: appends to
+            # the old, now unlinked, file would be lost.
             os.close(self._journal_fd)
             self._journal_fd = fd
             self._journal_bytes = len(tail)
             self._journal_since = time.monotonic() if tail.count(b"\n") > 1 else None
+            _fsync_folder(self.path.parent)
 
     # --------------------------------------------------------------- snapshot
 
@@ -712,9 +723,9 @@ class UserStore:
             raise
         _fsync_folder(folder)
         self._snapshot_bytes = size
-        self._write_columns(columns, meta[_JOURNAL_GEN], size)
+        self._write_columns(columns, meta[_JOURNAL_GEN], _file_identity(self.path))
 
-    def _write_columns(self, columns: dict[str, list[Any]], gen: int, store_bytes: int) -> None:
+    def _write_columns(self, columns: dict[str, list[Any]], gen: int, store_identity: list[int]) -> None:
         """Write the column file: a derived copy for fast whole-store reads.
 
         Parsing a million JSON objects takes seconds; the same data as one
@@ -725,13 +736,13 @@ class UserStore:
         """
         path = columns_path(self.path)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        # store_bytes ties the file to the snapshot it was made with: a store
-        # file replaced or damaged since then no longer matches.
+        # The store file's identity ties this file to the snapshot it was made
+        # from: a store file replaced or edited since then no longer matches.
         header = {
             "gen": gen,
             "count": len(columns["id"]),
             "fields": list(columns),
-            "store_bytes": store_bytes,
+            "store": store_identity,
         }
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
@@ -843,7 +854,7 @@ def _read_columns(store_path: Path, wanted: set[str]) -> tuple[dict[str, list[An
     try:
         with open(path, "rb") as fh:
             header = orjson.loads(fh.readline())
-            if header["store_bytes"] != store_path.stat().st_size:
+            if header["store"] != _file_identity(store_path):
                 raise ValueError("column file does not match the store file")
             count = header["count"]
             columns: dict[str, list[Any]] = {}
@@ -946,6 +957,12 @@ def _first_generation(journal: bytes) -> int | None:
     if isinstance(entry, list) and len(entry) == 2 and entry[0] == "g" and isinstance(entry[1], int):
         return entry[1]
     return None
+
+
+def _file_identity(path: Path) -> list[int]:
+    """Inode, size and modification time: changes whenever the file is replaced or edited."""
+    stat = path.stat()
+    return [stat.st_ino, stat.st_size, stat.st_mtime_ns]
 
 
 def _write_all(fd: int, data: bytes) -> None:
