@@ -331,6 +331,23 @@ def test_change_after_a_quiet_interval_is_sent_at_once(tmp_path: Path) -> None:
     run(main)
 
 
+def test_time_dependent_counts_are_refreshed_without_any_new_user(tmp_path: Path) -> None:
+    """{active_30d} falls as users age out of the window: no event says so, a tick does."""
+    async def main() -> None:
+        settings = make_settings(tmp_path, bio_interval="3600", bio_template="Active: {active_30d}")
+        async with Harness(settings) as h:
+            h.add_users(1, 2)
+            await h.service.start()
+            await settle()
+            assert h.recorder.abouts == ["Active: 2"]
+            await h.time.advance(29 * 86400)
+            assert h.recorder.abouts == ["Active: 2"]  # still inside 30 days: nothing to send
+            await h.time.advance(2 * 86400)
+            assert h.recorder.abouts == ["Active: 2", "Active: 0"]
+
+    run(main)
+
+
 def test_same_text_is_never_sent_twice(tmp_path: Path) -> None:
     async def main() -> None:
         settings = make_settings(

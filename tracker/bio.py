@@ -227,6 +227,9 @@ def render_for(
     return Rendered(about=about, limit=limit, description=description, warnings=tuple(warnings))
 
 
+#: Shortest period of the re-render that time-dependent placeholders need.
+MIN_TICK = 60.0
+
 #: Stores larger than this are counted in a worker thread, so the event loop (and
 #: with it every tracking handler) is not held up by a full pass over the records.
 OFFLOAD_RECORDS = 20_000
@@ -362,6 +365,7 @@ class BioService:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
         self._failures = 0
         self._logged_error: str | None = None
         self._warned: set[str] = set()
@@ -398,6 +402,10 @@ class BioService:
             log.warning("description_template is used in bot mode only; ignored for a user account")
         self._wake.set()
         self._task = asyncio.create_task(self._run(), name="bio-updater")
+        if needs_full_pass(self._settings):
+            # {active_30d} and {new_today} change with time alone (users age out of
+            # the window, midnight passes) without any notify_changed().
+            self._ticker = asyncio.create_task(self._tick(), name="bio-ticker")
 
     def notify_changed(self) -> None:
         """Tell the service that the counts may have changed (sync, O(1), thread-safe)."""
@@ -429,11 +437,12 @@ class BioService:
 
     async def stop(self) -> None:
         """Stop the background task (a pending update stays recorded in ``meta``)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._ticker, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._ticker = None
 
     # ----------------------------------------------------------------- internals
 
@@ -445,6 +454,12 @@ class BioService:
         if self._retry_at is not None:
             due = max(due, self._retry_at)
         return due
+
+    async def _tick(self) -> None:
+        """Re-render once per interval (at least a minute): time-dependent counts move."""
+        while True:
+            await self._sleep(max(self._interval, MIN_TICK))
+            self._wake.set()
 
     async def _run(self) -> None:
         while True:
