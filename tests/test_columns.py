@@ -173,3 +173,18 @@ def test_csv_export_from_columns_equals_export_from_records(path: Path, options:
     for i, name in enumerate(ODD_NAMES * 3):
         risky = "--raw" not in options and name[:1] in ("=", "+", "-", "@", "\t", "\r")
         assert by_id[i][2] == ("'" + name if risky else name)
+
+
+def test_column_stats_with_odd_timestamps_match_the_tolerant_record_stats() -> None:
+    """Hand-edited values (a number, a null) must not be counted as if they were dates."""
+    base = {"language_code": "en", "source": None, "blocked": False, "messages": 1}
+    records = [
+        {**base, "first_seen": "2026-11-23T10:00:00Z", "last_seen": "2026-11-23T11:00:00Z"},
+        {**base, "first_seen": 1700000000, "last_seen": 1700000000},
+        {**base, "first_seen": None, "last_seen": "2026-11-22T11:00:00Z"},
+    ]
+    columns = {name: [rec[name] for rec in records] for name in STATS_FIELDS}
+    tz = ZoneInfo("UTC")
+    result = compute_stats_from_columns(columns, now=NOW, tz=tz)
+    assert result == compute_stats(records, now=NOW, tz=tz)
+    assert result["active_24h"] == 1 and result["active_7d"] == 2 and result["total_users"] == 3

@@ -100,12 +100,14 @@ def template_fields(template: str) -> set[str]:
 def load(path: str | os.PathLike[str] | None = None, *, require_file: bool = False) -> Settings:
     """Read settings from ``path`` (see :func:`config_path`) and the environment.
 
-    A missing file is allowed (all defaults, secrets from the environment) unless
-    ``require_file`` is true or the path was given explicitly and does not exist.
+    A missing ./config.ini is allowed (all defaults, secrets from the
+    environment); a missing file named by ``path`` or $TRACKER_CONFIG, or any
+    missing file with ``require_file``, is an error.
     """
     cfg_path = config_path(path)
     parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"), interpolation=None)
-    if cfg_path.exists() or require_file or path is not None:
+    explicit = path is not None or bool(os.environ.get(CONFIG_ENV))
+    if cfg_path.exists() or require_file or explicit:
         try:
             with open(cfg_path, encoding="utf-8") as fh:
                 parser.read_file(fh)

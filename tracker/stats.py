@@ -8,10 +8,11 @@ Speed: the store may hold a million records, and ``stats`` is run as a whole
 process by people who expect an answer at once. Timestamps are
 ``YYYY-MM-DDTHH:MM:SSZ`` strings that sort as text, so every time window is
 turned into a UTC boundary string once and records are compared as strings,
-never parsed. The counts are then taken column by column with C-level
-iteration (``map``/``itemgetter``/``Counter``/``filter``), which is several
-times faster than one Python-level loop that touches every field; records
-without some field (hand-edited stores) fall back to a slower, tolerant loop.
+never parsed. Over records (the bot's in-memory store) one loop takes every
+field of a record while it is in cache; over columns (``store.load_columns``,
+what ``cli.py stats`` reads) every count is a C-level pass (``filter``,
+``Counter``, ``min``/``max``). Odd values (hand-edited stores) fall back to a
+slower, tolerant loop.
 """
 
 from __future__ import annotations
@@ -76,12 +77,6 @@ def day_boundaries(now: datetime, tz: ZoneInfo, days: int = CHART_DAYS) -> tuple
     return dates, bounds
 
 
-def _count_at_least(values: Iterable[str], bound: str) -> list[str]:
-    # bound.__le__(v) is "bound <= v": filtering with a C-level bound method
-    # keeps the per-value cost at a comparison.
-    return list(filter(bound.__le__, values))
-
-
 def compute_stats(records: Iterable[Mapping[str, Any]], *, now: datetime, tz: ZoneInfo) -> dict[str, Any]:
     """Aggregate user records into the ``stats --json`` document.
 
@@ -118,6 +113,8 @@ def compute_stats_from_columns(
     """
     dates, bounds, cutoffs = _windows(now, tz)
     try:
+        if (set(map(type, columns["first_seen"])) | set(map(type, columns["last_seen"]))) - {str}:
+            raise TypeError("non-text timestamps")  # str comparisons below would not raise
         agg = _scan_columns(columns, bounds[0], cutoffs)
     except TypeError:
         values_per_user = zip(*(columns[f] for f in STATS_FIELDS), strict=True)
@@ -280,11 +277,6 @@ def _scan_tolerant(
 
 def _ordered(counts: Mapping[Any, int]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-def empty_stats(*, now: datetime, tz: ZoneInfo) -> dict[str, Any]:
-    """The stats of an empty store (what ``stats`` prints before the first user)."""
-    return compute_stats((), now=now, tz=tz)
 
 
 def sparkline(values: Sequence[int]) -> str:
