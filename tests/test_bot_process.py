@@ -182,4 +182,8 @@ def test_sigterm_while_telegram_is_unreachable_exits_0_with_a_closed_store(tmp_p
     assert "Traceback" not in err
     assert "flushed and closed" in err
     assert assert_closed_store(store) == {}
-    assert (tmp_path / "data" / "tracker.session").exists()  # the session lives in the data folder
+    session = tmp_path / "data" / "tracker.session"
+    assert session.exists()  # the session lives in the data folder
+    # It holds the login key: owner-only, like everything the bot creates.
+    for created in (session, store, Path(f"{store}.lock")):
+        assert created.stat().st_mode & 0o777 == 0o600, created

@@ -694,12 +694,15 @@ def _standalone(settings: Settings, *, force: bool, timeout: float) -> str:
     muted = pyrogram_log.level == logging.NOTSET
     if muted:
         pyrogram_log.setLevel(logging.CRITICAL + 1)
+    # The session file (and its SQLite journal) hold the login key: owner-only from birth.
+    old_umask = os.umask(0o077)
     try:
         with store:
             return asyncio.run(
                 _standalone_async(settings, store, api_id, api_hash, session_name, force, timeout)
             )
     finally:
+        os.umask(old_umask)
         if muted:
             pyrogram_log.setLevel(logging.NOTSET)
 

@@ -257,6 +257,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python bot.py``: exits 0 after a clean stop, 1 on an error."""
     args = parse_args(argv)
+    # Everything this process creates is private: the store, and above all the
+    # session file (and its SQLite journal), which holds the account's login key.
+    os.umask(0o077)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
