@@ -50,11 +50,11 @@ from zoneinfo import ZoneInfo
 import pyrogram
 from pyrogram import errors, raw
 
-from .config import BIO_PLACEHOLDERS, ConfigError, Settings, template_fields
-from .control import BotNotRunning, ControlError, request, socket_path_for
-from .models import format_ts, parse_ts
-from .stats import compute_stats
-from .store import StoreError, StoreLockedError, StoreNotFoundError, UserStore
+from tracker.config import BIO_PLACEHOLDERS, ConfigError, Settings, template_fields
+from tracker.control import HANDLER_TIMEOUT, BotNotRunning, ControlError, request, socket_path_for
+from tracker.models import format_ts, parse_ts
+from tracker.stats import compute_stats
+from tracker.store import StoreError, StoreLockedError, StoreNotFoundError, UserStore
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,9 @@ SEND_TIMEOUT = 30.0
 #: Upper bound for the CLI's own connect / disconnect (network unreachable -> error, not a hang).
 CLI_CONNECT_TIMEOUT = 20.0
 #: How long the CLI waits for the running bot to answer a refresh-bio request.
-CONTROL_REFRESH_TIMEOUT = SEND_TIMEOUT + 15.0
+#: Longer than the bot allows its handler, so the bot's own answer (even "timed
+#: out") always arrives before the CLI gives up.
+CONTROL_REFRESH_TIMEOUT = HANDLER_TIMEOUT + 5.0
 
 
 class BioError(Exception):
