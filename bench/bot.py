@@ -17,18 +17,7 @@ store's journal thread included) and the tracker's overhead over the baseline.
 One dispatcher worker (the handlers are CPU-bound coroutines; more workers
 only interleave them).
 
-Measured on the shared 4-core dev box (load ~2 from other jobs), defaults:
-
-* kurigram 2.2.26: baseline 223 µs/update, tracker 227 µs/update, overhead +6.0 %
-  (median of 150 paired chunks; rounds +2.1 / +3.3 / +6.4 %).
-* pyrogram 2.0.106: baseline 104 µs/update, tracker 124 µs/update, overhead
-  +25 % (its own parsing costs less than half of kurigram's, so the same
-  ~20 µs weighs more).
-
-Where the ~20 µs go (2.0.106, measured by swapping parts out): the store's
-``seen()`` plus its journal thread ~13 µs, the tracking callback itself ~2.5 µs,
-the command group's one "starts with /" check ~0.5-3 µs, the rest is the
-dispatcher calling one more coroutine.
+Figures: README.md, "Benchmarks".
 """
 
 from __future__ import annotations

@@ -1,24 +1,18 @@
 """``python -m bench cli``: ``stats`` and ``export`` as whole processes, against sqlite3.
 
 For each size it writes a store file directly in the TinyDB layout (faster
-than ``seen()`` one by one) and a sqlite3 database of the same users (the
-peer a user would pick instead: one table, indexes on the timestamps), then
+than ``seen()`` one by one), opens and closes it once as the bot would (which
+leaves the column file beside it), and a sqlite3 database of the same users
+(the peer a user would pick instead: one table, indexes on the timestamps), then
 times, each as a fresh process (best of ``--repeat``):
 
 * ``cli.py stats --json`` vs the same figures through SQL queries;
 * ``cli.py export FILE`` (CSV) vs ``csv.writer`` over ``SELECT``;
 
-and in-process the export writer alone (rows/s with the store already
+and in-process the CSV writer alone (rows/s with the columns already
 loaded), plus the peak memory of ``stats`` per user (``wait4`` rusage).
 Targets (issue 5): stats <= 0.2 s at 100k and <= 1.5 s at 1M users, export
 >= 500k rows/s and <= 4 s for 1M users end to end, stats <= 1 KB per user.
-
-Last run (2 shared CPUs, load average 3-4 from other jobs, so absolute times
-are inflated; the ratios are the steadier figure): stats 1.48 s at 100k
-(sqlite3 0.50 s, 3.0x) and 9.8 s at 1M (sqlite3 3.0 s, 3.2x), 2.16 KB/user;
-export 1M 19.5 s end to end (sqlite3 8.6 s, 2.3x), writer alone 154k rows/s.
-Nearly all of stats' time and memory is the store's read-only load (orjson
-parse into one dict per user); compute_stats itself is ~0.1 s per 100k.
 """
 
 from __future__ import annotations
