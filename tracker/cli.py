@@ -189,6 +189,17 @@ class Filters:
     since: datetime | None = None
     blocked: bool = False
 
+    @property
+    def is_empty(self) -> bool:
+        """True when every record passes."""
+        return (
+            not self.search
+            and not self.lang
+            and not self.blocked
+            and self.active_within is None
+            and self.since is None
+        )
+
     def predicate(self, *, now: datetime, tz: ZoneInfo) -> Callable[[Record], bool] | None:
         """A test for one record, or None when every record passes."""
         tests: list[Callable[[Record], bool]] = []
@@ -324,7 +335,7 @@ def export(ctx: click.Context, /, target: str, fmt: str, excel: bool, raw: bool,
     # exit so the temp file is removed and the target stays untouched.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     count = None
-    if fmt == "csv" and filters.predicate(now=_now(), tz=settings.tz) is None:
+    if fmt == "csv" and filters.is_empty:
         count = _export_csv_from_columns(settings, target, excel=excel, safe=not raw)
     if count is None:
         count = _export_from_store(settings, target, filters, fmt=fmt, excel=excel, safe=not raw)

@@ -308,13 +308,11 @@ class Tracker:
         """The admin /stats text: the same figures as ``cli.py stats``."""
         now = self.clock()
         # A shallow list is cheap on the loop; the O(n) scan runs in a thread so
-        # updates keep flowing. Records are replaced, never resized, by seen(),
-        # so reading them concurrently is safe (at worst a figure is a moment old).
+        # updates keep flowing. seen() only reassigns existing keys of a record
+        # (it never adds or removes one), so reading records from another thread
+        # is safe (at worst a figure is a moment old).
         records = list(self.store)
-        loop = asyncio.get_running_loop()
-        stats = await loop.run_in_executor(
-            None, lambda: compute_stats(records, now=now, tz=self.settings.tz)
-        )
+        stats = await asyncio.to_thread(compute_stats, records, now=now, tz=self.settings.tz)
         return (
             f"👥 Users: {stats['total_users']:,}\n"
             f"🆕 New today: {stats['new_today']:,}\n"

@@ -20,11 +20,11 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tracker.models import TIMESTAMP_FORMAT
+from tracker.models import format_ts, parse_ts
 
 #: Days covered by ``new_per_day`` (today included).
 CHART_DAYS = 30
@@ -54,10 +54,6 @@ UNKNOWN_LANGUAGE = "unknown"
 _BARS = " ▁▂▃▄▅▆▇█"
 
 
-def _utc_text(at: datetime) -> str:
-    return at.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
-
-
 def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
     # ZoneInfo resolves nonexistent/ambiguous local midnights (DST) through
     # fold=0, which is what a wall clock shows: good enough for day buckets.
@@ -72,8 +68,8 @@ def day_boundaries(now: datetime, tz: ZoneInfo, days: int = CHART_DAYS) -> tuple
     """
     today = now.astimezone(tz).date()
     dates = [today - timedelta(days=days - 1 - i) for i in range(days)]
-    bounds = [_utc_text(_local_midnight(d, tz)) for d in dates]
-    bounds.append(_utc_text(_local_midnight(today + timedelta(days=1), tz)))
+    bounds = [format_ts(_local_midnight(d, tz)) for d in dates]
+    bounds.append(format_ts(_local_midnight(today + timedelta(days=1), tz)))
     return dates, bounds
 
 
@@ -129,9 +125,9 @@ def _windows(now: datetime, tz: ZoneInfo) -> tuple[list[date], list[str], tuple[
         raise ValueError("now must be timezone-aware")
     dates, bounds = day_boundaries(now, tz)
     cutoffs = (
-        _utc_text(now - timedelta(hours=24)),
-        _utc_text(now - timedelta(days=7)),
-        _utc_text(now - timedelta(days=30)),
+        format_ts(now - timedelta(hours=24)),
+        format_ts(now - timedelta(days=7)),
+        format_ts(now - timedelta(days=30)),
     )
     return dates, bounds, cutoffs
 
@@ -293,8 +289,8 @@ def _fmt_ts(text: str | None, tz: ZoneInfo) -> str:
     if text is None:
         return "-"
     try:
-        at = datetime.strptime(text, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
+        at = parse_ts(text)
+    except (TypeError, ValueError):
         return text
     return at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
 
