@@ -80,6 +80,13 @@ USERS_TABLE = "users"
 META_TABLE = "meta"
 META_DOC_ID = "1"
 _RECORD_KEYS = frozenset(RECORD_FIELDS)
+# Column file order: the fields a whole-store count needs come first, so a
+# reader that wants only those stops reading early (see load_columns).
+_COUNTED_FIELDS = ("id", "first_seen", "last_seen", "messages", "blocked", "language_code", "source")
+COLUMN_ORDER: tuple[str, ...] = (
+    *_COUNTED_FIELDS,
+    *(name for name in RECORD_FIELDS if name not in _COUNTED_FIELDS),
+)
 
 # Meta keys the store manages itself; callers use the rest (e.g. bio_*).
 _JOURNAL_GEN = "journal_gen"
@@ -687,8 +694,8 @@ class UserStore:
         folder = self.path.parent
         tmp = folder / f".{self.path.name}.{os.getpid()}.tmp"
         size = 0
-        columns: dict[str, list[Any]] = {name: [] for name in RECORD_FIELDS}
-        getters = [(columns[name].extend, itemgetter(name)) for name in RECORD_FIELDS]
+        columns: dict[str, list[Any]] = {name: [] for name in COLUMN_ORDER}
+        getters = [(columns[name].extend, itemgetter(name)) for name in COLUMN_ORDER]
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
         except OSError as exc:
@@ -750,6 +757,7 @@ class UserStore:
                 out.write(orjson.dumps(header) + b"\n")
                 for values in columns.values():
                     out.write(orjson.dumps(values) + b"\n")
+                out.write(_COLUMNS_END)
             os.replace(tmp, path)
         except (OSError, TypeError) as exc:
             _unlink_quietly(tmp)
@@ -815,6 +823,9 @@ class UserStore:
             raise failure
 
 
+_COLUMNS_END = b'"end"\n'
+
+
 def columns_path(store_path: Path) -> Path:
     """Where the column file of the store at ``store_path`` lives."""
     return store_path.with_name(store_path.name + ".columns")
@@ -853,12 +864,20 @@ def _read_columns(store_path: Path, wanted: set[str]) -> tuple[dict[str, list[An
     gc.disable()  # millions of new objects: see _load_snapshot
     try:
         with open(path, "rb") as fh:
+            # A reader may stop before the last column: the end mark proves the
+            # file is whole (it was not fsynced, so a crash can leave it torn).
+            fh.seek(-len(_COLUMNS_END), os.SEEK_END)
+            if fh.read() != _COLUMNS_END:
+                raise ValueError("torn column file")
+            fh.seek(0)
             header = orjson.loads(fh.readline())
             if header["store"] != _file_identity(store_path):
                 raise ValueError("column file does not match the store file")
             count = header["count"]
             columns: dict[str, list[Any]] = {}
             for name in header["fields"]:
+                if wanted <= columns.keys():
+                    break  # the rest of the file is fields nobody asked for
                 line = fh.readline()
                 if not line.endswith(b"\n"):
                     raise ValueError("torn column file")
