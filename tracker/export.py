@@ -25,6 +25,8 @@ from typing import IO, Any
 
 import orjson
 
+from tracker.files import atomic_write
+
 __all__ = [
     "CSV_COLUMNS",
     "FORMATS",
@@ -324,32 +326,8 @@ def _write_atomically(target: str | os.PathLike[str], write: Callable[[IO[bytes]
             return 0
         return count
     path = Path(target)
-    folder = path.parent
-    tmp = folder / f".{path.name}.{os.getpid()}.tmp"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with atomic_write(path) as out:
+            return write(out)
     except OSError as exc:
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as out:
-            count = write(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-        folder_fd = os.open(folder, os.O_RDONLY)  # make the rename itself durable
-        try:
-            os.fsync(folder_fd)
-        finally:
-            os.close(folder_fd)
-    except OSError as exc:
-        _unlink_quietly(tmp)
-        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    return count
-
-
-def _unlink_quietly(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)

@@ -50,6 +50,7 @@ from typing import Any
 
 import orjson
 
+from tracker.files import PRIVATE, atomic_write, fsync_folder, unlink_quietly
 from tracker.models import (
     RECORD_FIELDS,
     Record,
@@ -91,7 +92,7 @@ COLUMN_ORDER: tuple[str, ...] = (
 # Meta keys the store manages itself; callers use the rest (e.g. bio_*).
 _JOURNAL_GEN = "journal_gen"
 
-FILE_MODE = 0o600
+FILE_MODE = PRIVATE
 FLUSH_INTERVAL = 0.2
 # Journal early once this many changes are pending: serialising a batch holds
 # the lock, so bounding the batch bounds the pause seen() callers can feel.
@@ -414,8 +415,8 @@ class UserStore:
     def _remove_stale_temp_files(self) -> None:
         """Delete snapshot temp files a killed writer left (we hold the lock: none is live)."""
         for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
-            _unlink_quietly(stale)
-        _unlink_quietly(self.journal_path.with_name(self.journal_path.name + ".tmp"))
+            unlink_quietly(stale)
+        unlink_quietly(self.journal_path.with_name(self.journal_path.name + ".tmp"))
 
     def _take_lock(self) -> None:
         try:
@@ -576,7 +577,7 @@ class UserStore:
         marker = orjson.dumps(["g", self._gen]) + b"\n"
         os.write(fd, marker)
         os.fsync(fd)
-        _fsync_folder(self.path.parent)
+        fsync_folder(self.path.parent)
         self._journal_fd = fd
         self._journal_bytes = len(marker)
         self._journal_since = None
@@ -588,7 +589,7 @@ class UserStore:
                 self._journal_fd = None
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.journal_path)
-            _fsync_folder(self.path.parent)
+            fsync_folder(self.path.parent)
 
     def _take_changes(self) -> tuple[bytes, set[int], set[int], bool]:
         """Serialise what changed since the last call as journal lines (``_lock`` held).
@@ -681,7 +682,7 @@ class UserStore:
             self._journal_fd = fd
             self._journal_bytes = len(tail)
             self._journal_since = time.monotonic() if tail.count(b"\n") > 1 else None
-            _fsync_folder(self.path.parent)
+            fsync_folder(self.path.parent)
 
     # --------------------------------------------------------------- snapshot
 
@@ -691,17 +692,10 @@ class UserStore:
             user_ids = list(self._records)
             meta = {**self._meta, _JOURNAL_GEN: self._gen}
             other_tables = dict(self._other_tables)
-        folder = self.path.parent
-        tmp = folder / f".{self.path.name}.{os.getpid()}.tmp"
-        size = 0
         columns: dict[str, list[Any]] = {name: [] for name in COLUMN_ORDER}
         getters = [(columns[name].extend, itemgetter(name)) for name in COLUMN_ORDER]
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        except OSError as exc:
-            raise StoreError(f"cannot write to folder {folder}: {exc.strerror or exc}") from None
-        try:
-            with os.fdopen(fd, "wb", buffering=1 << 20) as out:
+            with atomic_write(self.path) as out:
                 out.write(b'{"' + USERS_TABLE.encode() + b'":{')
                 first = True
                 for start in range(0, len(user_ids), SNAPSHOT_CHUNK):
@@ -718,17 +712,9 @@ class UserStore:
                         first = False
                 out.write(b"},")
                 out.write(orjson.dumps({META_TABLE: {META_DOC_ID: meta}, **other_tables})[1:])
-                out.flush()
                 size = out.tell()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
         except OSError as exc:
-            _unlink_quietly(tmp)
             raise StoreError(f"cannot write store {self.path}: {exc.strerror or exc}") from None
-        except BaseException:
-            _unlink_quietly(tmp)
-            raise
-        _fsync_folder(folder)
         self._snapshot_bytes = size
         self._write_columns(columns, meta[_JOURNAL_GEN], _file_identity(self.path))
 
@@ -742,7 +728,6 @@ class UserStore:
         whenever it is missing, torn or stale.
         """
         path = columns_path(self.path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         # The store file's identity ties this file to the snapshot it was made
         # from: a store file replaced or edited since then no longer matches.
         header = {
@@ -752,16 +737,13 @@ class UserStore:
             "store": store_identity,
         }
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-            with os.fdopen(fd, "wb", buffering=1 << 20) as out:
+            with atomic_write(path, durable=False) as out:
                 out.write(orjson.dumps(header) + b"\n")
                 for values in columns.values():
                     out.write(orjson.dumps(values) + b"\n")
                 out.write(_COLUMNS_END)
-            os.replace(tmp, path)
         except (OSError, TypeError) as exc:
-            _unlink_quietly(tmp)
-            _unlink_quietly(path)  # better none than a stale one
+            unlink_quietly(path)  # better none than a stale one
             log.warning("cannot write column file %s: %s", path, exc)
 
     def _snapshot_and_compact(self) -> None:
@@ -989,20 +971,6 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename or create in ``folder`` durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink_quietly(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
 
 
 def _read_pid(fd: int) -> int | None:
