@@ -210,23 +210,30 @@ def render_for(
     """Render and fit the texts for the configured mode; warnings say what was cut."""
     warnings: list[str] = []
     limit = about_limit(settings, premium=premium)
-    full = render(settings.bio_template, values)
-    about, cut = fit(full, limit)
-    if cut:
-        warnings.append(
-            f"bio_template renders to {utf16_len(full)} characters, over the {limit} allowed for "
-            f"the {target_name(settings)}: cut to {about!r}"
-        )
+    about = _render_fitted(
+        "bio_template", settings.bio_template, values, limit, target_name(settings), warnings
+    )
     description: str | None = None
     if settings.is_bot and settings.description_template is not None:
-        full_desc = render(settings.description_template, values)
-        description, cut = fit(full_desc, BOT_DESCRIPTION_LIMIT)
-        if cut:
-            warnings.append(
-                f"description_template renders to {utf16_len(full_desc)} characters, over the "
-                f"{BOT_DESCRIPTION_LIMIT} allowed for the bot description: cut"
-            )
+        description = _render_fitted(
+            "description_template", settings.description_template, values,
+            BOT_DESCRIPTION_LIMIT, "bot description", warnings,
+        )  # fmt: skip
     return Rendered(about=about, limit=limit, description=description, warnings=tuple(warnings))
+
+
+def _render_fitted(
+    key: str, template: str, values: Mapping[str, int], limit: int, target: str, warnings: list[str]
+) -> str:
+    """``template`` rendered and cut to ``limit``; a cut adds a warning naming the config key."""
+    full = render(template, values)
+    text, cut = fit(full, limit)
+    if cut:
+        warnings.append(
+            f"{key} renders to {utf16_len(full)} characters, over the {limit} allowed for "
+            f"the {target}: cut to {text!r}"
+        )
+    return text
 
 
 #: Shortest period of the re-render that time-dependent placeholders need.
