@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 Record = dict[str, Any]
 
@@ -76,6 +76,57 @@ class TimestampCache:
 
 
 _ONE_SECOND = timedelta(seconds=1)
+
+
+class Profile(NamedTuple):
+    """What Telegram says about one user at one sighting, normalised.
+
+    The one shape a sighting has at the store's door: the handlers build it
+    from a pyrogram ``User`` or a raw TL ``User`` (:func:`make_profile`), so the
+    store never duck-types Telegram objects. A tuple, because one is built per
+    update and tuples are the cheapest typed value Python has.
+    """
+
+    id: int
+    first_name: str | None = None
+    last_name: str | None = None
+    username: str | None = None
+    language_code: str | None = None
+    is_bot: bool = False
+    is_premium: bool | None = None
+
+
+def make_profile(
+    user_id: int,
+    first_name: object = None,
+    last_name: object = None,
+    username: object = None,
+    language_code: object = None,
+    is_bot: object = False,
+    is_premium: object = None,
+) -> Profile:
+    """A :class:`Profile` from loosely typed values, normalised as the store keeps them.
+
+    Empty ``username``/``language_code`` mean "not set" (None); text is made
+    UTF-8 encodable (:func:`encodable_text`); a non-int id is a ``TypeError``.
+    """
+    if isinstance(user_id, bool) or not isinstance(user_id, int):
+        raise TypeError(f"user id must be an int, got {user_id!r}")
+    return Profile(
+        user_id,
+        _clean(first_name),
+        _clean(last_name),
+        _clean(username) or None,
+        _clean(language_code) or None,
+        bool(is_bot),
+        None if is_premium is None else bool(is_premium),
+    )
+
+
+def _clean(value: object) -> str | None:
+    if value is None:
+        return None
+    return encodable_text(value if type(value) is str else str(value))
 
 
 def user_id_of(user: Mapping[str, Any] | object) -> int:
