@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tracker.config import BIO_PLACEHOLDERS, ConfigError, Settings, config_path, load
+from tracker.config import (
+    BIO_PLACEHOLDERS,
+    KEYS,
+    ConfigError,
+    Settings,
+    config_path,
+    load,
+    parse_proxy,
+    permission_warning,
+)
 
 REPO = Path(__file__).resolve().parents[1]
-ENV_VARS = ("TRACKER_API_ID", "TRACKER_API_HASH", "TRACKER_BOT_TOKEN", "TRACKER_CONFIG")
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
+    for name in list(os.environ):
+        if name.startswith("TRACKER_"):
+            monkeypatch.delenv(name)
 
 
 def write(folder: Path, text: str) -> Path:
@@ -132,9 +143,9 @@ def test_relative_store_resolves_against_the_config_folder(
 @pytest.mark.parametrize(
     ("text", "env", "key", "detail"),
     [
-        ("[pyrogram]\napi_id = abc\n", {}, "api_id", "abc"),
-        ("[pyrogram]\napi_id = 12.5\n", {}, "api_id", "12.5"),
-        ("[pyrogram]\n", {"TRACKER_API_ID": "x1"}, "api_id", "x1"),
+        ("[pyrogram]\napi_id = abc\n", {}, "api_id", "value not shown"),
+        ("[pyrogram]\napi_id = 12.5\n", {}, "api_id", "value not shown"),
+        ("[pyrogram]\n", {"TRACKER_API_ID": "x1"}, "api_id", "TRACKER_API_ID"),
         ("[tracker]\ntimezone = Mars/Olympus_Mons\n", {}, "timezone", "Mars/Olympus_Mons"),
         ("[tracker]\ntimezone = ../../etc/passwd\n", {}, "timezone", "passwd"),
         ("[tracker]\nbio_interval = -5\n", {}, "bio_interval", "-5"),
@@ -197,3 +208,242 @@ def test_require_credentials_says_what_to_set(tmp_path: Path, monkeypatch: pytes
         assert str(settings.config_path) in message and "\n" not in message
     monkeypatch.setenv("TRACKER_API_HASH", "deadbeef")
     assert load(path).require_credentials() == (5, "deadbeef")
+
+
+# ---------------------------------------------------------------- every key from the environment
+
+# key -> (environment text, the Settings attribute's expected value; a callable gets tmp_path)
+ENV_CASES: dict[str, tuple[str, Any]] = {
+    "api_id": ("4242", 4242),
+    "api_hash": ("envhash", "envhash"),
+    "bot_token": ("1:ENV", "1:ENV"),
+    "store": ("/srv/tracker/users.json", Path("/srv/tracker/users.json")),
+    "session": ("envsession", "envsession"),
+    "admins": ("7, @Env", ("7", "@Env")),
+    "public_stats": ("yes", True),
+    "timezone": ("Asia/Tokyo", "Asia/Tokyo"),
+    "bio_template": ("{reachable} here", "{reachable} here"),
+    "description_template": ("{new_today} new", "{new_today} new"),
+    "bio_interval": ("60", 60),
+    "welcome": ("Yo {first_name}", "Yo {first_name}"),
+    "proxy": ("socks5://h:1080", {"scheme": "socks5", "hostname": "h", "port": 1080}),
+    "log_level": ("debug", "DEBUG"),
+}
+
+FILE_VALUES = (
+    "[pyrogram]\napi_id = 1\napi_hash = filehash\nbot_token = 1:FILE\n"
+    "[tracker]\nstore = /file/users.json\nsession = filesession\nadmins = 9\npublic_stats = no\n"
+    "timezone = Europe/Berlin\nbio_template = {users} file\ndescription_template = {users} long\n"
+    "bio_interval = 7200\nwelcome = Hi {first_name} file\nproxy = http://file:8080\nlog_level = ERROR\n"
+)
+
+
+def test_every_key_has_a_case() -> None:
+    assert set(ENV_CASES) | {"plugins"} == set(KEYS)
+
+
+@pytest.mark.parametrize("key", sorted(ENV_CASES))
+def test_the_environment_wins_over_the_file_for_every_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    path = write(tmp_path, FILE_VALUES)
+    before = getattr(load(path), key)
+    env_text, expected = ENV_CASES[key]
+    monkeypatch.setenv(f"TRACKER_{key.upper()}", env_text)
+    after = getattr(load(path), key)
+    assert after == expected and after != before
+
+
+def test_a_container_needs_no_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no config.ini anywhere
+    for key, (text, _) in ENV_CASES.items():
+        monkeypatch.setenv(f"TRACKER_{key.upper()}", text)
+    settings = load()
+    for key, (_, expected) in ENV_CASES.items():
+        assert getattr(settings, key) == expected, key
+    assert settings.require_credentials() == (4242, "envhash")
+
+
+def test_relative_paths_from_the_environment_resolve_like_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = write(tmp_path / "etc", "[tracker]\n")
+    (tmp_path / "etc" / "mine").mkdir()
+    (tmp_path / "cwd" / "mine").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setenv("TRACKER_STORE", "state/users.json")
+    monkeypatch.setenv("TRACKER_PLUGINS", "mine")
+    settings = load(conf)  # against the config file's folder, not the cwd
+    assert settings.store == (tmp_path / "etc" / "state" / "users.json").resolve()
+    assert settings.plugins == (tmp_path / "etc" / "mine").resolve()
+    settings = load()  # no file: against the cwd
+    assert settings.store == (tmp_path / "cwd" / "state" / "users.json").resolve()
+    assert settings.plugins == (tmp_path / "cwd" / "mine").resolve()
+
+
+# ---------------------------------------------------------------- new keys
+
+
+def test_plugins_folder_resolves_against_the_config_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "conf" / "my_plugins").mkdir(parents=True)
+    path = write(tmp_path / "conf", "[tracker]\nplugins = my_plugins\n")
+    monkeypatch.chdir(tmp_path)
+    assert load(path).plugins == (tmp_path / "conf" / "my_plugins").resolve()
+    assert load(write(tmp_path / "none", "[tracker]\n")).plugins is None
+    missing = write(tmp_path / "missing", "[tracker]\nplugins = nowhere\n")
+    with pytest.raises(ConfigError, match=r"plugins: no such folder"):
+        load(missing)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("socks5://user:pass@host:1080", {"scheme": "socks5", "hostname": "host", "port": 1080,
+                                          "username": "user", "password": "pass"}),
+        ("SOCKS4://10.0.0.1:9050", {"scheme": "socks4", "hostname": "10.0.0.1", "port": 9050}),
+        ("http://u%40x:p%3Ass@proxy.example:3128/", {"scheme": "http", "hostname": "proxy.example",
+                                                     "port": 3128, "username": "u@x", "password": "p:ss"}),
+    ],
+)
+def test_proxy_becomes_pyrogram_proxy_dict(tmp_path: Path, url: str, expected: dict[str, Any]) -> None:
+    assert load(write(tmp_path, f"[tracker]\nproxy = {url}\n")).proxy == expected
+    assert parse_proxy(url) == expected
+
+
+def test_proxy_dict_is_accepted_by_a_real_pyrogram_client() -> None:
+    import asyncio
+
+    import pyrogram
+
+    proxy = parse_proxy("socks5://user:pass@127.0.0.1:1080")
+
+    async def build() -> Any:
+        return pyrogram.Client("t", api_id=1, api_hash="x", in_memory=True, proxy=proxy)
+
+    client = asyncio.run(build())
+    assert client.proxy  # normalised by kurigram, stored as-is by pyrogram 2.0.106
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://h:21", "socks5://h", "socks5://h:0", "socks5://h:70000", "socks5://h:port",
+     "socks5://:1080", "socks5://user:s3cretpw@h:1080/path", "h:1080"],
+)
+def test_bad_proxy_is_a_config_error_without_the_password(tmp_path: Path, url: str) -> None:
+    path = write(tmp_path, f"[tracker]\nproxy = {url}\n")
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    message = str(info.value)
+    assert "proxy" in message and str(path) in message and "\n" not in message
+    assert "s3cretpw" not in message
+
+
+def test_log_level(tmp_path: Path) -> None:
+    assert load(write(tmp_path, "[tracker]\n")).log_level == "INFO"
+    assert load(write(tmp_path, "[tracker]\nlog_level = warning\n")).log_level == "WARNING"
+    with pytest.raises(ConfigError, match=r"log_level: must be one of"):
+        load(write(tmp_path, "[tracker]\nlog_level = loud\n"))
+
+
+# ---------------------------------------------------------------- hostile values (issue 8)
+
+HASH = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[tracker]\nbio_template = {users:Q}\n", "bio_template"),
+        ("[tracker]\nbio_template = {users:>99999999999}\n", "bio_template"),
+        ("[tracker]\nbio_template = {users:>5000}\n", "bio_template"),
+        ("[tracker]\nbio_template = {users!z}\n", "bio_template"),
+        ("[tracker]\nbio_template = {users.real}\n", "bio_template"),
+        ("[tracker]\nbio_template = {users:{users}}\n", "bio_template"),
+        ("[tracker]\ndescription_template = {reachable:d}\n", "description_template"),
+        ("[tracker]\nwelcome = Hi {first_name:Q}\n", "welcome"),
+        ("[tracker]\nwelcome = Hi {first_name:>99999999999}\n", "welcome"),
+        ("[tracker]\nwelcome = Hi {first_name[0]}\n", "welcome"),
+        ("[tracker]\nwelcome = Hi {}\n", "welcome"),
+        ("[tracker]\nbio_interval = 1e17\n", "bio_interval"),
+        ("[tracker]\nbio_interval = 100000000000000000\n", "bio_interval"),
+        ("[tracker]\nbio_interval = ²\n", "bio_interval"),
+        ("[pyrogram]\napi_id = ²\n", "api_id"),
+        ("[pyrogram]\napi_id = ١٢٣\n", "api_id"),
+        ("[pyrogram]\napi_id = 4294967296\n", "api_id"),
+        ("[pyrogram]\napi_id = 0\n", "api_id"),
+        ("[tracker]\nadmins = ²\n", "admins"),
+        ("[tracker]\nadmins = 1, -²\n", "admins"),
+        ("[tracker]\nadmins = 99999999999999999999\n", "admins"),
+        ("[tracker]\nadmins = @a b\n", "admins"),
+    ],
+)
+def test_hostile_values_are_config_errors_at_load(tmp_path: Path, text: str, key: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    message = str(info.value)
+    assert f": {key}: " in message and str(path) in message and "\n" not in message, message
+
+
+def test_a_template_that_loads_renders_at_run_time(tmp_path: Path) -> None:
+    from tracker.bio import render
+
+    path = write(tmp_path, "[tracker]\nbio_template = {users:>12}|{reachable!r}|{new_today:_^9}\n")
+    settings = load(path)
+    assert render(settings.bio_template, dict.fromkeys(BIO_PLACEHOLDERS, 1234)) == "       1,234|'1,234'|__1,234__"
+
+
+@pytest.mark.parametrize("source", ["file", "env"])
+def test_a_bad_api_id_is_not_echoed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str) -> None:
+    if source == "file":
+        path = write(tmp_path, f"[pyrogram]\napi_id = {HASH}\n")
+    else:
+        path = write(tmp_path, "[pyrogram]\n")
+        monkeypatch.setenv("TRACKER_API_ID", HASH)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    message = str(info.value)
+    assert "api_id" in message and HASH not in message and HASH[:8] not in message, message
+
+
+def test_a_config_saved_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    path = tmp_path / "config.ini"
+    path.write_bytes("[pyrogram]\napi_id = 5\n[tracker]\nsession = bom\n".encode("utf-8-sig"))
+    settings = load(path)
+    assert (settings.api_id, settings.session) == (5, "bom")
+
+
+@pytest.mark.parametrize(
+    ("text", "mode", "warned"),
+    [
+        ("[pyrogram]\napi_hash = abc\n", 0o644, "everyone"),
+        ("[pyrogram]\nbot_token = 1:A\n", 0o640, "its group"),
+        ("[tracker]\nproxy = socks5://u:p@h:1\n", 0o604, "everyone"),
+        ("[pyrogram]\napi_hash = abc\n", 0o600, None),
+        ("[pyrogram]\napi_id = 5\n[tracker]\nproxy = socks5://h:1\n", 0o644, None),
+    ],
+)
+def test_permission_warning(tmp_path: Path, text: str, mode: int, warned: str | None) -> None:
+    path = write(tmp_path, text)
+    path.chmod(mode)
+    warning = permission_warning(load(path))
+    if warned is None:
+        assert warning is None
+    else:
+        assert warning is not None and str(path) in warning and warned in warning and "chmod 600" in warning
+        assert "abc" not in warning and "1:A" not in warning and "\n" not in warning
+
+
+def test_no_permission_warning_for_secrets_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "[pyrogram]\napi_id = 5\n")
+    path.chmod(0o644)
+    monkeypatch.setenv("TRACKER_API_HASH", "abc")
+    assert permission_warning(load(path)) is None
+
+
+def test_secrets_lists_what_must_never_be_logged(tmp_path: Path) -> None:
+    path = write(tmp_path, "[pyrogram]\napi_id = 5\napi_hash = H1\nbot_token = 1:T\n"
+                           "[tracker]\nproxy = socks5://u:PW@h:1\n")
+    assert set(load(path).secrets()) == {"H1", "1:T", "PW"}

@@ -1,31 +1,74 @@
-"""Settings: ``config.ini`` plus environment overrides for secrets.
+"""Settings: ``config.ini`` plus ``TRACKER_<KEY>`` environment overrides.
 
-``load(path)`` returns a frozen :class:`Settings`. Every problem is reported as a
-:class:`ConfigError` whose message names the file and the key, so the bot and the
-CLI can print it as one line.
+``load(path)`` returns a frozen :class:`Settings`. Every key may come from the
+environment (``TRACKER_STORE``, ``TRACKER_BOT_TOKEN``, ...), which wins over the
+file, so a container needs no config file at all. Every value is checked here,
+templates included (rendered once with sample values), so nothing read from the
+configuration can fail later at run time. Every problem is a :class:`ConfigError`
+whose one-line message names the file and the key.
 """
 
 from __future__ import annotations
 
 import configparser
 import os
+import re
+import stat
 import string
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_CONFIG = "config.ini"
 CONFIG_ENV = "TRACKER_CONFIG"
+ENV_PREFIX = "TRACKER_"
 
 #: Placeholders that bio/description templates may use.
 BIO_PLACEHOLDERS = frozenset({"users", "reachable", "active_30d", "new_today"})
+#: Placeholders that the /start reply may use.
+WELCOME_PLACEHOLDERS = frozenset({"first_name"})
 
-# Secrets may come from the environment so that config.ini can stay committed.
-_ENV_OVERRIDES = {
-    "api_id": "TRACKER_API_ID",
-    "api_hash": "TRACKER_API_HASH",
-    "bot_token": "TRACKER_BOT_TOKEN",
+#: Every key, the section it lives in, and its default. The environment variable
+#: of a key is ``TRACKER_<KEY>``.
+KEYS: Mapping[str, tuple[str, str]] = {
+    "api_id": ("pyrogram", ""),
+    "api_hash": ("pyrogram", ""),
+    "bot_token": ("pyrogram", ""),
+    "store": ("tracker", "data/users.json"),
+    "session": ("tracker", "tracker"),
+    "admins": ("tracker", ""),
+    "public_stats": ("tracker", "false"),
+    "timezone": ("tracker", "UTC"),
+    "bio_template": ("tracker", "👥 Users: {users}"),
+    "description_template": ("tracker", ""),
+    "bio_interval": ("tracker", "3600"),
+    "welcome": ("tracker", "Hi {first_name}!"),
+    "plugins": ("tracker", ""),
+    "proxy": ("tracker", ""),
+    "log_level": ("tracker", "INFO"),
 }
+
+#: Keys whose values must never be logged or shown in an error.
+SECRET_KEYS = ("api_hash", "bot_token")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+PROXY_SCHEMES = ("socks4", "socks5", "http")
+
+# Bounds: every number read from the configuration has one, so a typo such as
+# ``bio_interval = 100000000000000000`` is an error here, not an overflow later.
+API_ID_MAX = 2**31 - 1  # Telegram's api_id is a 32-bit int
+USER_ID_MAX = 2**63 - 1  # ids are 64-bit in MTProto
+BIO_INTERVAL_MAX = 31 * 24 * 3600  # a month; profile updates rarer than that are pointless
+#: Widest field a template's format spec may ask for (a Telegram message holds 4096 chars).
+FORMAT_WIDTH_MAX = 4096
+WELCOME_MAX = 4096
+#: Sample values a template is rendered with at load: the widest realistic ones.
+SAMPLE_COUNT = 1_234_567
+SAMPLE_FIRST_NAME = "Ann"
+
+_INTEGER = re.compile(r"-?[0-9]{1,20}")  # ASCII digits only: str.isdigit() accepts "²"
 
 
 class ConfigError(Exception):
@@ -34,7 +77,7 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the bot and the CLI read from the configuration."""
+    """Everything the bot and the CLI read from the configuration (attributes named after the keys)."""
 
     config_path: Path
     api_id: int | None
@@ -49,6 +92,11 @@ class Settings:
     description_template: str | None
     bio_interval: int
     welcome: str
+    #: Folder of the owner's Pyrogram smart plugins (absolute), or None.
+    plugins: Path | None = None
+    #: What ``pyrogram.Client(proxy=...)`` takes: scheme, hostname, port[, username, password].
+    proxy: dict[str, Any] | None = field(default=None, hash=False)
+    log_level: str = "INFO"
 
     @property
     def is_bot(self) -> bool:
@@ -67,13 +115,18 @@ class Settings:
 
     def admin_ids(self) -> frozenset[int]:
         """Admins given as numeric user ids."""
-        return frozenset(int(a) for a in self.admins if a.lstrip("-").isdigit())
+        return frozenset(int(a) for a in self.admins if _INTEGER.fullmatch(a))
 
     def admin_usernames(self) -> frozenset[str]:
         """Admins given as ``@username`` (lower-case, without the ``@``)."""
-        return frozenset(
-            a.lstrip("@").lower() for a in self.admins if not a.lstrip("-").isdigit()
-        )
+        return frozenset(a.lstrip("@").lower() for a in self.admins if not _INTEGER.fullmatch(a))
+
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values in these settings (api_hash, bot_token, proxy password): never log them."""
+        found = [self.api_hash, self.bot_token]
+        if self.proxy:
+            found.append(self.proxy.get("password"))
+        return tuple(s for s in found if s)
 
     def require_credentials(self) -> tuple[int, str]:
         """Return ``(api_id, api_hash)`` or raise a ConfigError that says how to set them."""
@@ -85,6 +138,11 @@ class Settings:
                 f"https://my.telegram.org -> API development tools"
             )
         return self.api_id, self.api_hash
+
+
+def env_name(key: str) -> str:
+    """The environment variable that overrides ``key``: ``TRACKER_<KEY>``."""
+    return ENV_PREFIX + key.upper()
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -100,131 +158,264 @@ def template_fields(template: str) -> set[str]:
 def load(path: str | os.PathLike[str] | None = None, *, require_file: bool = False) -> Settings:
     """Read settings from ``path`` (see :func:`config_path`) and the environment.
 
-    A missing ./config.ini is allowed (all defaults, secrets from the
+    A missing ./config.ini is allowed (all defaults, values from the
     environment); a missing file named by ``path`` or $TRACKER_CONFIG, or any
-    missing file with ``require_file``, is an error.
+    missing file with ``require_file``, is an error. Relative paths, from the
+    file or the environment, resolve against the config file's folder (the
+    current folder when there is no file).
     """
     cfg_path = config_path(path)
-    parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"), interpolation=None)
     explicit = path is not None or bool(os.environ.get(CONFIG_ENV))
-    if cfg_path.exists() or require_file or explicit:
-        try:
-            with open(cfg_path, encoding="utf-8") as fh:
-                parser.read_file(fh)
-        except OSError as exc:
-            raise ConfigError(f"cannot read config {cfg_path}: {exc.strerror or exc}") from None
-        except (configparser.Error, UnicodeDecodeError) as exc:
-            first_line = str(exc).splitlines()[0]
-            raise ConfigError(f"config {cfg_path} is not a valid INI file: {first_line}") from None
-    base = cfg_path.resolve().parent
+    parser = _read_file(cfg_path, required=require_file or explicit)
     reader = _Reader(parser, cfg_path)
+    base = cfg_path.resolve().parent
 
-    api_id_text = reader.secret("api_id")
-    api_id: int | None = None
-    if api_id_text:
-        if not api_id_text.isdigit():
-            raise ConfigError(reader.where("api_id", f"must be a number, got {api_id_text!r}"))
-        api_id = int(api_id_text)
+    bio_template = reader.template("bio_template", BIO_PLACEHOLDERS)
+    description = reader.template("description_template", BIO_PLACEHOLDERS) or None
+    return Settings(
+        config_path=cfg_path,
+        api_id=_api_id(reader),
+        api_hash=reader.get("api_hash") or None,
+        bot_token=reader.get("bot_token") or None,
+        store=_path(reader, "store", base),
+        session=_session(reader),
+        admins=_admins(reader),
+        public_stats=reader.boolean("public_stats"),
+        timezone=_timezone(reader),
+        bio_template=bio_template,
+        description_template=description,
+        bio_interval=reader.bounded_int("bio_interval", 0, BIO_INTERVAL_MAX, unit="seconds"),
+        welcome=_welcome(reader),
+        plugins=_plugins(reader, base),
+        proxy=_proxy(reader),
+        log_level=_log_level(reader),
+    )
 
-    timezone = reader.get("tracker", "timezone", "UTC")
+
+def _read_file(cfg_path: Path, *, required: bool) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"), interpolation=None)
+    if not (required or cfg_path.exists()):
+        return parser
+    try:
+        # utf-8-sig: Notepad saves UTF-8 with a byte-order mark, which plain utf-8 keeps.
+        with open(cfg_path, encoding="utf-8-sig") as fh:
+            parser.read_file(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {cfg_path}: {exc.strerror or exc}") from None
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        first_line = str(exc).splitlines()[0]
+        raise ConfigError(f"config {cfg_path} is not a valid INI file: {first_line}") from None
+    return parser
+
+
+def _api_id(reader: _Reader) -> int | None:
+    text = reader.get("api_id")
+    if not text:
+        return None
+    # The value is not echoed: a pasted api_hash in the wrong field is a secret.
+    if not _INTEGER.fullmatch(text) or not 1 <= int(text) <= API_ID_MAX:
+        raise ConfigError(
+            reader.where("api_id", "must be the number shown at my.telegram.org (value not shown)")
+        )
+    return int(text)
+
+
+def _timezone(reader: _Reader) -> str:
+    timezone = reader.get("timezone")
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(reader.where("timezone", f"unknown time zone {timezone!r}")) from None
+    return timezone
 
-    bio_template = reader.get("tracker", "bio_template", "👥 Users: {users}", strip=False).strip()
-    _check_template(reader, "bio_template", bio_template)
-    description = reader.get("tracker", "description_template", "", strip=False).strip() or None
-    if description is not None:
-        _check_template(reader, "description_template", description)
 
-    welcome = reader.get("tracker", "welcome", "Hi {first_name}!", strip=False).strip()
-    try:
-        unknown = template_fields(welcome) - {"first_name"}
-    except ValueError as exc:
-        raise ConfigError(reader.where("welcome", f"bad template: {exc}")) from None
-    if unknown:
-        raise ConfigError(reader.where("welcome", f"unknown placeholder {{{sorted(unknown)[0]}}}"))
+def _welcome(reader: _Reader) -> str:
+    welcome = reader.template("welcome", WELCOME_PLACEHOLDERS)
+    # The longest first name Telegram allows is 64 characters.
+    longest = welcome.format(first_name="W" * 64)
+    if len(longest) > WELCOME_MAX:
+        raise ConfigError(reader.where("welcome", f"longer than a Telegram message ({WELCOME_MAX})"))
+    return welcome
 
-    session = reader.get("tracker", "session", "tracker")
-    if not session or "/" in session or "\\" in session:
+
+def _session(reader: _Reader) -> str:
+    session = reader.get("session")
+    if not session or "/" in session or "\\" in session or session in {".", ".."}:
         raise ConfigError(reader.where("session", "must be a plain name, e.g. tracker"))
+    return session
 
-    admins = tuple(a.strip() for a in reader.get("tracker", "admins", "").split(",") if a.strip())
+
+def _admins(reader: _Reader) -> tuple[str, ...]:
+    admins = tuple(a.strip() for a in reader.get("admins").split(",") if a.strip())
     for admin in admins:
-        if not (admin.lstrip("-").isdigit() or (admin.startswith("@") and len(admin) > 1)):
+        if _INTEGER.fullmatch(admin):
+            if abs(int(admin)) > USER_ID_MAX:
+                raise ConfigError(reader.where("admins", f"{admin!r} is out of range for a user id"))
+        elif not re.fullmatch(r"@[A-Za-z0-9_]{1,64}", admin):
             raise ConfigError(reader.where("admins", f"{admin!r} is neither a user id nor an @username"))
+    return admins
 
-    store_text = reader.get("tracker", "store", "data/users.json")
-    if not store_text:
-        raise ConfigError(reader.where("store", "must not be empty"))
-    store = Path(store_text).expanduser()
 
-    return Settings(
-        config_path=cfg_path,
-        api_id=api_id,
-        api_hash=reader.secret("api_hash") or None,
-        bot_token=reader.secret("bot_token") or None,
-        store=store if store.is_absolute() else base / store,
-        session=session,
-        admins=admins,
-        public_stats=reader.boolean("public_stats", False),
-        timezone=timezone,
-        bio_template=bio_template,
-        description_template=description,
-        bio_interval=reader.non_negative_int("bio_interval", 3600),
-        welcome=welcome,
+def _path(reader: _Reader, key: str, base: Path) -> Path:
+    text = reader.get(key)
+    if not text:
+        raise ConfigError(reader.where(key, "must not be empty"))
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _plugins(reader: _Reader, base: Path) -> Path | None:
+    if not reader.get("plugins"):
+        return None
+    folder = _path(reader, "plugins", base)
+    if not folder.is_dir():
+        raise ConfigError(reader.where("plugins", f"no such folder {str(folder)!r}"))
+    return folder
+
+
+def _log_level(reader: _Reader) -> str:
+    level = reader.get("log_level").upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(reader.where("log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {level!r}"))
+    return level
+
+
+def _proxy(reader: _Reader) -> dict[str, Any] | None:
+    try:
+        return parse_proxy(reader.get("proxy"))
+    except ValueError as exc:
+        raise ConfigError(reader.where("proxy", str(exc))) from None
+
+
+def parse_proxy(url: str) -> dict[str, Any] | None:
+    """``socks5://user:pass@host:1080`` -> the dict ``pyrogram.Client(proxy=...)`` takes; "" -> None.
+
+    Schemes: socks4, socks5, http; user and password are optional. Raises
+    ValueError saying what is wrong, without echoing the URL (it may hold a password).
+    """
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a port that is not a number, or out of range
+        raise ValueError("needs a port from 1 to 65535, e.g. socks5://host:1080") from None
+    scheme = parts.scheme.lower()
+    if scheme not in PROXY_SCHEMES:
+        schemes = ", ".join(PROXY_SCHEMES)
+        raise ValueError(f"must look like socks5://[user:pass@]host:port (schemes: {schemes})")
+    if not parts.hostname or port is None or not 1 <= port <= 65535:
+        raise ValueError("needs a host and a port from 1 to 65535, e.g. socks5://host:1080")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("must be scheme://[user:pass@]host:port, nothing after the port")
+    proxy: dict[str, Any] = {"scheme": scheme, "hostname": parts.hostname, "port": port}
+    if parts.username is not None:
+        proxy["username"] = unquote(parts.username)
+    if parts.password is not None:
+        proxy["password"] = unquote(parts.password)
+    return proxy
+
+
+def check_template(template: str, placeholders: frozenset[str], sample: Mapping[str, Any]) -> None:
+    """Render ``template`` once with ``sample``; raise ValueError saying what is wrong.
+
+    Catches what ``str.format`` would raise later at run time: unknown
+    placeholders, bad format specs (``{users:Q}``), and widths so large that
+    rendering would exhaust memory (``{users:>99999999999}``, checked before
+    rendering).
+    """
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"bad template: {exc}") from None
+    for _, name, spec, _ in parsed:
+        if name is None:
+            continue
+        if name not in placeholders:
+            allowed = ", ".join("{" + p + "}" for p in sorted(placeholders))
+            raise ValueError(f"unknown placeholder {{{name}}} (allowed: {allowed})")
+        for number in re.findall(r"[0-9]+", spec or ""):
+            if len(number) > 6 or int(number) > FORMAT_WIDTH_MAX:
+                raise ValueError(f"format width {number} in {{{name}:{spec}}} is over {FORMAT_WIDTH_MAX}")
+    try:
+        template.format(**sample)
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError, OverflowError) as exc:
+        raise ValueError(f"bad template: {exc}") from None
+
+
+def _sample(placeholders: frozenset[str]) -> dict[str, str]:
+    # The bot formats counts as text with thousands separators (tracker.bio.render),
+    # and first_name is text: so the sample values are strings, as at run time.
+    return {
+        name: SAMPLE_FIRST_NAME if name == "first_name" else f"{SAMPLE_COUNT:,}" for name in placeholders
+    }
+
+
+def permission_warning(settings: Settings) -> str | None:
+    """A one-line warning when the config file holds secrets and others may read it, else None.
+
+    Called once at start by the bot. Secrets in the environment do not count.
+    """
+    path = settings.config_path
+    try:
+        mode = path.stat().st_mode
+        parser = _read_file(path, required=True)
+    except (OSError, ConfigError):
+        return None
+    held = [key for key in (*SECRET_KEYS, "proxy") if parser.get(KEYS[key][0], key, fallback="").strip()]
+    if "proxy" in held and "@" not in parser.get("tracker", "proxy", fallback=""):
+        held.remove("proxy")  # a proxy without credentials is no secret
+    if not held or not mode & (stat.S_IRGRP | stat.S_IROTH):
+        return None
+    who = "everyone" if mode & stat.S_IROTH else "its group"
+    return (
+        f"config {path} holds secrets ({', '.join(held)}) and is readable by {who} "
+        f"(mode {stat.S_IMODE(mode):04o}): run chmod 600 {path}, or move the secrets "
+        f"to the environment ({', '.join(env_name(k) for k in held)})"
     )
 
 
-def _check_template(reader: _Reader, key: str, template: str) -> None:
-    try:
-        unknown = template_fields(template) - BIO_PLACEHOLDERS
-    except ValueError as exc:
-        raise ConfigError(reader.where(key, f"bad template: {exc}")) from None
-    if unknown:
-        allowed = ", ".join("{" + p + "}" for p in sorted(BIO_PLACEHOLDERS))
-        raise ConfigError(
-            reader.where(key, f"unknown placeholder {{{sorted(unknown)[0]}}} (allowed: {allowed})")
-        )
-
-
 class _Reader:
-    """Typed access to the parser, with errors that name the file and the key."""
+    """Typed access to the keys (environment first, then the file), with errors naming the key."""
 
     def __init__(self, parser: configparser.ConfigParser, path: Path) -> None:
         self._parser = parser
         self._path = path
 
-    def where(self, key: str, problem: str) -> str:
-        return f"config {self._path}: {key}: {problem}"
+    def _from_env(self, key: str) -> str:
+        return os.environ.get(env_name(key), "").strip()
 
-    def get(self, section: str, key: str, default: str, *, strip: bool = True) -> str:
-        value = self._parser.get(section, key, fallback=default)
+    def where(self, key: str, problem: str) -> str:
+        origin = f" (from {env_name(key)})" if self._from_env(key) else ""
+        return f"config {self._path}: {key}{origin}: {problem}"
+
+    def get(self, key: str, *, strip: bool = True) -> str:
+        """The key's text: a non-empty ``TRACKER_<KEY>`` wins over the file."""
+        section, default = KEYS[key]
+        value = self._from_env(key) or self._parser.get(section, key, fallback=default)
         return value.strip() if strip else value
 
-    def secret(self, key: str) -> str:
-        env = os.environ.get(_ENV_OVERRIDES[key], "").strip()
-        return env or self.get("pyrogram", key, "")
+    def template(self, key: str, placeholders: frozenset[str]) -> str:
+        text = self.get(key)
+        try:
+            check_template(text, placeholders, _sample(placeholders))
+        except ValueError as exc:
+            raise ConfigError(self.where(key, str(exc))) from None
+        return text
 
-    def boolean(self, key: str, default: bool) -> bool:
-        text = self.get("tracker", key, "").lower()
-        if not text:
-            return default
+    def boolean(self, key: str) -> bool:
+        text = self.get(key).lower()
         if text in {"1", "true", "yes", "on"}:
             return True
         if text in {"0", "false", "no", "off"}:
             return False
         raise ConfigError(self.where(key, f"must be true or false, got {text!r}"))
 
-    def non_negative_int(self, key: str, default: int) -> int:
-        text = self.get("tracker", key, "")
-        if not text:
-            return default
-        try:
-            value = int(text)
-        except ValueError:
-            raise ConfigError(self.where(key, f"must be a whole number of seconds, got {text!r}")) from None
-        if value < 0:
-            raise ConfigError(self.where(key, f"must not be negative, got {value}"))
+    def bounded_int(self, key: str, low: int, high: int, *, unit: str) -> int:
+        text = self.get(key)
+        if not _INTEGER.fullmatch(text):
+            raise ConfigError(self.where(key, f"must be a whole number of {unit}, got {text[:40]!r}"))
+        value = int(text)
+        if not low <= value <= high:
+            raise ConfigError(self.where(key, f"must be from {low} to {high} {unit}, got {value}"))
         return value
