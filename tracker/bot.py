@@ -25,10 +25,12 @@ from typing import Any, Protocol
 import pyrogram
 from pyrogram.errors import BadRequest, Unauthorized
 
+from tracker import __version__
 from tracker.bio import BioService
-from tracker.config import ConfigError, Settings, load
+from tracker.config import LOG_LEVELS, ConfigError, Settings, load, permission_warning
 from tracker.control import ControlError, ControlServer, socket_path_for
 from tracker.handlers import Clock, Tracker, register, utc_now
+from tracker.logs import describe_network_error, setup_logging
 from tracker.store import StoreError, UserStore
 
 log = logging.getLogger(__name__)
@@ -167,7 +169,7 @@ async def start_client(app: pyrogram.Client, stop: asyncio.Event) -> bool:
                 "logging in needs answers on the terminal (phone number, code); "
                 "run the bot interactively once to create the session"
             ) from exc
-        log.warning("cannot reach Telegram (%s: %s); retrying in %.0f s", type(exc).__name__, exc, delay)
+        log.warning("cannot reach Telegram: %s; retrying in %.0f s", describe_network_error(exc), delay)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
         delay = min(delay * 2, RETRY_MAX)
@@ -242,30 +244,41 @@ async def _amain(settings: Settings) -> None:
     await run(app, settings)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """``--config PATH`` (default: $TRACKER_CONFIG, then ./config.ini) and ``-v``."""
-    parser = argparse.ArgumentParser(
-        prog="bot.py", description="Track every user who interacts with the bot."
-    )
+def parse_args(argv: list[str] | None, *, prog: str = "bot.py") -> argparse.Namespace:
+    """``--config PATH``, ``--log-level LEVEL`` (``-v`` = DEBUG) and ``--version``."""
+    parser = argparse.ArgumentParser(prog=prog, description="Track every user who interacts with the bot.")
     parser.add_argument(
         "--config", metavar="PATH", help="config file (default: $TRACKER_CONFIG or ./config.ini)"
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="log level (default: the config's log_level, INFO); Pyrogram's own loggers "
+        "stay at WARNING unless DEBUG; secrets are never logged",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_const", dest="log_level", const="DEBUG",
+        help="same as --log-level DEBUG",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``python bot.py``: exits 0 after a clean stop, 1 on an error."""
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, *, prog: str = "bot.py") -> None:
+    """Entry point of ``python bot.py`` and ``tracker run``: exits 0 after a clean stop, 1 on an error."""
+    args = parse_args(argv, prog=prog)
     # Everything this process creates is private: the store, and above all the
     # session file (and its SQLite journal), which holds the account's login key.
     os.umask(0o077)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
         settings = load(args.config)
+        # Logging is set up only once the secrets are known, so that the very first
+        # line can already be redacted.
+        setup_logging(args.log_level or settings.log_level, settings.secrets())
+        warning = permission_warning(settings)
+        if warning:
+            log.warning("%s", warning)
         settings.require_credentials()
         asyncio.run(_amain(settings))
     except (ConfigError, StoreError, FatalStartError, ControlError) as exc:
@@ -273,4 +286,3 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         pass  # Ctrl-C before the signal handlers were installed: nothing to flush yet
-
