@@ -1,5 +1,5 @@
 # Two entry points, each doing all set-up on a fresh machine with Python 3.11:
-#   make run   - create .venv, install, start the bot
+#   make run   - create .venv, install what running needs (no test tools), start the bot
 #   make test  - create .venv with test extras, lint, type-check, run the tests
 #                (bot tests also on pyrogram==2.0.106 in .venv-pyrogram2)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -9,17 +9,27 @@ BIN := $(VENV)/bin
 
 .PHONY: run test test-legacy lint bench clean
 
-$(BIN)/.installed: setup.cfg pyproject.toml
+# $(call install,EXTRAS): EXTRAS '' for running, '[test]' adds pytest, mypy, ruff, psutil.
+define install
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# compat: a plain .pth path entry; the default editable finder costs ~50 ms per start-up
-	$(BIN)/python -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install -q -e '.$(1)' --config-settings editable_mode=compat
 	# Editable installs get no bytecode, and PYTHONDONTWRITEBYTECODE (common in
 	# containers) stops Python writing it: compile once so each CLI run starts fast.
 	$(BIN)/python -m compileall -q tracker
+endef
+
+# What running needs: the package and its install_requires, nothing else.
+$(BIN)/.installed-run: setup.cfg pyproject.toml
+	$(call install,)
 	touch $@
 
-run: $(BIN)/.installed
+$(BIN)/.installed: setup.cfg pyproject.toml
+	$(call install,[test])
+	touch $@ $(BIN)/.installed-run
+
+run: $(BIN)/.installed-run
 	$(BIN)/python bot.py
 
 lint: $(BIN)/.installed
@@ -36,7 +46,7 @@ $(LEGACY_VENV)/bin/.installed: setup.cfg pyproject.toml
 	test -x $(LEGACY_VENV)/bin/python || $(PYTHON) -m venv $(LEGACY_VENV)
 	$(LEGACY_VENV)/bin/python -m pip install -q --upgrade pip
 	$(LEGACY_VENV)/bin/python -m pip install -q 'pyrogram==2.0.106' 'tgcrypto>=1.2.5,<2' \
-	    'tinydb>=4.8,<5' 'click>=8.1,<9' 'orjson>=3.10,<4' \
+	    'tinydb>=4.8,<5' 'click>=8.1,<9' 'orjson>=3.10,<4' 'tzdata>=2024.1' 'wcwidth>=0.2.13,<1' \
 	    'pytest==9.2.0' 'psutil>=5.9,<8'
 	$(LEGACY_VENV)/bin/python -m pip install -q --no-deps -e .
 	touch $@

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import os
 import re
 import signal
 import sys
@@ -29,6 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 import orjson
 
+from tracker import __version__
 from tracker import config as config_mod
 from tracker.config import ConfigError, Settings
 from tracker.models import format_ts
@@ -125,6 +127,7 @@ def _now() -> datetime:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="tracker", message="%(prog)s %(version)s")
 @click.option(
     "--config",
     type=click.Path(dir_okay=False),
@@ -576,3 +579,23 @@ def refresh_bio(ctx: click.Context, dry_run: bool, force: bool) -> None:
         raise click.ClickException(str(exc)) from None
     click.echo(text)
 
+
+# ------------------------------------------------------------------- run
+
+
+@cli.command(context_settings={"ignore_unknown_options": True}, add_help_option=False)
+@click.argument("bot_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def run(ctx: click.Context, bot_args: tuple[str, ...]) -> None:
+    """Start the bot (same as python bot.py; tracker run --help for its options)."""
+    from tracker.bot import main  # here, not at the top: pyrogram makes every other command slower
+
+    gc.enable()  # the group turned it off for one-shot commands; the bot runs for months
+    state = ctx.find_object(_State)
+    args = list(bot_args)
+    if state is not None and state.config and "--config" not in args:
+        args[:0] = ["--config", state.config]
+    if state is not None and state.store:
+        # The bot has no --store: the environment override means the same (absolute, as given here).
+        os.environ[config_mod.env_name("store")] = str(Path(state.store).resolve())
+    main(args, prog="tracker run")
