@@ -221,3 +221,26 @@ def test_the_bot_process_at_info_is_quiet_and_says_why_it_cannot_connect(tmp_pat
     for line in retries:
         assert "cannot reach Telegram: " in line and "cannot reach Telegram (" not in line
     assert "flushed and closed" in err
+
+
+def test_an_existing_session_files_auth_key_is_registered(tmp_path: Path) -> None:
+    async def make_session() -> None:
+        app = pyrogram.Client("old", api_id=12345, api_hash=HASH, workdir=str(tmp_path))
+        await app.storage.open()
+        await app.storage.auth_key(AUTH_KEY[::-1])
+        await app.storage.save()
+        await app.storage.close()
+
+    asyncio.run(make_session())
+    fresh = RedactingFilter()
+    key = AUTH_KEY[::-1]
+    assert key not in fresh
+    import tracker.logs as logs
+
+    saved, logs.redaction = logs.redaction, fresh
+    try:
+        logs.register_session_file(tmp_path / "old.session")
+        logs.register_session_file(tmp_path / "missing.session")
+    finally:
+        logs.redaction = saved
+    assert key in fresh and fresh.redact(f"key {key.hex()}") == f"key {REDACTED}"

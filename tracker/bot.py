@@ -30,7 +30,7 @@ from tracker.bio import BioService
 from tracker.config import LOG_LEVELS, ConfigError, Settings, load, permission_warning
 from tracker.control import ControlError, ControlServer, socket_path_for
 from tracker.handlers import Clock, Tracker, register, utc_now
-from tracker.logs import describe_network_error, setup_logging
+from tracker.logs import describe_network_error, register_session_file, setup_logging
 from tracker.store import StoreError, UserStore
 
 log = logging.getLogger(__name__)
@@ -276,6 +276,7 @@ def main(argv: list[str] | None = None, *, prog: str = "bot.py") -> None:
         # Logging is set up only once the secrets are known, so that the very first
         # line can already be redacted.
         setup_logging(args.log_level or settings.log_level, settings.secrets())
+        register_session_file(settings.data_dir / f"{settings.session}.session")
         warning = permission_warning(settings)
         if warning:
             log.warning("%s", warning)

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import errno
 import logging
 import re
 import socket
+import sqlite3
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, TextIO
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -67,6 +70,12 @@ class RedactingFilter(logging.Filter):
             forms = {secret}
         self._secrets.update(f for f in forms if len(f) >= MIN_SECRET_LENGTH)
 
+    def __contains__(self, secret: object) -> bool:
+        """True when ``secret`` (a str, or bytes by its hex form) is registered."""
+        if isinstance(secret, bytes):
+            secret = secret.hex()
+        return secret in self._secrets
+
     def redact(self, text: str) -> str:
         """``text`` with every known secret and secret-shaped run replaced."""
         # Longest first, so a secret that contains another is replaced whole.
@@ -109,6 +118,18 @@ async def register_session_secrets(client: Any) -> None:
         register_secret(await client.export_session_string())
     except Exception as exc:  # an in-memory or half-open storage: nothing more to hide
         logging.getLogger(__name__).debug("no session secrets to register: %s", type(exc).__name__)
+
+
+def register_session_file(path: Path) -> None:
+    """Register the auth key of an existing Pyrogram session file (read-only; absent: nothing)."""
+    if not path.is_file():
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            for (auth_key,) in db.execute("SELECT auth_key FROM sessions"):
+                register_secret(auth_key)
+    except sqlite3.Error as exc:  # not a session we can read: Pyrogram will say so itself
+        logging.getLogger(__name__).debug("cannot read session %s: %s", path, exc)
 
 
 def setup_logging(
