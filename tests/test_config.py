@@ -446,3 +446,20 @@ def test_secrets_lists_what_must_never_be_logged(tmp_path: Path) -> None:
     path = write(tmp_path, "[pyrogram]\napi_id = 5\napi_hash = H1\nbot_token = 1:T\n"
                            "[tracker]\nproxy = socks5://u:PW@h:1\n")
     assert set(load(path).secrets()) == {"H1", "1:T", "PW"}
+
+
+def test_the_proxy_reaches_the_bots_client(tmp_path: Path) -> None:
+    import asyncio
+
+    from tracker.bot import build_app
+
+    path = write(tmp_path, "[pyrogram]\napi_id = 5\napi_hash = h\n[tracker]\nproxy = socks5://u:p@127.0.0.1:1080\n")
+
+    async def build() -> Any:
+        app = build_app(load(path), in_memory=True)
+        app.store.close()
+        return app.proxy
+
+    proxy = asyncio.run(build())
+    hostname = proxy["hostname"] if isinstance(proxy, dict) else proxy.hostname  # 2.0.106 keeps the dict
+    assert hostname == "127.0.0.1"

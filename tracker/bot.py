@@ -82,6 +82,7 @@ def build_app(
             api_id=api_id,
             api_hash=api_hash,
             bot_token=settings.bot_token,
+            proxy=settings.proxy,
             # The session file lives beside the store, never in the cwd or the venv's bin/.
             workdir=str(settings.data_dir),
             in_memory=in_memory,
@@ -244,9 +245,20 @@ async def _amain(settings: Settings) -> None:
     await run(app, settings)
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse help that reads like the rest of the CLI's (Click's ``Usage:``)."""
+
+    def add_usage(self, usage: Any, actions: Any, groups: Any, prefix: str | None = None) -> None:
+        super().add_usage(usage, actions, groups, prefix or "Usage: ")
+
+
 def parse_args(argv: list[str] | None, *, prog: str = "bot.py") -> argparse.Namespace:
     """``--config PATH``, ``--log-level LEVEL`` (``-v`` = DEBUG) and ``--version``."""
-    parser = argparse.ArgumentParser(prog=prog, description="Track every user who interacts with the bot.")
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Start the bot: track every user who interacts with it.",
+        formatter_class=_HelpFormatter,
+    )
     parser.add_argument(
         "--config", metavar="PATH", help="config file (default: $TRACKER_CONFIG or ./config.ini)"
     )

@@ -587,7 +587,10 @@ def refresh_bio(ctx: click.Context, dry_run: bool, force: bool) -> None:
 @click.argument("bot_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx: click.Context, bot_args: tuple[str, ...]) -> None:
-    """Start the bot (same as python bot.py; tracker run --help for its options)."""
+    """Start the bot: track every user who interacts with it.
+
+    The same as python bot.py, with the same options (tracker run --help).
+    """
     from tracker.bot import main  # here, not at the top: pyrogram makes every other command slower
 
     gc.enable()  # the group turned it off for one-shot commands; the bot runs for months
