@@ -39,7 +39,14 @@ CsvRows = tuple[list[str], list[list[Any]]]
 
 HISTORY_KEYS = ("period", "new", "active", "messages", "total", "commands", "buttons")
 SOURCES_KEYS = (
-    "source", "users", "active_7d", "active_30d", "blocked", "retained_1d", "retained_7d", "retained_30d",
+    "source",
+    "users",
+    "active_7d",
+    "active_30d",
+    "blocked",
+    "retained_1d",
+    "retained_7d",
+    "retained_30d",
 )
 
 
@@ -92,8 +99,12 @@ class PeriodRow:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "period": self.period.isoformat(), "new": self.new, "active": self.active,
-            "messages": self.messages, "total": self.total, "commands": dict(self.commands),
+            "period": self.period.isoformat(),
+            "new": self.new,
+            "active": self.active,
+            "messages": self.messages,
+            "total": self.total,
+            "commands": dict(self.commands),
             "buttons": self.buttons,
         }
 
@@ -109,7 +120,8 @@ class HistoryReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "timezone": self.timezone, "by": self.by.value,
+            "timezone": self.timezone,
+            "by": self.by.value,
             "since": self.since.isoformat() if self.since else None,
             "periods": [row.to_json() for row in self.periods],
         }
@@ -140,17 +152,19 @@ def history(source: AudienceSource, by: Grain, days: int, now: datetime, tz: Zon
     while start <= today:
         lo, hi = _bounds(by, start, zone)
         doc = keeper.period(by, start) or {}
-        rows.append(PeriodRow(
-            period=start,
-            new=doc.get("new", 0) + _pre_feature(first_seen, lo, hi, keeper.since_at),
-            active=doc.get("active", 0),
-            messages=doc.get("messages", 0),
-            total=first_seen.before(hi),
-            commands=dict(sorted(doc.get("commands", {}).items(), key=lambda kv: (-kv[1], kv[0]))),
-            buttons=doc.get("buttons", 0),
-            blocks=doc.get("blocks", 0),
-            unblocks=doc.get("unblocks", 0),
-        ))
+        rows.append(
+            PeriodRow(
+                period=start,
+                new=doc.get("new", 0) + _pre_feature(first_seen, lo, hi, keeper.since_at),
+                active=doc.get("active", 0),
+                messages=doc.get("messages", 0),
+                total=first_seen.before(hi),
+                commands=dict(sorted(doc.get("commands", {}).items(), key=lambda kv: (-kv[1], kv[0]))),
+                buttons=doc.get("buttons", 0),
+                blocks=doc.get("blocks", 0),
+                unblocks=doc.get("unblocks", 0),
+            )
+        )
         start = by.next_start(start)
     since = date.fromisoformat(keeper.since) if keeper.since else None
     return HistoryReport(timezone=zone.key, by=by, since=since, periods=tuple(rows))
@@ -180,18 +194,25 @@ class RetentionReport:
     cohorts: tuple[Cohort, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {"timezone": self.timezone, "by": self.by.value, "cohorts": [c.to_json() for c in self.cohorts]}
+        return {
+            "timezone": self.timezone,
+            "by": self.by.value,
+            "cohorts": [c.to_json() for c in self.cohorts],
+        }
 
     def csv_rows(self) -> CsvRows:
         width = max((len(c.active) for c in self.cohorts), default=1)
         headers = ["cohort", "users", *(f"active_{k}" for k in range(width))]
         rows: list[list[Any]] = [
-            [c.cohort.isoformat(), c.users, *c.active, *([""] * (width - len(c.active)))] for c in self.cohorts
+            [c.cohort.isoformat(), c.users, *c.active, *([""] * (width - len(c.active)))]
+            for c in self.cohorts
         ]
         return headers, rows
 
 
-def retention(source: AudienceSource, by: Grain, periods: int, now: datetime, tz: ZoneInfo) -> RetentionReport:
+def retention(
+    source: AudienceSource, by: Grain, periods: int, now: datetime, tz: ZoneInfo
+) -> RetentionReport:
     """The last ``periods`` cohorts up to the current one; ``active`` runs to the current period.
 
     A cohort is followed for at most ``by.max_after`` periods (a day cohort for a year).
@@ -290,6 +311,17 @@ def active_today(last_seen: Sequence[Any], now: datetime, tz: ZoneInfo) -> int:
 
 
 __all__ = [
-    "AudienceSource", "Cohort", "Grain", "HistoryReport", "PeriodRow", "RetentionReport", "SourceRow",
-    "SourcesReport", "active_today", "history", "local_date", "retention", "sources",
+    "AudienceSource",
+    "Cohort",
+    "Grain",
+    "HistoryReport",
+    "PeriodRow",
+    "RetentionReport",
+    "SourceRow",
+    "SourcesReport",
+    "active_today",
+    "history",
+    "local_date",
+    "retention",
+    "sources",
 ]

@@ -576,3 +576,8 @@ def refresh_bio(ctx: click.Context, dry_run: bool, force: bool) -> None:
         raise click.ClickException(str(exc)) from None
     click.echo(text)
 
+
+from tracker.cli_history import COMMANDS as _HISTORY_COMMANDS  # noqa: E402  (history, retention, sources, report)
+
+for _command in _HISTORY_COMMANDS:
+    cli.add_command(_command)

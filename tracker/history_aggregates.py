@@ -182,8 +182,14 @@ def cell_doc_id(cohort: date, after: int) -> str:
 def empty_period(start: date) -> dict[str, Any]:
     """A history document with every counter at zero."""
     return {
-        "period": start.isoformat(), "new": 0, "active": 0, "messages": 0,
-        "commands": {}, "buttons": 0, "blocks": 0, "unblocks": 0,
+        "period": start.isoformat(),
+        "new": 0,
+        "active": 0,
+        "messages": 0,
+        "commands": {},
+        "buttons": 0,
+        "blocks": 0,
+        "unblocks": 0,
     }
 
 
@@ -332,7 +338,9 @@ class HistoryKeeper:
 
     def tables(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Every table (name -> doc id -> doc), as copies: what a snapshot writes."""
-        result = {name: {doc_id: _copy(doc) for doc_id, doc in docs.items()} for name, docs in self._tables.items()}
+        result = {
+            name: {doc_id: _copy(doc) for doc_id, doc in docs.items()} for name, docs in self._tables.items()
+        }
         result[INFO_TABLE] = {INFO_DOC_ID: dict(self._info)} if self._info else {}
         return result
 
@@ -425,7 +433,9 @@ def _check_info(docs: Any) -> dict[str, Any]:
     doc = docs.get(INFO_DOC_ID)
     if doc is None:
         return {}
-    if not isinstance(doc, Mapping) or not all(isinstance(doc.get(k), str) for k in ("since", "since_at", "timezone")):
+    if not isinstance(doc, Mapping) or not all(
+        isinstance(doc.get(k), str) for k in ("since", "since_at", "timezone")
+    ):
         raise ValueError(f"table {INFO_TABLE!r}: document 1 needs text 'since', 'since_at' and 'timezone'")
     _period_date(INFO_TABLE, INFO_DOC_ID, doc["since"])
     return dict(doc)
@@ -452,7 +462,8 @@ def _check_period(table: str, doc_id: str, doc: Mapping[str, Any]) -> dict[str, 
 
 def _check_cell(table: str, doc_id: str, doc: Mapping[str, Any]) -> dict[str, Any]:
     cohort = _period_date(table, doc_id, doc.get("cohort"))
-    after, active = doc.get("after"), doc.get("active")
-    if not (_count(after) and _count(active)) or cell_doc_id(cohort, after) != doc_id:
+    after: Any = doc.get("after")
+    active: Any = doc.get("active")
+    if not (_count(after) and _count(active)) or after > 999 or cell_doc_id(cohort, after) != doc_id:
         raise ValueError(f"table {table!r}: document {doc_id} is not a retention cell")
     return {"cohort": cohort.isoformat(), "after": after, "active": active}
