@@ -369,7 +369,7 @@ class HistoryKeeper:
         the recorded zone, so a keeper keeps that zone (see :attr:`timezone`).
         Raises ValueError (one line) when a document has the wrong shape.
         """
-        info = _check_info(tables.get(INFO_TABLE) or {})
+        info = _check_info(tables.get(INFO_TABLE, {}))
         if info.get("timezone"):
             try:
                 tz = ZoneInfo(info["timezone"])
@@ -406,7 +406,7 @@ def _copy(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _docs(tables: Mapping[str, Any], name: str) -> Iterator[tuple[str, Any]]:
-    docs = tables.get(name) or {}
+    docs = tables.get(name, {})
     if not isinstance(docs, Mapping):
         raise ValueError(f"table {name!r} is not an object of documents")
     for doc_id, doc in docs.items():
