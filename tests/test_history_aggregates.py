@@ -42,8 +42,12 @@ def periods_of(at: datetime, tz: ZoneInfo) -> dict[str, Any]:
     week = day - timedelta(days=day.weekday())
     month = day.replace(day=1)
     return {
-        "day": day.isoformat(), "week": week.isoformat(), "month": month.isoformat(),
-        "day_idx": day.toordinal(), "week_idx": week.toordinal() // 7, "month_idx": month.year * 12 + month.month,
+        "day": day.isoformat(),
+        "week": week.isoformat(),
+        "month": month.isoformat(),
+        "day_idx": day.toordinal(),
+        "week_idx": week.toordinal() // 7,
+        "month_idx": month.year * 12 + month.month,
     }
 
 
@@ -61,13 +65,20 @@ class Simulation:
     def __post_init__(self) -> None:
         self.keeper = HistoryKeeper(self.tz)
         self.db.execute(
-            "CREATE TABLE events (seq INTEGER PRIMARY KEY, life TEXT, kind TEXT, at TEXT, day TEXT, week TEXT,"
-            " month TEXT, day_idx INT, week_idx INT, month_idx INT, message INT, command TEXT, button INT)"
+            "CREATE TABLE events (seq INTEGER PRIMARY KEY, life TEXT, kind TEXT, at TEXT,"
+            " day TEXT, week TEXT, month TEXT, day_idx INT, week_idx INT, month_idx INT,"
+            " message INT, command TEXT, button INT)"
         )
 
     def seen(
-        self, uid: int, at: datetime, *, message: bool = True, command: str | None = None,
-        button: bool = False, source: str | None = None,
+        self,
+        uid: int,
+        at: datetime,
+        *,
+        message: bool = True,
+        command: str | None = None,
+        button: bool = False,
+        source: str | None = None,
     ) -> None:
         text = ts(at)
         record = self.users.get(uid)
@@ -75,8 +86,13 @@ class Simulation:
         if record is None:
             self.lives[uid] = self.lives.get(uid, 0) + 1
             record = self.users[uid] = {
-                "id": uid, "first_seen": text, "last_seen": text, "source": source, "blocked": False,
-                "messages": 0, "language_code": "en",
+                "id": uid,
+                "first_seen": text,
+                "last_seen": text,
+                "source": source,
+                "blocked": False,
+                "messages": 0,
+                "language_code": "en",
             }
             previous = None
         else:
@@ -84,10 +100,17 @@ class Simulation:
             record["last_seen"] = max(previous, text)
         record["messages"] += message
         name = command_name(command) if command else None
-        self.keeper.record(Activity(
-            at=text, first_seen=record["first_seen"], previous_last_seen=previous, is_new=is_new,
-            message=message, command=name, button=button,
-        ))
+        self.keeper.record(
+            Activity(
+                at=text,
+                first_seen=record["first_seen"],
+                previous_last_seen=previous,
+                is_new=is_new,
+                message=message,
+                command=name,
+                button=button,
+            )
+        )
         self._insert(uid, "seen", at, message=message, command=name, button=button)
 
     def block(self, uid: int, at: datetime, blocked: bool) -> None:
@@ -111,14 +134,34 @@ class Simulation:
         for name, docs in self.keeper.take_changes().items():
             self.replica.setdefault(name, {}).update(json.loads(json.dumps(docs)))
 
-    def _insert(self, uid: int, kind: str, at: datetime, *, message: bool = False,
-                command: str | None = None, button: bool = False) -> None:
+    def _insert(
+        self,
+        uid: int,
+        kind: str,
+        at: datetime,
+        *,
+        message: bool = False,
+        command: str | None = None,
+        button: bool = False,
+    ) -> None:
         p = periods_of(at, self.tz)
         self.db.execute(
-            "INSERT INTO events (life, kind, at, day, week, month, day_idx, week_idx, month_idx, message, command,"
-            " button) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (f"{uid}.{self.lives[uid]}", kind, ts(at), p["day"], p["week"], p["month"], p["day_idx"],
-             p["week_idx"], p["month_idx"], int(message), command, int(button)),
+            "INSERT INTO events (life, kind, at, day, week, month, day_idx, week_idx, month_idx,"
+            " message, command, button) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                f"{uid}.{self.lives[uid]}",
+                kind,
+                ts(at),
+                p["day"],
+                p["week"],
+                p["month"],
+                p["day_idx"],
+                p["week_idx"],
+                p["month_idx"],
+                int(message),
+                command,
+                int(button),
+            ),
         )
 
     # ------------------------------------------------------------ the oracle
@@ -132,13 +175,22 @@ class Simulation:
         ).fetchall()
         docs = {}
         for period, new, active, messages, buttons, blocks, unblocks in rows:
-            commands = dict(self.db.execute(
-                f"SELECT command, COUNT(*) FROM events WHERE {grain} = ? AND command IS NOT NULL GROUP BY command",
-                (period,),
-            ).fetchall())
+            commands = dict(
+                self.db.execute(
+                    f"SELECT command, COUNT(*) FROM events WHERE {grain} = ? AND command IS NOT NULL"
+                    " GROUP BY command",
+                    (period,),
+                ).fetchall()
+            )
             docs[period.replace("-", "")] = {
-                "period": period, "new": new, "active": active, "messages": messages, "commands": commands,
-                "buttons": buttons, "blocks": blocks, "unblocks": unblocks,
+                "period": period,
+                "new": new,
+                "active": active,
+                "messages": messages,
+                "commands": commands,
+                "buttons": buttons,
+                "blocks": blocks,
+                "unblocks": unblocks,
             }
         return docs
 
@@ -220,8 +272,11 @@ def test_local_midnight_and_week_edges_in_berlin() -> None:
     assert sorted(tables["history_week"]) == ["20240325", "20240401"]
     assert [d["active"] for d in tables["history_month"].values()] == [1, 1]
     assert tables["retention_week"]["20240325001"]["active"] == 1
-    assert tables["history"]["1"] == {"since": "2024-03-30", "since_at": "2024-03-30T22:59:59Z",
-                                      "timezone": "Europe/Berlin"}
+    assert tables["history"]["1"] == {
+        "since": "2024-03-30",
+        "since_at": "2024-03-30T22:59:59Z",
+        "timezone": "Europe/Berlin",
+    }
     sim.check()
 
 
@@ -252,8 +307,15 @@ def test_commands_are_capped_per_period() -> None:
 
 @pytest.mark.parametrize(
     "text,bot,expected",
-    [("/start PAYLOAD", None, "/start"), ("/Help@ThisBot", "thisbot", "/help"), ("/cmd@other", "thisbot", None),
-     ("hello", None, None), ("/", None, None), (None, None, None), ("/x@bot", None, "/x")],
+    [
+        ("/start PAYLOAD", None, "/start"),
+        ("/Help@ThisBot", "thisbot", "/help"),
+        ("/cmd@other", "thisbot", None),
+        ("hello", None, None),
+        ("/", None, None),
+        (None, None, None),
+        ("/x@bot", None, "/x"),
+    ],
 )
 def test_command_name(text: str | None, bot: str | None, expected: str | None) -> None:
     assert command_name(text, bot) == expected
@@ -263,8 +325,9 @@ def test_late_update_counts_but_adds_no_active_user() -> None:
     sim = Simulation(ZoneInfo("UTC"))
     sim.seen(1, datetime(2024, 1, 2, tzinfo=UTC))
     previous = sim.users[1]["last_seen"]
-    sim.keeper.record(Activity(at="2024-01-01T10:00:00Z", first_seen=previous, previous_last_seen=previous,
-                               message=True))
+    sim.keeper.record(
+        Activity(at="2024-01-01T10:00:00Z", first_seen=previous, previous_last_seen=previous, message=True)
+    )
     day1 = sim.keeper.tables()["history_day"]["20240101"]
     assert (day1["messages"], day1["active"]) == (1, 0)
 
