@@ -19,7 +19,7 @@ from tracker.audience import AudienceSource, Cohort
 from tracker.history_aggregates import Grain
 from tracker.stats import STATS_FIELDS, compute_stats_from_columns
 
-_W, _H, _PAD_L, _PAD_B, _PAD_T = 640, 240, 48, 28, 12
+_W, _H, _PAD_L, _PAD_B, _PAD_T = 640, 260, 56, 30, 14
 _NEW, _ACTIVE, _TOTAL = "#2f6fde", "#f08c2e", "#2a9d6f"
 
 _STYLE = """
@@ -34,7 +34,7 @@ h1{font-size:1.4em;margin:.2em 0}h2{font-size:1.1em;margin:1.2em 0 .4em}
 section{background:#fff;border-radius:8px;padding:10px;margin-top:10px;box-shadow:0 1px 2px #0002;
 overflow-x:auto}
 svg{width:100%;height:auto;display:block}
-svg text{font-size:11px;fill:#5b6573}
+svg text{font-size:16px;fill:#5b6573}
 table{border-collapse:collapse;width:100%;font-size:.9em}
 th,td{padding:4px 6px;border-bottom:1px solid #e4e7eb;text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
@@ -131,11 +131,11 @@ def _cell(value: Any) -> str:
 
 
 def _scale(values: list[int]) -> tuple[int, float]:
-    """A round top for the y axis and pixels per unit."""
-    top = max(values, default=0) or 1
-    magnitude = 10 ** (len(str(top)) - 1)
-    top = -(-top // magnitude) * magnitude
-    return top, (_H - _PAD_B - _PAD_T) / top
+    """A round top for the y axis (four equal steps of 1, 2 or 5 × 10ⁿ) and pixels per unit."""
+    need = max(max(values, default=0), 1) / 4
+    magnitude = 10 ** (len(str(int(need))) - 1)
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= need)
+    return 4 * step, (_H - _PAD_B - _PAD_T) / (4 * step)
 
 
 def _axes(labels: list[str], top: int) -> list[str]:
@@ -195,16 +195,16 @@ def _bar_chart(labels: list[str], new: list[int], active: list[int]) -> str:
 
 def _heatmap(cohorts: tuple[Cohort, ...]) -> str:
     width = max((len(c.active) for c in cohorts), default=1)
-    label_w, cell_h = 120, 22
+    label_w, cell_h = 170, 28
     cell_w = (_W - label_w) / width
     height = cell_h * (len(cohorts) + 1)
     body = [
-        f"<text x='{label_w + cell_w * (k + 0.5):.1f}' y='15' text-anchor='middle'>+{k}</text>"
+        f"<text x='{label_w + cell_w * (k + 0.5):.1f}' y='19' text-anchor='middle'>+{k}</text>"
         for k in range(width)
     ]
     for row, cohort in enumerate(cohorts):
         y = cell_h * (row + 1)
-        body.append(f"<text x='0' y='{y + 15}'>{escape(cohort.cohort.isoformat())} ({cohort.users:,})</text>")
+        body.append(f"<text x='0' y='{y + 19}'>{escape(cohort.cohort.isoformat())} ({cohort.users:,})</text>")
         for k, count in enumerate(cohort.active):
             share = count / cohort.users if cohort.users else 0.0
             colour = _heat(share)
@@ -216,8 +216,8 @@ def _heatmap(cohorts: tuple[Cohort, ...]) -> str:
                 f"<title>{count:,} of {cohort.users:,}</title></rect>"
             )
             body.append(
-                f"<text x='{x + cell_w / 2 - 1:.1f}' y='{y + 15}' text-anchor='middle' "
-                f"style='fill:{ink}'>{text}</text>"
+                f"<text x='{x + cell_w / 2 - 1:.1f}' y='{y + 18}' text-anchor='middle' "
+                f"style='fill:{ink};font-size:12px'>{text}</text>"
             )
     return (
         f"<svg viewBox='0 0 {_W} {height}' role='img' aria-label='retention heatmap'>"
