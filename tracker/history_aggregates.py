@@ -38,10 +38,10 @@ from __future__ import annotations
 
 import enum
 import re
+from bisect import bisect_right
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from zoneinfo import ZoneInfo
 
 #: Distinct command names counted per period; the rest go under :data:`OTHER_COMMANDS`.
@@ -125,8 +125,7 @@ TABLES: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Activity:
+class Activity(NamedTuple):
     """One recorded interaction, as the store saw it.
 
     ``at``, ``first_seen`` and ``previous_last_seen`` are the store's UTC text
@@ -197,17 +196,76 @@ _COUNTERS: Final = ("new", "active", "messages", "buttons", "blocks", "unblocks"
 
 
 class _Current:
-    """One grain's current period: UTC bounds as text, and its live document."""
+    """One grain's current period: UTC bounds as text, its live document, and cohort ids."""
 
-    __slots__ = ("doc", "doc_id", "grain", "hi", "index", "lo", "start")
+    __slots__ = (
+        "cells",
+        "changed_cells",
+        "cohorts",
+        "doc",
+        "doc_id",
+        "grain",
+        "hi",
+        "index",
+        "lo",
+        "max_after",
+    )
 
     def __init__(self, grain: Grain) -> None:
         self.grain = grain
+        self.max_after = grain.max_after
         self.lo = self.hi = ""  # an empty range: the first update moves it
-        self.start = date.min
         self.index = 0
         self.doc_id = ""
         self.doc: dict[str, Any] = {}
+        #: local day ordinal -> (its period's cell id base, its period index); days are few
+        self.cohorts: dict[int, tuple[int, int]] = {}
+        #: This grain's retention cells, cell id -> active (plain ints: small and fast), and the changed ones
+        self.cells: dict[int, int] = {}
+        self.changed_cells: set[int] = set()
+
+    def cohort_of(self, day_ordinal: int) -> tuple[int, int]:
+        cached = self.cohorts.get(day_ordinal)
+        if cached is None:
+            start = self.grain.start(date.fromordinal(day_ordinal))
+            cached = self.cohorts[day_ordinal] = (int(period_doc_id(start)) * 1000, self.grain.index(start))
+        return cached
+
+
+_MAX_COVERED_DAYS: Final = 20 * 366
+
+
+class _LocalDays:
+    """Local day of a UTC timestamp by bisection over known local midnights (C speed).
+
+    A user's first interaction in a day needs the local day of their
+    ``first_seen`` (the cohort); parsing and converting it each time would cost
+    more than all the rest of an update. The midnights cover every day seen so
+    far and grow on demand.
+    """
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self._tz = tz
+        self._first = 0  # ordinal of the day that starts at _bounds[0]
+        self._bounds: list[str] = []
+
+    def ordinal(self, timestamp: str) -> int:
+        bounds = self._bounds
+        i = bisect_right(bounds, timestamp) - 1
+        if 0 <= i < len(bounds) - 1:
+            return self._first + i
+        day = local_date(timestamp, self._tz).toordinal()
+        if not bounds or abs(day - self._first) < _MAX_COVERED_DAYS:  # an odd far date: no huge list
+            self._cover(day)
+        return day
+
+    def _cover(self, day: int) -> None:
+        if not self._bounds:
+            lo, hi = day, day + 1
+        else:
+            lo, hi = min(day, self._first), max(day + 1, self._first + len(self._bounds) - 1)
+        self._first = lo
+        self._bounds = [local_midnight_utc(date.fromordinal(o), self._tz) for o in range(lo, hi + 1)]
 
 
 class HistoryKeeper:
@@ -219,9 +277,17 @@ class HistoryKeeper:
     def __init__(self, tz: ZoneInfo) -> None:
         self._tz = tz
         self._info: dict[str, Any] = {}
-        self._tables: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in TABLES}
-        self._changed: dict[str, set[str]] = {name: set() for name in TABLES}
+        # The history tables and the info doc; retention cells live on each grain's _Current.
+        self._tables: dict[str, dict[str, dict[str, Any]]] = {g.history_table: {} for g in Grain}
+        self._changed: dict[str, set[str]] = {name: set() for name in (INFO_TABLE, *self._tables)}
         self._current = tuple(_Current(g) for g in Grain)
+        self._by_grain = {current.grain: current for current in self._current}
+        self._days = _LocalDays(tz)
+        # The current day's bounds and the three current documents, unpacked for the hot path.
+        self._day_lo = self._day_hi = ""
+        self._docs: tuple[dict[str, Any], ...] = ()
+        #: The current documents changed since take_changes (marked once, not per update).
+        self._current_dirty = False
 
     # ------------------------------------------------------------ properties
 
@@ -248,73 +314,72 @@ class HistoryKeeper:
 
     def cell(self, grain: Grain, cohort: date, after: int) -> int:
         """How many of ``cohort``'s users were active ``after`` periods later (as recorded)."""
-        doc = self._tables[grain.retention_table].get(cell_doc_id(cohort, after))
-        return 0 if doc is None else int(doc["active"])
+        return self._by_grain[grain].cells.get(int(cell_doc_id(cohort, after)), 0)
 
     # ------------------------------------------------------------ updates
 
     def record(self, activity: Activity) -> None:
-        """Count one interaction in its day, week and month (and in retention)."""
-        at = activity.at
-        day = self._current[0]
-        if not day.lo <= at < day.hi:  # the current week and month hold the current day
+        """Count one interaction in its day, week and month (and in retention).
+
+        The hot path of every ``seen()``: written out per counter rather than
+        looped, and the common case (the user was already active today, so
+        neither this week nor this month gains an active user) ends after a few
+        dictionary increments.
+        """
+        at, first_seen, prev, is_new, message, command, button = activity
+        if not self._day_lo <= at < self._day_hi:  # the current week and month hold the current day
             self._move_to(at)
-        prev = activity.previous_last_seen
-        # The common case: the user was already active today, so neither this
-        # week nor this month gains an active user (they start no later than today).
-        first_in_day = activity.is_new or prev is None or prev < day.lo
-        command = activity.command
-        for current in self._current:
-            doc = current.doc
-            if activity.message:
+        self._current_dirty = True
+        docs = self._docs
+        if message:
+            for doc in docs:
                 doc["messages"] += 1
-            if command is not None:
-                _count_command(doc["commands"], command)
-            if activity.button:
+        if command is not None:
+            for doc in docs:
+                commands = doc["commands"]
+                if command in commands:
+                    commands[command] += 1
+                else:
+                    _count_command(commands, command)
+        if button:
+            for doc in docs:
                 doc["buttons"] += 1
-            if activity.is_new:
+        if is_new:
+            for doc in docs:
                 doc["new"] += 1
-            self._changed[current.grain.history_table].add(current.doc_id)
-        if first_in_day:
-            self._first_in_periods(activity, prev)
+        if is_new or prev is None or prev < self._day_lo:
+            self._first_in_periods(first_seen, None if is_new else prev)
 
     def record_block(self, at: str, blocked: bool) -> None:
         """Count a block (``blocked``) or an unblock; neither is activity."""
-        self._move_to(at)
+        if not self._day_lo <= at < self._day_hi:
+            self._move_to(at)
+        self._current_dirty = True
         counter = "blocks" if blocked else "unblocks"
-        for current in self._current:
-            current.doc[counter] += 1
-            self._changed[current.grain.history_table].add(current.doc_id)
+        for doc in self._docs:
+            doc[counter] += 1
 
-    def _first_in_periods(self, activity: Activity, prev: str | None) -> None:
+    def _first_in_periods(self, first_seen: str, prev: str | None) -> None:
         """Count a new active user in each period the user was not active in yet."""
-        cohort_day: date | None = None
+        cohort_day = self._days.ordinal(first_seen)
         for current in self._current:
-            if not (activity.is_new or prev is None or prev < current.lo):
+            if prev is not None and prev >= current.lo:
                 continue  # already active earlier in this period
             current.doc["active"] += 1
-            if cohort_day is None:
-                cohort_day = local_date(activity.first_seen, self._tz)
-            grain = current.grain
-            cohort = grain.start(cohort_day)
-            after = current.index - grain.index(cohort)
-            if 0 <= after <= grain.max_after:
-                self._bump_cell(grain, cohort, after)
-
-    def _bump_cell(self, grain: Grain, cohort: date, after: int) -> None:
-        table = grain.retention_table
-        doc_id = cell_doc_id(cohort, after)
-        cell = self._tables[table].get(doc_id)
-        if cell is None:
-            cell = self._tables[table][doc_id] = {"cohort": cohort.isoformat(), "after": after, "active": 0}
-        cell["active"] += 1
-        self._changed[table].add(doc_id)
+            base, index = current.cohorts.get(cohort_day) or current.cohort_of(cohort_day)
+            after = current.index - index
+            if 0 <= after <= current.max_after:
+                cells = current.cells
+                cell_id = base + after
+                cells[cell_id] = cells.get(cell_id, 0) + 1
+                current.changed_cells.add(cell_id)
 
     def _move_to(self, at: str) -> None:
         """Point every grain's current period at the one holding ``at``."""
         if not self._info:
             self._info.update(since=local_date(at, self._tz).isoformat(), since_at=at, timezone=self._tz.key)
             self._changed[INFO_TABLE].add(INFO_DOC_ID)
+        self._mark_current()
         today: date | None = None
         for current in self._current:
             if current.lo <= at < current.hi:
@@ -323,7 +388,6 @@ class HistoryKeeper:
                 today = local_date(at, self._tz)
             grain = current.grain
             start = grain.start(today)
-            current.start = start
             current.index = grain.index(start)
             current.lo = local_midnight_utc(start, self._tz)
             current.hi = local_midnight_utc(grain.next_start(start), self._tz)
@@ -333,6 +397,15 @@ class HistoryKeeper:
             if doc is None:
                 doc = table[current.doc_id] = empty_period(start)
             current.doc = doc
+        self._day_lo, self._day_hi = self._current[0].lo, self._current[0].hi
+        self._docs = tuple(current.doc for current in self._current)
+
+    def _mark_current(self) -> None:
+        """Note the current documents as changed (before they stop being current)."""
+        if self._current_dirty:
+            for current in self._current:
+                self._changed[current.grain.history_table].add(current.doc_id)
+            self._current_dirty = False
 
     # ------------------------------------------------------------ persistence
 
@@ -342,13 +415,18 @@ class HistoryKeeper:
             name: {doc_id: _copy(doc) for doc_id, doc in docs.items()} for name, docs in self._tables.items()
         }
         result[INFO_TABLE] = {INFO_DOC_ID: dict(self._info)} if self._info else {}
-        return result
+        for current in self._current:
+            result[current.grain.retention_table] = {
+                str(cell_id): _cell_doc(cell_id, active) for cell_id, active in current.cells.items()
+            }
+        return {name: result[name] for name in TABLES}
 
     def take_changes(self) -> dict[str, dict[str, dict[str, Any]]]:
         """The documents changed since the last call (whole, copied): a journal entry.
 
         Replaying them is an upsert by doc id. Tables without changes are left out.
         """
+        self._mark_current()
         changes: dict[str, dict[str, dict[str, Any]]] = {}
         for name, doc_ids in self._changed.items():
             if not doc_ids:
@@ -359,6 +437,13 @@ class HistoryKeeper:
                 docs = self._tables[name]
                 changes[name] = {doc_id: _copy(docs[doc_id]) for doc_id in doc_ids}
             doc_ids.clear()
+        for current in self._current:
+            if current.changed_cells:
+                cells = current.cells
+                changes[current.grain.retention_table] = {
+                    str(cell_id): _cell_doc(cell_id, cells[cell_id]) for cell_id in current.changed_cells
+                }
+                current.changed_cells.clear()
         return changes
 
     @classmethod
@@ -382,11 +467,16 @@ class HistoryKeeper:
                 doc_id: _check_period(grain.history_table, doc_id, doc)
                 for doc_id, doc in _docs(tables, grain.history_table)
             }
-            keeper._tables[grain.retention_table] = {
-                doc_id: _check_cell(grain.retention_table, doc_id, doc)
+            keeper._by_grain[grain].cells = {
+                int(doc_id): _check_cell(grain.retention_table, doc_id, doc)
                 for doc_id, doc in _docs(tables, grain.retention_table)
             }
         return keeper
+
+
+def _cell_doc(cell_id: int, active: int) -> dict[str, Any]:
+    cohort = date(cell_id // 10**7, cell_id // 10**5 % 100, cell_id // 1000 % 100)
+    return {"cohort": cohort.isoformat(), "after": cell_id % 1000, "active": active}
 
 
 def _count_command(commands: dict[str, int], name: str) -> None:
@@ -460,10 +550,10 @@ def _check_period(table: str, doc_id: str, doc: Mapping[str, Any]) -> dict[str, 
     return checked
 
 
-def _check_cell(table: str, doc_id: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+def _check_cell(table: str, doc_id: str, doc: Mapping[str, Any]) -> int:
     cohort = _period_date(table, doc_id, doc.get("cohort"))
     after: Any = doc.get("after")
     active: Any = doc.get("active")
     if not (_count(after) and _count(active)) or after > 999 or cell_doc_id(cohort, after) != doc_id:
         raise ValueError(f"table {table!r}: document {doc_id} is not a retention cell")
-    return {"cohort": cohort.isoformat(), "after": after, "active": active}
+    return int(active)
