@@ -377,3 +377,16 @@ def test_grain_arithmetic() -> None:
     assert Grain.MONTH.next_start(date(2024, 12, 1)) == date(2025, 1, 1)
     assert Grain.WEEK.start(date(2024, 3, 31)) == date(2024, 3, 25)
     assert Grain.WEEK.index(date(2024, 4, 1)) - Grain.WEEK.index(date(2024, 3, 25)) == 1
+
+
+def test_cohorts_are_followed_for_a_bounded_number_of_periods() -> None:
+    sim = Simulation(ZoneInfo("UTC"))
+    first = datetime(2024, 1, 1, 12, tzinfo=UTC)
+    sim.seen(1, first)
+    sim.seen(1, first + timedelta(days=Grain.DAY.max_after))
+    sim.seen(1, first + timedelta(days=Grain.DAY.max_after + 1))
+    tables = sim.keeper.tables()
+    assert [d["after"] for d in tables["retention_day"].values()] == [0, Grain.DAY.max_after]
+    assert len(tables["retention_week"]) == 1 + len(
+        {(Grain.DAY.max_after + 1) // 7, Grain.DAY.max_after // 7}
+    )

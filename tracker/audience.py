@@ -215,7 +215,7 @@ def retention(
 ) -> RetentionReport:
     """The last ``periods`` cohorts up to the current one; ``active`` runs to the current period.
 
-    A cohort is followed for at most ``by.max_after`` periods (a day cohort for a year).
+    A cohort is followed for at most ``by.max_after`` periods (a day cohort for 90 days).
     """
     if periods < 1:
         raise ValueError("periods must be at least 1")

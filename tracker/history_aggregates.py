@@ -76,8 +76,9 @@ class Grain(enum.Enum):
     def max_after(self) -> int:
         """How many periods after its cohort a cohort's retention is followed.
 
-        Bounds memory and file size: a day cohort is followed for a year, a week
-        cohort for five years, a month cohort for as long as the doc id allows.
+        Bounds memory and file size (each followed period is one cell per cohort):
+        a day cohort is followed for 90 days, a week cohort for two years, a month
+        cohort for as long as the doc id allows.
         """
         return _MAX_AFTER[self]
 
@@ -115,7 +116,7 @@ class Grain(enum.Enum):
         return date(months // 12, months % 12 + 1, 1)
 
 
-_MAX_AFTER: Final = {Grain.DAY: 366, Grain.WEEK: 260, Grain.MONTH: 999}
+_MAX_AFTER: Final = {Grain.DAY: 90, Grain.WEEK: 104, Grain.MONTH: 999}
 
 #: Every table the keeper owns, in a stable order.
 TABLES: Final = (
