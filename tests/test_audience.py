@@ -205,3 +205,14 @@ def test_active_today_is_the_local_day() -> None:
     ]
     assert audience.active_today(last_seen, now, BERLIN) == 2
     assert audience.active_today(last_seen, now, ZoneInfo("UTC")) == 3  # 03-31 in UTC: the last three
+
+
+def test_odd_first_seen_values_are_left_out_of_totals(tmp_path: Path) -> None:
+    sim = Simulation(BERLIN)
+    sim.seen(1, datetime(2024, 1, 1, 12, tzinfo=UTC))
+    path = write_store(sim, tmp_path / "users.json")
+    document = json.loads(path.read_text())
+    document["users"]["2"] = complete_record({"id": 2, "first_seen": None, "last_seen": None})
+    path.write_text(json.dumps(document))
+    report = audience.history(_open(path), Grain.DAY, 1, datetime(2024, 1, 1, 20, tzinfo=UTC), BERLIN)
+    assert [(r.new, r.total) for r in report.periods] == [(1, 1)]

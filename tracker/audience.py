@@ -60,7 +60,11 @@ class _FirstSeen:
     """The users' ``first_seen``, sorted, to count users in a UTC range by bisection."""
 
     def __init__(self, values: Sequence[Any]) -> None:
-        self._sorted = sorted(v for v in values if isinstance(v, str))
+        try:
+            # Users are stored in arrival order, so this is nearly sorted: timsort's best case.
+            self._sorted = sorted(values)
+        except TypeError:  # a hand-edited store with a missing first_seen
+            self._sorted = sorted(v for v in values if isinstance(v, str))
 
     def before(self, bound: str) -> int:
         return bisect_left(self._sorted, bound)

@@ -20,6 +20,7 @@ import orjson
 
 from tracker import audience
 from tracker.audience import AudienceSource, CsvRows
+from tracker.config import Settings
 from tracker.history_aggregates import Grain
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -59,7 +60,7 @@ def _open(path: Path) -> AudienceSource:
     return _JsonStore(path)
 
 
-def _context(ctx: click.Context) -> tuple[AudienceSource, Any]:
+def _context(ctx: click.Context) -> tuple[AudienceSource, Settings]:
     """The store and the settings (imported late: tracker.cli imports this module)."""
     from tracker.cli import _errors, _settings
 
