@@ -216,3 +216,36 @@ def test_odd_first_seen_values_are_left_out_of_totals(tmp_path: Path) -> None:
     path.write_text(json.dumps(document))
     report = audience.history(_open(path), Grain.DAY, 1, datetime(2024, 1, 1, 20, tzinfo=UTC), BERLIN)
     assert [(r.new, r.total) for r in report.periods] == [(1, 1)]
+
+
+@pytest.mark.parametrize("odd", [False, True], ids=["columns", "tolerant"])
+def test_sources_retained_boundaries(odd: bool) -> None:
+    first = "2024-01-01T10:00:00Z"
+    lasts = [
+        "2024-01-02T09:59:59Z",
+        "2024-01-02T10:00:00Z",
+        "2024-01-08T10:00:00Z",
+        "2024-01-31T09:59:59Z",
+        "2024-01-31T10:00:00Z",
+        "2024-03-01T00:00:00Z",
+    ]
+    columns: dict[str, list[Any]] = {
+        "source": ["s"] * len(lasts),
+        "first_seen": [first] * len(lasts),
+        "last_seen": list(lasts),
+        "blocked": [False, True, 1, False, False, False],
+    }
+    if odd:  # a hand-edited user without timestamps sends the whole column through the tolerant loop
+        for name, value in (("source", "s"), ("first_seen", None), ("last_seen", None), ("blocked", False)):
+            columns[name].append(value)
+    (row,) = audience.sources(columns, datetime(2024, 3, 5, tzinfo=UTC)).to_json()
+    assert row == {
+        "source": "s",
+        "users": 6 + odd,
+        "active_7d": 1,
+        "active_30d": 1,
+        "blocked": 1,
+        "retained_1d": 5,
+        "retained_7d": 4,
+        "retained_30d": 2,
+    }

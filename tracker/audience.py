@@ -15,10 +15,13 @@ now), added to what the aggregates counted from ``since_at`` on.
 from __future__ import annotations
 
 import json
+import operator
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from itertools import compress, repeat
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -277,31 +280,82 @@ def sources(columns: Mapping[str, Sequence[Any]], now: datetime) -> SourcesRepor
     Ordered by users (most first), then source name; users without a source last
     among equals.
     """
-    cutoff_7d = (now - timedelta(days=7)).strftime(_TIMESTAMP)
-    cutoff_30d = (now - timedelta(days=30)).strftime(_TIMESTAMP)
-    counts: dict[str | None, list[int]] = {}
-    parse = datetime.fromisoformat  # accepts the trailing Z; C speed
-    thresholds = [timedelta(days=n) for n in _RETAINED_DAYS]
-    for source, first, last, blocked in zip(*(columns[f] for f in SOURCES_FIELDS), strict=True):
-        row = counts.get(source)
-        if row is None:
-            row = counts[source] = [0] * 7
-        row[0] += 1
-        if isinstance(last, str):
-            if last >= cutoff_30d:
-                row[2] += 1
-                if last >= cutoff_7d:
-                    row[1] += 1
-            # Most users are seen on one day only: no parsing for them.
-            if isinstance(first, str) and last[:10] != first[:10]:
-                span = parse(last) - parse(first)
-                for i, threshold in enumerate(thresholds):
-                    if span >= threshold:
-                        row[4 + i] += 1
-        if blocked is True:
-            row[3] += 1
+    cutoffs = (
+        (now - timedelta(days=7)).strftime(_TIMESTAMP),
+        (now - timedelta(days=30)).strftime(_TIMESTAMP),
+    )
+    source, first, last, blocked = (columns[f] for f in SOURCES_FIELDS)
+    if {*map(type, first), *map(type, last)} <= {str}:
+        counts = _count_by_column(source, first, last, blocked, cutoffs)
+    else:  # a hand-edited store with odd timestamps
+        counts = _count_by_user(source, first, last, blocked, cutoffs)
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1][0], kv[0] is None, kv[0] or ""))
-    return SourcesReport(tuple(SourceRow(source, *values) for source, values in ordered))
+    return SourcesReport(tuple(SourceRow(name, *values) for name, values in ordered))
+
+
+_Counts = dict[Any, list[int]]  # source -> [users, active_7d, active_30d, blocked, retained_1d, _7d, _30d]
+
+
+def _count_by_column(
+    source: Sequence[Any],
+    first: Sequence[str],
+    last: Sequence[str],
+    blocked: Sequence[Any],
+    cutoffs: tuple[str, str],
+) -> _Counts:
+    """The counts as C-level passes over whole columns, except the retained users' loop."""
+    per_column = [
+        Counter(source),
+        Counter(compress(source, map(cutoffs[0].__le__, last))),
+        Counter(compress(source, map(cutoffs[1].__le__, last))),
+        Counter(compress(source, map(operator.is_, blocked, repeat(True)))),
+    ]
+    retained: list[Counter[Any]] = [Counter() for _ in _RETAINED_DAYS]
+    ordinals: dict[str, int] = {}  # few distinct days: parse each once
+    # Only users seen at two different times can have stayed; a span of at least
+    # N days is N+1 calendar days apart, or N days apart and no earlier in the day.
+    seen_twice = compress(zip(source, first, last, strict=True), map(operator.ne, first, last))
+    for name, seen_first, seen_last in seen_twice:
+        first_day, last_day = seen_first[:10], seen_last[:10]
+        if first_day == last_day:
+            continue
+        for day in (first_day, last_day):
+            if day not in ordinals:
+                ordinals[day] = date.fromisoformat(day).toordinal()
+        days = ordinals[last_day] - ordinals[first_day]
+        later_in_day = seen_last[11:] >= seen_first[11:]
+        for i, n in enumerate(_RETAINED_DAYS):
+            if days > n or (days == n and later_in_day):
+                retained[i][name] += 1
+    return {name: [c[name] for c in (*per_column, *retained)] for name in per_column[0]}
+
+
+def _count_by_user(
+    source: Sequence[Any],
+    first: Sequence[Any],
+    last: Sequence[Any],
+    blocked: Sequence[Any],
+    cutoffs: tuple[str, str],
+) -> _Counts:
+    """The tolerant version: users with a missing or odd timestamp count only where they can."""
+    counts: _Counts = {}
+    parse = datetime.fromisoformat  # accepts the trailing Z
+    thresholds = [timedelta(days=n) for n in _RETAINED_DAYS]
+    for name, seen_first, seen_last, flag in zip(source, first, last, blocked, strict=True):
+        row = counts.setdefault(name, [0] * 7)
+        row[0] += 1
+        row[3] += flag is True
+        if not isinstance(seen_last, str):
+            continue
+        row[1] += seen_last >= cutoffs[0]
+        row[2] += seen_last >= cutoffs[1]
+        try:
+            span = parse(seen_last) - parse(seen_first)
+        except (TypeError, ValueError):
+            continue
+        for i, threshold in enumerate(thresholds):
+            row[4 + i] += span >= threshold
+    return counts
 
 
 # ---------------------------------------------------------------- stats
