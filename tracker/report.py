@@ -33,8 +33,8 @@ h1{font-size:1.4em;margin:.2em 0}h2{font-size:1.1em;margin:1.2em 0 .4em}
 .card b{display:block;font-size:1.5em}
 section{background:#fff;border-radius:8px;padding:10px;margin-top:10px;box-shadow:0 1px 2px #0002;
 overflow-x:auto}
-svg{width:100%;height:auto;display:block}
-svg text{font-size:16px;fill:#5b6573}
+svg{width:100%;max-width:760px;height:auto;display:block;margin:auto}
+svg text{font-size:15px;fill:#5b6573}
 table{border-collapse:collapse;width:100%;font-size:.9em}
 th,td{padding:4px 6px;border-bottom:1px solid #e4e7eb;text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
