@@ -144,7 +144,7 @@ def _top_commands(commands: dict[str, int], limit: int = 3) -> str:
 @output_options
 @click.pass_context
 def history(ctx: click.Context, by: str, days: int, as_json: bool, as_csv: bool) -> None:
-    """New and active users, messages, commands and buttons per day, week or month."""
+    """New and active users, messages and commands per day, week or month."""
     source, settings = _context(ctx)
     report = _query(lambda: audience.history(source, Grain(by), days, _now(), settings.tz))
 
@@ -174,7 +174,7 @@ def history(ctx: click.Context, by: str, days: int, as_json: bool, as_csv: bool)
 @output_options
 @click.pass_context
 def retention(ctx: click.Context, by: str, periods: int, as_json: bool, as_csv: bool) -> None:
-    """Cohorts by first-seen period and how many of them came back in each later period."""
+    """Cohorts by first-seen period, and how many came back in later periods."""
     source, settings = _context(ctx)
     report = _query(lambda: audience.retention(source, Grain(by), periods, _now(), settings.tz))
 
@@ -206,7 +206,7 @@ def _percent(count: int, users: int) -> str:
 @output_options
 @click.pass_context
 def sources(ctx: click.Context, as_json: bool, as_csv: bool) -> None:
-    """Users per deep-link source: activity, blocks and how many stayed 1/7/30 days."""
+    """Users per deep-link source: activity, blocks, who stayed 1/7/30 days."""
     source, _settings = _context(ctx)
     report = audience.sources(source.columns(audience.SOURCES_FIELDS), _now())
 
