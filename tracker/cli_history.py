@@ -132,8 +132,13 @@ def _top_commands(commands: dict[str, int], limit: int = 3) -> str:
 # ------------------------------------------------------------------ commands
 
 
+def by_option(default: str, help_text: str) -> Callable[[F], F]:
+    """``--by day|week|month``."""
+    return click.option("--by", type=click.Choice(GRAINS), default=default, show_default=True, help=help_text)
+
+
 @click.command()
-@click.option("--by", type=click.Choice(GRAINS), default="day", show_default=True, help="Period length.")
+@by_option("day", "Period length.")
 @click.option(
     "--days",
     type=click.IntRange(min=1, max=36600),
@@ -161,9 +166,7 @@ def history(ctx: click.Context, by: str, days: int, as_json: bool, as_csv: bool)
 
 
 @click.command()
-@click.option(
-    "--by", type=click.Choice(GRAINS), default="week", show_default=True, help="Cohort period length."
-)
+@by_option("week", "Cohort period length.")
 @click.option(
     "--periods",
     type=click.IntRange(min=1, max=1000),
