@@ -602,3 +602,9 @@ def run(ctx: click.Context, bot_args: tuple[str, ...]) -> None:
         # The bot has no --store: the environment override means the same (absolute, as given here).
         os.environ[config_mod.env_name("store")] = str(Path(state.store).resolve())
     main(args, prog="tracker run")
+
+
+from tracker.cli_history import COMMANDS as _HISTORY_COMMANDS  # noqa: E402  (history, retention, sources, report)
+
+for _command in _HISTORY_COMMANDS:
+    cli.add_command(_command)

@@ -1,0 +1,256 @@
+"""The audience commands: ``history``, ``retention``, ``sources`` and ``report``.
+
+Registered on the ``tracker`` group by one line at the end of ``tracker/cli.py``.
+Each command opens the store read-only, makes one query (:mod:`tracker.audience`)
+and prints a table, JSON (``--json``) or CSV (``--csv``: the JSON keys as headers,
+``active`` as ``active_0, active_1, …``, ``commands`` as JSON text).
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from tracker import audience
+from tracker.audience import AudienceSource, CsvRows
+from tracker.config import Settings
+from tracker.history_aggregates import Grain
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+GRAINS = [g.value for g in Grain]
+
+
+# ------------------------------------------------------------------ store access
+
+
+class _JsonStore:
+    """INTERIM (until the merge switches :func:`_open` to ``tracker.store.StoreReader``):
+    the store file read as plain JSON, journal not applied."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            document = orjson.loads(path.read_bytes())
+        except FileNotFoundError:
+            raise click.ClickException(f"no store at {path}") from None
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise click.ClickException(f"cannot read the store {path}: {exc}") from None
+        if not isinstance(document, dict) or not all(isinstance(t, dict) for t in document.values()):
+            raise click.ClickException(f"{path} is not a TinyDB store")
+        self._document: dict[str, dict[str, Any]] = document
+
+    def table(self, name: str) -> dict[str, Any]:
+        return self._document.get(name, {})
+
+    def columns(self, fields: Sequence[str]) -> dict[str, list[Any]]:
+        users = [u for u in self.table("users").values() if isinstance(u, dict)]
+        return {field: [u.get(field) for u in users] for field in {"id", *fields}}
+
+
+def _open(path: Path) -> AudienceSource:
+    """The store at ``path``, read-only. The merge replaces the body with ``StoreReader(path)``."""
+    return _JsonStore(path)
+
+
+def _context(ctx: click.Context) -> tuple[AudienceSource, Settings]:
+    """The store and the settings (imported late: tracker.cli imports this module)."""
+    from tracker.cli import _errors, _settings
+
+    settings = _settings(ctx)
+    with _errors():
+        return _open(Path(settings.store)), settings
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _query(run: Callable[[], Any]) -> Any:
+    """Run a query; a malformed aggregate table is a one-line error, not a traceback."""
+    try:
+        return run()
+    except ValueError as exc:
+        raise click.ClickException(f"the store's history tables are malformed: {exc}") from None
+
+
+# ------------------------------------------------------------------ output
+
+
+def output_options(func: F) -> F:
+    """``--json`` / ``--csv`` (mutually exclusive; the default is a table)."""
+    func = click.option("--csv", "as_csv", is_flag=True, help="Print CSV (the JSON keys as headers).")(func)
+    return click.option("--json", "as_json", is_flag=True, help="Print a JSON document.")(func)
+
+
+def _emit(result: Any, as_json: bool, as_csv: bool, table: Callable[[], str]) -> None:
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv are mutually exclusive")
+    if as_json:
+        click.echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
+    elif as_csv:
+        _write_csv(result.csv_rows())
+    else:
+        click.echo(table())
+
+
+def _write_csv(rows: CsvRows) -> None:
+    headers, body = rows
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(body)
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain aligned table: numbers right, text left."""
+    cells = [[str(h) for h in headers]] + [
+        ["-" if v is None else f"{v:,}" if type(v) is int else str(v) for v in row] for row in rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    numeric = [all(type(row[i]) is int for row in rows) and bool(rows) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        lines.append(
+            "  ".join(
+                c.rjust(w) if n else c.ljust(w) for c, w, n in zip(row, widths, numeric, strict=True)
+            ).rstrip()
+        )
+    return "\n".join(lines)
+
+
+def _top_commands(commands: dict[str, int], limit: int = 3) -> str:
+    return " ".join(f"{name}:{count}" for name, count in list(commands.items())[:limit])
+
+
+# ------------------------------------------------------------------ commands
+
+
+def by_option(default: str, help_text: str) -> Callable[[F], F]:
+    """``--by day|week|month``."""
+    return click.option("--by", type=click.Choice(GRAINS), default=default, show_default=True, help=help_text)
+
+
+@click.command()
+@by_option("day", "Period length.")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1, max=36600),
+    default=30,
+    show_default=True,
+    help="Periods overlapping the last N days (today included).",
+)
+@output_options
+@click.pass_context
+def history(ctx: click.Context, by: str, days: int, as_json: bool, as_csv: bool) -> None:
+    """New and active users, messages and commands per day, week or month."""
+    source, settings = _context(ctx)
+    report = _query(lambda: audience.history(source, Grain(by), days, _now(), settings.tz))
+
+    def table() -> str:
+        since = report.since.isoformat() if report.since else "not yet recorded"
+        rows = [
+            [r.period.isoformat(), r.new, r.active, r.messages, r.total, r.buttons, _top_commands(r.commands)]
+            for r in report.periods
+        ]
+        body = render_table(["PERIOD", "NEW", "ACTIVE", "MESSAGES", "TOTAL", "BUTTONS", "COMMANDS"], rows)
+        return f"history by {report.by.value} in {report.timezone}; activity recorded since {since}\n{body}"
+
+    _emit(report, as_json, as_csv, table)
+
+
+@click.command()
+@by_option("week", "Cohort period length.")
+@click.option(
+    "--periods",
+    type=click.IntRange(min=1, max=1000),
+    default=12,
+    show_default=True,
+    help="How many cohorts (the current one included).",
+)
+@output_options
+@click.pass_context
+def retention(ctx: click.Context, by: str, periods: int, as_json: bool, as_csv: bool) -> None:
+    """Cohorts by first-seen period, and how many came back in later periods."""
+    source, settings = _context(ctx)
+    report = _query(lambda: audience.retention(source, Grain(by), periods, _now(), settings.tz))
+
+    def table() -> str:
+        width = max((len(c.active) for c in report.cohorts), default=1)
+        rows = [
+            [
+                c.cohort.isoformat(),
+                c.users,
+                *(_percent(n, c.users) for n in c.active),
+                *([""] * (width - len(c.active))),
+            ]
+            for c in report.cohorts
+        ]
+        headers = ["COHORT", "USERS", *(f"+{k}" for k in range(width))]
+        return (
+            f"retention by {report.by.value} in {report.timezone} (% of the cohort active)\n"
+            + render_table(headers, rows)
+        )
+
+    _emit(report, as_json, as_csv, table)
+
+
+def _percent(count: int, users: int) -> str:
+    return f"{100 * count / users:.0f}%" if users else "-"
+
+
+@click.command()
+@output_options
+@click.pass_context
+def sources(ctx: click.Context, as_json: bool, as_csv: bool) -> None:
+    """Users per deep-link source: activity, blocks, who stayed 1/7/30 days."""
+    source, _settings = _context(ctx)
+    report = audience.sources(source.columns(audience.SOURCES_FIELDS), _now())
+
+    def table() -> str:
+        rows = [
+            [
+                r.source if r.source is not None else "(none)",
+                *(getattr(r, k) for k in audience.SOURCES_KEYS[1:]),
+            ]
+            for r in report.rows
+        ]
+        return render_table([k.upper() for k in audience.SOURCES_KEYS], rows)
+
+    _emit(report, as_json, as_csv, table)
+
+
+@click.command()
+@click.argument("path", metavar="PATH.html", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--days",
+    type=click.IntRange(min=1, max=3660),
+    default=30,
+    show_default=True,
+    help="Days covered by the per-day charts.",
+)
+@click.pass_context
+def report(ctx: click.Context, path: Path, days: int) -> None:
+    """Write a self-contained HTML report (charts, retention, sources, languages)."""
+    from tracker import report as report_mod
+    from tracker.files import atomic_write
+
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise click.UsageError(f"{path}: the report is an HTML file; name it PATH.html")
+    source, settings = _context(ctx)
+    page = _query(lambda: report_mod.render(source, days=days, now=_now(), tz=settings.tz))
+    try:
+        with atomic_write(path, mode=0o600) as out:
+            out.write(page.encode())
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {path}", err=True)
+
+
+COMMANDS = (history, retention, sources, report)
