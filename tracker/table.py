@@ -196,15 +196,11 @@ SOURCE_ALWAYS_AT = 100
 
 def render_users(rows: Sequence[Row], *, width: int, tz: ZoneInfo, now: datetime) -> str:
     """The ``users`` table, every line at most ``width`` terminal columns."""
-    for clock in (True, False):  # the local clock time goes first when room is short
+    variants = []
+    for clock in (True, False):
         columns = users_columns(tz, now, last_seen_clock=clock)
-        cells = [[column.render(row) for row in rows] for column in columns]
-        layout = _layout(columns, cells, width)
-        if layout is not None:
-            break
-    else:
-        # A very narrow terminal: the narrowest layout, each line cut to fit.
-        layout = _narrowest(columns, cells)
+        variants.append((columns, [[column.render(row) for row in rows] for column in columns]))
+    layout = _layout(variants, width)
     lines = [_line([(c.title, c) for c in layout.columns], layout.widths)]
     for i in range(len(rows)):
         lines.append(_line([(layout.cells[k][i], c) for k, c in enumerate(layout.columns)], layout.widths))
@@ -218,23 +214,31 @@ class _Layout:
     widths: list[int]
 
 
-def _layout(columns: list[Column], cells: list[list[str]], width: int) -> _Layout | None:
-    """Drop columns in ``drop_rank`` order until the rest fits ``width``; None if none does."""
-    natural = [max([display_width(c.title), *map(display_width, col)]) for c, col in zip(columns, cells)]
-    kept = list(range(len(columns)))
-    ranks = sorted({c.drop_rank for c in columns if c.drop_rank})
+def _layout(variants: list[tuple[list[Column], list[list[str]]]], width: int) -> _Layout:
+    """The richest layout that fits ``width``.
+
+    Tried in order: every column, first with the last-seen clock time, then
+    with the relative time alone; then the same after dropping the columns of
+    each ``drop_rank`` in turn. On a very narrow terminal the narrowest layout
+    is returned and the caller cuts its lines.
+    """
+    ranks = sorted({c.drop_rank for c in variants[0][0] if c.drop_rank})
+    dropped: set[int] = set()
     for rank in [0, *ranks]:
+        if rank == 3 and width >= SOURCE_ALWAYS_AT:
+            continue  # SOURCE stays at 100+ columns
         if rank:
-            if rank == 3 and width >= SOURCE_ALWAYS_AT:
-                continue  # SOURCE stays at 100+ columns
-            kept = [k for k in kept if columns[k].drop_rank != rank]
-        minimum = [min(natural[k], max(columns[k].minimum, len(columns[k].title))) if columns[k].flexible
-                   else natural[k] for k in kept]
-        room = width - len(GAP) * (len(kept) - 1) - sum(minimum)
-        if room >= 0:
-            widths = _share(room, minimum, [natural[k] for k in kept])
-            return _Layout([columns[k] for k in kept], [cells[k] for k in kept], widths)
-    return None
+            dropped.add(rank)
+        for columns, cells in variants:
+            kept = [k for k, c in enumerate(columns) if c.drop_rank not in dropped]
+            natural = [_natural(columns[k], cells[k]) for k in kept]
+            minimum = [min(n, max(columns[k].minimum, len(columns[k].title))) if columns[k].flexible else n
+                       for k, n in zip(kept, natural, strict=True)]
+            room = width - len(GAP) * (len(kept) - 1) - sum(minimum)
+            if room >= 0:
+                widths = _share(room, minimum, natural)
+                return _Layout([columns[k] for k in kept], [cells[k] for k in kept], widths)
+    return _narrowest(*variants[-1])
 
 
 def _share(room: int, widths: list[int], wanted: list[int]) -> list[int]:
@@ -255,13 +259,19 @@ def _share(room: int, widths: list[int], wanted: list[int]) -> list[int]:
 def _narrowest(columns: list[Column], cells: list[list[str]]) -> _Layout:
     kept = [k for k, c in enumerate(columns) if c.drop_rank == 0]
     narrow = [replace(columns[k], minimum=min(columns[k].minimum, 4)) for k in kept]
-    widths = [min(c.minimum, len(c.title)) if c.flexible else
-              max([display_width(c.title), *map(display_width, cells[k])]) for c, k in zip(narrow, kept)]
+    widths = [min(c.minimum, len(c.title)) if c.flexible else _natural(c, cells[k])
+              for c, k in zip(narrow, kept, strict=True)]
     return _Layout(narrow, [cells[k] for k in kept], widths)
 
 
+def _natural(column: Column, cells: list[str]) -> int:
+    """The width ``column`` takes uncut: its widest cell or its title."""
+    return max([display_width(column.title), *map(display_width, cells)])
+
+
 def _line(cells: list[tuple[str, Column]], widths: list[int]) -> str:
-    return GAP.join(fit(text, w, right=col.right) for (text, col), w in zip(cells, widths)).rstrip()
+    parts = (fit(text, w, right=col.right) for (text, col), w in zip(cells, widths, strict=True))
+    return GAP.join(parts).rstrip()
 
 
 # ------------------------------------------------------------------- show
