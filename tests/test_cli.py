@@ -114,7 +114,8 @@ def test_stats_today_depends_on_tz(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.parametrize(
-    "args", [["stats"], ["stats", "--json"], ["users"], ["show", "1"], ["export", "-"], ["forget", "1", "--yes"]]
+    "args",
+    [["stats"], ["stats", "--json"], ["users"], ["show", "1"], ["export", "-"], ["forget", "1", "--yes"]],
 )
 def test_commands_on_missing_store_fail(tmp_path: Path, args: list[str]) -> None:
     missing = tmp_path / "none.json"
