@@ -18,8 +18,6 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from wcwidth import wcswidth, wcwidth
-
 from tracker.models import parse_ts
 
 __all__ = [
@@ -63,6 +61,8 @@ def display_width(text: str) -> int:
     """Terminal columns ``text`` takes (call on :func:`printable` text)."""
     if text.isascii():
         return len(text)
+    from wcwidth import wcswidth, wcwidth  # only non-ASCII text pays for importing it
+
     width = wcswidth(text)
     if width < 0:  # a character wcwidth cannot place: count it as one column
         width = sum(max(wcwidth(char), 1 if wcwidth(char) < 0 else 0) for char in text)
