@@ -15,63 +15,18 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
-from click.testing import CliRunner
+from cli_run import CLI, Invoke, process_env, tracker_fixture  # noqa: F401 (the `tracker` fixture)
 
-from tracker.cli import cli
 from tracker.export import neutralise
 from tracker.store import UserStore
 
-REPO = Path(__file__).resolve().parent.parent
 NOW = datetime.now(UTC).replace(microsecond=0)
-CLI = [sys.executable, str(REPO / "cli.py")]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    code: int
-    stdout: str
-    stderr: str
-
-
-Invoke = Callable[..., Outcome]
-
-
-def _runner(args: list[str], cwd: Path | None = None) -> Outcome:
-    old = Path.cwd()
-    if cwd is not None:
-        os.chdir(cwd)
-    try:
-        result = CliRunner().invoke(cli, args)
-    finally:
-        os.chdir(old)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return Outcome(result.exit_code, result.stdout, result.stderr)
-
-
-def _env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("TRACKER_CONFIG", None)
-    return env
-
-
-def _process(args: list[str], cwd: Path | None = None) -> Outcome:
-    proc = subprocess.run([*CLI, *args], env=_env(), cwd=cwd, text=True, capture_output=True, timeout=60)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return Outcome(proc.returncode, proc.stdout, proc.stderr)
-
-
-@pytest.fixture(params=["runner", "process"])
-def tracker(request: pytest.FixtureRequest) -> Invoke:
-    return _runner if request.param == "runner" else _process
 
 
 @pytest.fixture
@@ -173,7 +128,7 @@ def test_export_into_a_named_pipe_keeps_the_pipe(tracker: Invoke, store: Path, t
 def test_export_through_a_link_to_stdout_writes_into_it(store: Path, tmp_path: Path) -> None:
     link = tmp_path / "out.ndjson"
     link.symlink_to("/dev/stdout")
-    proc = subprocess.run([*CLI, "--store", str(store), "export", str(link)], env=_env(),
+    proc = subprocess.run([*CLI, "--store", str(store), "export", str(link)], env=process_env(),
                           capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert sorted(json.loads(line)["id"] for line in proc.stdout.splitlines()) == [1, 2]
@@ -183,8 +138,8 @@ def test_export_through_a_link_to_stdout_writes_into_it(store: Path, tmp_path: P
 def test_export_into_a_process_substitution(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "copy.csv"
     script = f'"$@" --store {store} export >(cat > {out}) --format csv; wait'
-    proc = subprocess.run(["bash", "-c", script, "bash", *CLI], env=_env(), capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(["bash", "-c", script, "bash", *CLI], env=process_env(), capture_output=True,
+                          text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     deadline = time.monotonic() + 10
     while out.read_bytes().count(b"\n") < 3 and time.monotonic() < deadline:
@@ -228,7 +183,7 @@ def test_stats_never_prints_control_or_bidi_characters(tracker: Invoke, store: P
 @pytest.mark.parametrize("args", [["export", "-"], ["stats", "--json"], ["users"], ["show", "1"]])
 def test_stdout_on_a_full_disk(store: Path, args: list[str]) -> None:
     with open("/dev/full", "w") as full:
-        proc = subprocess.run([*CLI, "--store", str(store), *args], env=_env(), stdout=full,
+        proc = subprocess.run([*CLI, "--store", str(store), *args], env=process_env(), stdout=full,
                               stderr=subprocess.PIPE, text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr == "Error: cannot write to standard output: No space left on device\n"
@@ -237,8 +192,8 @@ def test_stdout_on_a_full_disk(store: Path, args: list[str]) -> None:
 @pytest.mark.parametrize("args", [["export", "-"], ["stats", "--json"], ["users"], ["show", "1"]])
 def test_stdout_closed(store: Path, args: list[str]) -> None:
     script = 'exec "$@" >&-'
-    proc = subprocess.run(["bash", "-c", script, "bash", *CLI, "--store", str(store), *args], env=_env(),
-                          stderr=subprocess.PIPE, text=True, timeout=60)
+    proc = subprocess.run(["bash", "-c", script, "bash", *CLI, "--store", str(store), *args],
+                          env=process_env(), stderr=subprocess.PIPE, text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr == "Error: cannot write to standard output: it is closed\n"
 
@@ -283,7 +238,7 @@ def test_signal_during_export_leaves_no_temp_file(tmp_path: Path, sig: signal.Si
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     target = out_dir / "users.ndjson"
-    proc = subprocess.Popen([*CLI, "--store", str(path), "export", str(target)], env=_env(),
+    proc = subprocess.Popen([*CLI, "--store", str(path), "export", str(target)], env=process_env(),
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30

@@ -10,23 +10,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from cli_run import Invoke, tracker_fixture  # noqa: F401 (the `tracker` fixture)
 from wcwidth import wcswidth
 
-from tracker.cli import cli
 from tracker.export import CSV_COLUMNS
 from tracker.store import UserStore
 
-REPO = Path(__file__).resolve().parent.parent
 NOW = datetime.now(UTC).replace(microsecond=0)
 FIXED = datetime(2024, 1, 15, 12, 0, 0, tzinfo=UTC)  # winter: Berlin is UTC+1, New York UTC-5
 
@@ -39,36 +32,6 @@ HARD_NAMES = {
     5: ("שלום", "\u202eevil"),                   # Hebrew (RTL) and a bidi override
     6: ("Plain", "Ascii"),
 }
-
-
-@dataclass(frozen=True)
-class Outcome:
-    code: int
-    stdout: str
-    stderr: str
-
-
-Invoke = Callable[..., Outcome]
-
-
-def _runner(args: list[str], env: dict[str, str] | None = None, input: str | None = None) -> Outcome:
-    result = CliRunner(env=env).invoke(cli, args, input=input)
-    assert "Traceback" not in result.stderr
-    return Outcome(result.exit_code, result.stdout, result.stderr)
-
-
-def _process(args: list[str], env: dict[str, str] | None = None, input: str | None = None) -> Outcome:
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    full_env.pop("TRACKER_CONFIG", None)
-    proc = subprocess.run([sys.executable, str(REPO / "cli.py"), *args], env=full_env, text=True,
-                          input=input, capture_output=True, timeout=60)
-    assert "Traceback" not in proc.stderr
-    return Outcome(proc.returncode, proc.stdout, proc.stderr)
-
-
-@pytest.fixture(params=["runner", "process"])
-def tracker(request: pytest.FixtureRequest) -> Invoke:
-    return _runner if request.param == "runner" else _process
 
 
 @pytest.fixture
