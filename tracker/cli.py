@@ -7,7 +7,9 @@ one line on stderr and exit status 1; Click's usage errors exit with 2.
 Readers take no lock, so all of this is safe while the bot runs. Which file
 answers a read (the column cache or the store) is the reader's business, never
 this module's. Tables and times are drawn by :mod:`tracker.table`, filters live
-in :mod:`tracker.filters`, parameter types in :mod:`tracker.params`.
+in :mod:`tracker.filters`, parameter types in :mod:`tracker.params`, and the
+plumbing every command shares (settings, reader, errors, output, the group
+class) in :mod:`tracker.cli_support`.
 
 Start-up time matters (``stats`` is meant to answer at once), so this module
 imports neither pyrogram nor asyncio: ``refresh-bio`` and the control channel
@@ -17,28 +19,34 @@ are imported inside the commands that need them.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from heapq import nlargest
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
 import orjson
 
-from tracker import config as config_mod
-from tracker.config import ConfigError, Settings
-from tracker.export import STDOUT_FAILURES, ExportError, silence_stdout
+from tracker.cli_support import (
+    State,
+    TrackerGroup,
+    echo,
+    errors,
+    filter_options,
+    filters_of,
+    open_reader,
+    protected_paths,
+    settings_of,
+    source_option,
+)
+from tracker.config import Settings
 from tracker.filters import Filters
 from tracker.models import RECORD_FIELDS, Record
-from tracker.params import Duration, SourceName, TimeZone, UserRef, UserRefType
+from tracker.params import TimeZone, UserRef, UserRefType
 from tracker.store import StoreError, StoreLockedError, StoreReader, UserStore
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 #: Exports larger than this show a progress bar (when stderr is a terminal).
 PROGRESS_MIN_ROWS = 50_000
@@ -48,90 +56,11 @@ SORT_KEYS = ("last_seen", "first_seen", "messages")
 OUTPUT_FORMATS = ("table", "csv", "json", "ndjson")
 
 
-# ---------------------------------------------------------------- context
-
-
-@dataclasses.dataclass
-class _State:
-    config: str | None
-    store: str | None
-
-    def settings(self) -> Settings:
-        settings = config_mod.load(self.config)
-        if self.store:
-            settings = dataclasses.replace(settings, store=Path(self.store))
-        return settings
-
-
-@contextlib.contextmanager
-def _errors() -> Iterator[None]:
-    """Turn expected failures into one-line Click errors (exit 1, no traceback)."""
-    try:
-        yield
-    except (StoreError, ConfigError, ExportError) as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _settings(ctx: click.Context) -> Settings:
-    with _errors():
-        return ctx.find_object(_State).settings()  # type: ignore[union-attr]
-
-
-def _reader(settings: Settings) -> StoreReader:
-    with _errors():
-        return StoreReader(settings.store)
+# ---------------------------------------------------------------- group
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _echo(text: str) -> None:
-    """Print to standard output; a closed one is an error, not silence."""
-    if sys.stdout is None:
-        raise click.ClickException("cannot write to standard output: it is closed")
-    click.echo(text)
-
-
-def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
-    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
-        if value is not None:
-            setattr(ctx.find_object(_State), name, value)
-
-    return callback
-
-
-class TrackerGroup(click.Group):
-    """A group whose commands also take ``--config``/``--store`` after their name.
-
-    It also turns a failing standard output (a full disk, ``>&-``) into one
-    line and exit 1 for every command, and a reader that left (``| head``)
-    into a quiet exit.
-    """
-
-    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
-        names = {opt for param in cmd.params for opt in getattr(param, "opts", ())}
-        for option, what in (("--config", "Config file"), ("--store", "User store file")):
-            if option not in names:
-                cmd.params.append(click.Option(
-                    [option], type=click.Path(dir_okay=False), expose_value=False,
-                    callback=_remember(option[2:]), help=f"{what} (as before the command).",
-                ))
-        super().add_command(cmd, name)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            result = super().invoke(ctx)
-            if sys.stdout is not None:
-                sys.stdout.flush()
-            return result
-        except OSError as exc:
-            if exc.errno not in STDOUT_FAILURES or exc.filename is not None:
-                raise
-            silence_stdout()
-            if isinstance(exc, BrokenPipeError):
-                return None
-            raise click.ClickException(f"cannot write to standard output: {exc.strerror or exc}") from None
 
 
 @click.group(cls=TrackerGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -151,52 +80,14 @@ def cli(ctx: click.Context, config: str | None, store: str | None) -> None:
     if gc.isenabled():
         gc.disable()
         ctx.call_on_close(gc.enable)
-    ctx.obj = _State(config=config, store=store)
-
-
-# ---------------------------------------------------------------- filters
-
-_source_option = click.option(
-    "--source", "sources", type=SourceName(), multiple=True, metavar="S",
-    help="Only users who came through deep link S (exact; repeatable; 'none': without one).",
-)
-
-
-def filter_options(func: F) -> F:
-    """The record filters shared by ``users`` and ``export``."""
-    options = [
-        click.option("--search", metavar="TEXT",
-                     help="Only users whose name, @username, id or source contains TEXT "
-                          "(accents and case ignored)."),
-        click.option("--lang", metavar="CODE", help="Only users with this language code (e.g. en, pt-br)."),
-        click.option("--active-within", type=Duration(), metavar="SPAN",
-                     help="Only users seen within SPAN, e.g. 24h, 7d, 2w."),
-        click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), metavar="YYYY-MM-DD",
-                     help="Only users first seen on or after this day (in the configured time zone)."),
-        click.option("--blocked", is_flag=True, help="Only users who blocked the bot."),
-        _source_option,
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _filters(kwargs: dict[str, Any]) -> Filters:
-    return Filters(
-        search=kwargs.pop("search"),
-        lang=kwargs.pop("lang"),
-        active_within=kwargs.pop("active_within"),
-        since=kwargs.pop("since"),
-        blocked=kwargs.pop("blocked"),
-        sources=tuple(kwargs.pop("sources")),
-    )
+    ctx.obj = State(config=config, store=store)
 
 
 def _matching(
     reader: StoreReader, fields: tuple[str, ...], filters: Filters, tz: ZoneInfo
 ) -> tuple[dict[str, list[Any]], int]:
     """The ``fields`` columns of the users that pass ``filters``, and how many users there are."""
-    with _errors():
+    with errors():
         columns = reader.columns(tuple(dict.fromkeys((*fields, *filters.fields))))
     return filters.select(columns, now=_now(), tz=tz), len(columns["id"])
 
@@ -207,20 +98,20 @@ def _matching(
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON document instead of the table.")
 @click.option("--tz", "tz", type=TimeZone(), help="Time zone of 'today' [default: the config's timezone].")
-@_source_option
+@source_option
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool, tz: ZoneInfo | None, sources: tuple[str | None, ...]) -> None:
     """Totals, activity, languages, sources and new users per day."""
     from tracker.stats import STATS_FIELDS, render_stats, scan
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     zone = tz or settings.tz
-    columns, _ = _matching(_reader(settings), STATS_FIELDS, Filters(sources=sources), zone)
+    columns, _ = _matching(open_reader(settings), STATS_FIELDS, Filters(sources=sources), zone)
     result = scan(columns, now=_now(), tz=zone)
     if as_json:
-        _echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
+        echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
     else:
-        _echo(render_stats(result, zone))
+        echo(render_stats(result, zone))
 
 
 # ----------------------------------------------------------------- export
@@ -253,12 +144,12 @@ def export(
         raise click.UsageError(str(exc)) from None
     if excel and fmt != "csv":
         raise click.UsageError("--excel only applies to CSV")
-    filters = _filters(kwargs)
-    settings = _settings(ctx)
-    with _errors():
-        export_mod.refuse_protected(target, _protected_paths(settings))
-    reader = _reader(settings)
-    with _errors():
+    filters = filters_of(kwargs)
+    settings = settings_of(ctx)
+    with errors():
+        export_mod.refuse_protected(target, protected_paths(settings))
+    reader = open_reader(settings)
+    with errors():
         if fmt == "csv":
             columns, _ = _matching(reader, export_mod.CSV_COLUMNS, filters, settings.tz)
             with _progress(target, len(columns["id"])) as progress:
@@ -275,19 +166,6 @@ def export(
                 count = export_mod.export(records, target, fmt=fmt, progress=progress)
     if target != "-":
         click.echo(f"exported {count:,} users to {target}", err=True)
-
-
-def _protected_paths(settings: Settings) -> list[Path]:
-    """The store and every side file of it: an export must never replace one."""
-    store = settings.store
-    names = (settings.session, f"{settings.session}-cli")
-    sessions = [settings.data_dir / f"{name}.session" for name in names]
-    return [
-        store,
-        *(store.with_name(store.name + suffix) for suffix in (".journal", ".columns", ".lock", ".sock")),
-        *sessions,
-        *(path.with_name(path.name + "-journal") for path in sessions),
-    ]
 
 
 @contextlib.contextmanager
@@ -316,16 +194,16 @@ def users(ctx: click.Context, /, sort: str, limit: int, fmt: str, as_json: bool,
     """List users as a table that fits the terminal, with search and filters."""
     from tracker import table
 
-    filters = _filters(kwargs)
-    settings = _settings(ctx)
-    reader = _reader(settings)
+    filters = filters_of(kwargs)
+    settings = settings_of(ctx)
+    reader = open_reader(settings)
     columns, total = _matching(reader, RECORD_FIELDS, filters, settings.tz)
     rows = _top_rows(columns, sort, limit)
     fmt = "json" if as_json else fmt
     if fmt == "table":
-        _echo(table.render_users(rows, width=table.terminal_width(), tz=settings.tz, now=_now()))
+        echo(table.render_users(rows, width=table.terminal_width(), tz=settings.tz, now=_now()))
     else:
-        _echo(_serialise(rows, fmt))
+        echo(_serialise(rows, fmt))
     click.echo(f"{len(rows):,} of {len(columns['id']):,} matching users ({total:,} in total)", err=True)
 
 
@@ -362,7 +240,7 @@ def _serialise(rows: list[Record], fmt: str) -> str:
 
 def _lookup(reader: StoreReader, who: UserRef) -> Record:
     """The record of ``who``, rebuilt from the columns (no dict per user is ever made)."""
-    with _errors():
+    with errors():
         columns = reader.columns(RECORD_FIELDS)
     if who.user_id is not None:
         found = [k for k in (_index(columns["id"], who.user_id),) if k is not None]
@@ -390,12 +268,12 @@ def show(ctx: click.Context, who: UserRef, as_json: bool) -> None:
     """Show every field of one user (times in the configured zone)."""
     from tracker.table import render_record
 
-    settings = _settings(ctx)
-    record = _lookup(_reader(settings), who)
+    settings = settings_of(ctx)
+    record = _lookup(open_reader(settings), who)
     if as_json:
-        _echo(orjson.dumps(record, option=orjson.OPT_INDENT_2).decode())
+        echo(orjson.dumps(record, option=orjson.OPT_INDENT_2).decode())
     else:
-        _echo(render_record(record, tz=settings.tz, now=_now()))
+        echo(render_record(record, tz=settings.tz, now=_now()))
 
 
 # ----------------------------------------------------------------- forget
@@ -413,8 +291,8 @@ def forget(ctx: click.Context, who: UserRef, yes: bool) -> None:
     """
     from tracker.table import fit, printable
 
-    settings = _settings(ctx)
-    record = _lookup(_reader(settings), who)
+    settings = settings_of(ctx)
+    record = _lookup(open_reader(settings), who)
     user_id = int(record["id"])
     if not yes:
         handle = f"@{record['username']}" if record.get("username") else ""
@@ -422,7 +300,7 @@ def forget(ctx: click.Context, who: UserRef, yes: bool) -> None:
         shown = fit(printable(name), 60).rstrip() or "no name"
         click.confirm(f"Erase user {user_id} ({shown})?", abort=True)
     if _forget_through_bot(settings, user_id):
-        _echo(f"erased user {user_id} (through the running bot)")
+        echo(f"erased user {user_id} (through the running bot)")
         return
     try:
         with UserStore(settings.store) as writer:
@@ -435,7 +313,7 @@ def forget(ctx: click.Context, who: UserRef, yes: bool) -> None:
         raise click.ClickException(str(exc)) from None
     if not erased:
         raise click.ClickException(f"no user {user_id} in {settings.store}")
-    _echo(f"erased user {user_id}")
+    echo(f"erased user {user_id}")
 
 
 def _forget_through_bot(settings: Settings, user_id: int) -> bool:
@@ -470,11 +348,11 @@ def refresh_bio(ctx: click.Context, dry_run: bool, force: bool) -> None:
     Goes through the running bot if there is one, else logs in with the
     CLI's own session.
     """
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     from tracker import bio  # pyrogram: only this command pays for importing it
 
     try:
         text = bio.refresh_command(settings, dry_run=dry_run, force=force)
     except bio.BioError as exc:
         raise click.ClickException(str(exc)) from None
-    _echo(text)
+    echo(text)
