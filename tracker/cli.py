@@ -55,6 +55,10 @@ SORT_KEYS = ("last_seen", "first_seen", "messages")
 
 OUTPUT_FORMATS = ("table", "csv", "json", "ndjson")
 
+#: The fields the ``users`` table shows (and sorts by).
+TABLE_FIELDS = ("id", "username", "first_name", "last_name", "language_code", "messages", "first_seen",
+                "last_seen", "source", "blocked")
+
 
 # ---------------------------------------------------------------- group
 
@@ -197,9 +201,11 @@ def users(ctx: click.Context, /, sort: str, limit: int, fmt: str, as_json: bool,
     filters = filters_of(kwargs)
     settings = settings_of(ctx)
     reader = open_reader(settings)
-    columns, total = _matching(reader, RECORD_FIELDS, filters, settings.tz)
-    rows = _top_rows(columns, sort, limit)
     fmt = "json" if as_json else fmt
+    # The table shows fewer fields than the programs' formats carry: read only those.
+    fields = TABLE_FIELDS if fmt == "table" else RECORD_FIELDS
+    columns, total = _matching(reader, fields, filters, settings.tz)
+    rows = _top_rows(columns, sort, limit)
     if fmt == "table":
         echo(table.render_users(rows, width=table.terminal_width(), tz=settings.tz, now=_now()))
     else:

@@ -25,6 +25,8 @@ __all__ = ["NO_SOURCE", "Filters", "fold"]
 NO_SOURCE = "none"
 
 Columns = dict[str, list[Any]]
+#: A test over columns: one keep/drop flag per user.
+ColumnTest = Callable[[Mapping[str, Sequence[Any]]], list[bool]]
 
 
 def fold(text: str) -> str:
@@ -85,8 +87,8 @@ class Filters:
             return columns
         return {name: list(compress(values, flags)) for name, values in columns.items()}
 
-    def _tests(self, *, now: datetime, tz: ZoneInfo) -> list[Callable[[Mapping[str, Sequence[Any]]], list[bool]]]:
-        tests: list[Callable[[Mapping[str, Sequence[Any]]], list[bool]]] = []
+    def _tests(self, *, now: datetime, tz: ZoneInfo) -> list[ColumnTest]:
+        tests: list[ColumnTest] = []
         if self.active_within is not None:
             seen_after = format_ts(now - self.active_within)
             tests.append(lambda c: [isinstance(v, str) and v >= seen_after for v in c["last_seen"]])
@@ -106,7 +108,7 @@ class Filters:
         return tests
 
 
-def _search(text: str) -> Callable[[Mapping[str, Sequence[Any]]], list[bool]]:
+def _search(text: str) -> ColumnTest:
     """Search ids (digits), @usernames, names and sources, accents and case folded."""
     needle = fold(text.strip())
     as_username = needle.lstrip("@")

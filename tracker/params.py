@@ -28,7 +28,7 @@ _USERNAME = re.compile(r"@?[A-Za-z][A-Za-z0-9_]{0,63}", re.ASCII)
 _ID_LIMIT = 1 << 63
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType):  # type: ignore[type-arg]
     """A span like ``90s``, ``30m``, ``24h``, ``7d`` or ``2w``."""
 
     name = "duration"
@@ -52,7 +52,7 @@ class Duration(click.ParamType):
         return span
 
 
-class TimeZone(click.ParamType):
+class TimeZone(click.ParamType):  # type: ignore[type-arg]
     """An IANA time zone name such as ``Europe/Berlin``."""
 
     name = "zone"
@@ -76,7 +76,7 @@ class UserRef(NamedTuple):
         return str(self.user_id) if self.user_id is not None else f"@{self.username}"
 
 
-class UserRefType(click.ParamType):
+class UserRefType(click.ParamType):  # type: ignore[type-arg]
     """``ID`` (ASCII digits, 64-bit) or ``@username``."""
 
     name = "user"
@@ -95,7 +95,7 @@ class UserRefType(click.ParamType):
         self.fail(f"{text[:40]!r} is neither a user id nor an @username", param, ctx)
 
 
-class SourceName(click.ParamType):
+class SourceName(click.ParamType):  # type: ignore[type-arg]
     """A deep-link payload, or ``none`` for users who came without one (None)."""
 
     name = "source"

@@ -146,7 +146,8 @@ def scan(columns: Mapping[str, Sequence[Any]], *, now: datetime, tz: ZoneInfo) -
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     dates, bounds = day_boundaries(now, tz)
-    c24, c7, c30 = (format_ts(now - span) for span in (timedelta(hours=24), timedelta(days=7), timedelta(days=30)))
+    spans = (timedelta(hours=24), timedelta(days=7), timedelta(days=30))
+    c24, c7, c30 = (format_ts(now - span) for span in spans)
     first_seen = _texts(columns["first_seen"])
     last_seen = _texts(columns["last_seen"])
     within_30d = list(filter(c30.__le__, last_seen))
