@@ -50,7 +50,7 @@ def _files(folder: Path) -> list[str]:
 @pytest.mark.parametrize(
     "args",
     [["stats"], ["stats", "--json"], ["users"], ["show", "1"], ["export", "-"], ["export", "u.csv"],
-     ["forget", "1", "--yes"], ["forget", "@anna", "--yes"]],
+     ["forget", "1", "--yes"], ["forget", "@anna", "--yes"], ["refresh-bio", "--dry-run"]],
 )
 def test_missing_store_is_one_line_and_creates_nothing(
     tracker: Invoke, tmp_path: Path, args: list[str]

@@ -355,6 +355,7 @@ def refresh_bio(ctx: click.Context, dry_run: bool, force: bool) -> None:
     CLI's own session.
     """
     settings = settings_of(ctx)
+    open_reader(settings)  # no store there: one line, exit 1, before any login
     from tracker import bio  # pyrogram: only this command pays for importing it
 
     try:
