@@ -8,6 +8,8 @@ times, each as a fresh process (best of ``--repeat``):
 
 * ``cli.py stats --json`` vs the same figures through SQL queries;
 * ``cli.py export FILE`` (CSV) vs ``csv.writer`` over ``SELECT``;
+* ``cli.py users --limit 50`` and ``cli.py show ID`` (issue 12: within the
+  time and memory of ``stats``), time and peak RSS per user;
 
 and in-process the CSV writer alone (rows/s with the columns already
 loaded), plus the peak memory of ``stats`` per user (``wait4`` rusage).
@@ -166,13 +168,12 @@ def timed(cmd: list[str], repeat: int) -> tuple[float, int]:
 
 def writer_only(store: Path, out: Path) -> tuple[int, float]:
     """Export with the columns already loaded: the CSV writer's own throughput."""
-    from tracker.export import CSV_COLUMNS, csv_lines_from_columns, export_csv_lines
-    from tracker.store import load_columns
+    from tracker.export import CSV_COLUMNS, export_columns
+    from tracker.store import StoreReader
 
-    columns = load_columns(store, CSV_COLUMNS)
-    assert columns is not None, "no column file beside the generated store"
+    columns = StoreReader(store).columns(CSV_COLUMNS)
     start = time.perf_counter()
-    count = export_csv_lines(csv_lines_from_columns(columns), out)
+    count = export_columns(columns, out)
     return count, time.perf_counter() - start
 
 
@@ -210,6 +211,13 @@ def main(argv: list[str]) -> None:
             print(f"export  tracker {ex:7.3f} s   sqlite3 {sx:7.3f} s   ratio {ex / sx:5.1f}x   "
                   f"{n / ex:,.0f} vs {n / sx:,.0f} rows/s end to end"
                   + (f"   target 1M <= 4 s: {'ok' if ex <= 4 else 'MISSED'}" if n >= 1_000_000 else ""))
+            for label, argv in (("users --limit 50", ["users", "--limit", "50"]),
+                                ("show ID", ["show", str(FIRST_ID + 7 * (n // 2))])):
+                took, rss = timed([py, cli, "--store", str(store), *argv], args.repeat)
+                per = (rss - base_rss) / n
+                print(f"{label:<17}{took:7.3f} s ({took / st:4.1f}x stats)   peak RSS {rss / 2**20:.0f} MB = "
+                      f"{per:,.0f} B/user above start-up   target <= 1024 B/user: "
+                      f"{'ok' if per <= 1024 else 'MISSED'}")
             count, writer = writer_only(store, out)
             print(f"        writer alone (store loaded): {count / writer:,.0f} rows/s   "
                   f"target >= 500,000: {'ok' if count / writer >= 500_000 else 'MISSED'}\n")

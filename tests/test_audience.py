@@ -1,7 +1,7 @@
 """history / retention / sources / active_today against sqlite3 over the same events and users.
 
 Stores are real TinyDB JSON files holding the users table and the keeper's
-tables (written as a snapshot would), read back through ``cli_history._open``.
+tables (written as a snapshot would), read back through ``tracker.store.StoreReader``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import tinydb
 from test_history_aggregates import Simulation, random_events, ts
 
 from tracker import audience
-from tracker.cli_history import _open
 from tracker.history_aggregates import Grain
 from tracker.models import complete_record
+from tracker.store import StoreReader
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -79,7 +79,7 @@ NOW = datetime(2024, 11, 8, 21, 0, tzinfo=UTC)  # Friday evening in Berlin, afte
 
 @pytest.mark.parametrize("grain", list(Grain))
 def test_history_matches_sqlite(sim: Simulation, tmp_path: Path, grain: Grain) -> None:
-    source = _open(write_store(sim, tmp_path / "users.json"))
+    source = StoreReader(write_store(sim, tmp_path / "users.json"))
     report = audience.history(source, grain, 40, NOW, ZoneInfo("UTC"))  # the recorded zone wins
     (first_day,) = sim.db.execute("SELECT day FROM events ORDER BY seq LIMIT 1").fetchone()
     assert report.timezone == "Europe/Berlin" and report.since == date.fromisoformat(first_day)
@@ -108,7 +108,7 @@ def test_history_matches_sqlite(sim: Simulation, tmp_path: Path, grain: Grain) -
 
 @pytest.mark.parametrize("grain", list(Grain))
 def test_retention_matches_sqlite(sim: Simulation, tmp_path: Path, grain: Grain) -> None:
-    source = _open(write_store(sim, tmp_path / "users.json"))
+    source = StoreReader(write_store(sim, tmp_path / "users.json"))
     report = audience.retention(source, grain, 6, NOW, BERLIN)
     cells = sim.expected_retention(grain.value)
     current = grain.start(date(2024, 11, 8))
@@ -125,7 +125,7 @@ def test_retention_matches_sqlite(sim: Simulation, tmp_path: Path, grain: Grain)
 def test_sources_match_sqlite(sim: Simulation, tmp_path: Path) -> None:
     for uid, record in sim.users.items():
         record["source"] = [None, "ads", "=evil", "promo"][uid % 4]
-    source = _open(write_store(sim, tmp_path / "users.json"))
+    source = StoreReader(write_store(sim, tmp_path / "users.json"))
     report = audience.sources(source.columns(audience.SOURCES_FIELDS), NOW)
     db = users_db(sim.users, BERLIN)
     now = int(NOW.timestamp())
@@ -165,7 +165,7 @@ def test_store_from_before_the_feature(tmp_path: Path) -> None:
     sim.lives.update(dict.fromkeys(old, 1))
     sim.seen(1, datetime(2024, 10, 3, 12, tzinfo=UTC))
     sim.seen(901, datetime(2024, 10, 3, 13, tzinfo=UTC))  # a user the store knew: not new
-    source = _open(write_store(sim, tmp_path / "users.json"))
+    source = StoreReader(write_store(sim, tmp_path / "users.json"))
     report = audience.history(source, Grain.DAY, 3, datetime(2024, 10, 3, 20, tzinfo=UTC), BERLIN)
     rows = {r.period.isoformat(): (r.new, r.active, r.total) for r in report.periods}
     assert report.since == date(2024, 10, 3)
@@ -185,7 +185,7 @@ def test_store_without_history_tables(tmp_path: Path) -> None:
                 doc_id=5,
             )
         )
-    report = audience.history(_open(path), Grain.WEEK, 10, datetime(2024, 1, 3, tzinfo=UTC), BERLIN)
+    report = audience.history(StoreReader(path), Grain.WEEK, 10, datetime(2024, 1, 3, tzinfo=UTC), BERLIN)
     assert report.since is None
     assert [(r.period.isoformat(), r.new, r.total) for r in report.periods] == [
         ("2023-12-25", 0, 0),
@@ -214,7 +214,7 @@ def test_odd_first_seen_values_are_left_out_of_totals(tmp_path: Path) -> None:
     document = json.loads(path.read_text())
     document["users"]["2"] = complete_record({"id": 2, "first_seen": None, "last_seen": None})
     path.write_text(json.dumps(document))
-    report = audience.history(_open(path), Grain.DAY, 1, datetime(2024, 1, 1, 20, tzinfo=UTC), BERLIN)
+    report = audience.history(StoreReader(path), Grain.DAY, 1, datetime(2024, 1, 1, 20, tzinfo=UTC), BERLIN)
     assert [(r.new, r.total) for r in report.periods] == [(1, 1)]
 
 

@@ -20,8 +20,8 @@ from test_history_aggregates import Simulation, random_events
 import tracker.cli_history
 from tracker import audience
 from tracker.cli import cli
-from tracker.cli_history import _open
 from tracker.history_aggregates import Grain
+from tracker.store import StoreReader
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2024, 11, 8, 21, 0, tzinfo=UTC)
@@ -54,7 +54,7 @@ def run(store: Path, *args: str) -> tuple[int, str, str]:
 def test_history_json_is_the_query(store: Path) -> None:
     code, out, _ = run(store, "history", "--by", "week", "--days", "20", "--json")
     assert code == 0
-    expected = audience.history(_open(store), Grain.WEEK, 20, NOW, BERLIN)
+    expected = audience.history(StoreReader(store), Grain.WEEK, 20, NOW, BERLIN)
     assert json.loads(out) == expected.to_json()
     assert json.loads(out)["by"] == "week" and len(json.loads(out)["periods"]) == 4
 
@@ -64,7 +64,7 @@ def test_retention_csv_has_active_columns(store: Path) -> None:
     assert code == 0
     rows = list(csv.reader(io.StringIO(out)))
     assert rows[0] == ["cohort", "users", "active_0", "active_1", "active_2", "active_3", "active_4"]
-    report = audience.retention(_open(store), Grain.DAY, 5, NOW, BERLIN)
+    report = audience.retention(StoreReader(store), Grain.DAY, 5, NOW, BERLIN)
     for row, cohort in zip(rows[1:], report.cohorts, strict=True):
         assert row[0] == cohort.cohort.isoformat() and int(row[1]) == cohort.users
         assert [int(v) for v in row[2:] if v] == list(cohort.active)

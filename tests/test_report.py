@@ -20,8 +20,8 @@ from test_audience import write_store
 from test_history_aggregates import Simulation, random_events
 
 from tracker import audience, report
-from tracker.cli_history import _open
 from tracker.history_aggregates import Grain
+from tracker.store import StoreReader
 
 CHROMIUM = "/usr/bin/chromium"
 NOW = datetime(2024, 11, 8, 21, 0, tzinfo=UTC)
@@ -40,7 +40,7 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         record["source"] = rng.choice([None, None, "ads", "channel_post", HOSTILE])
         record["language_code"] = rng.choice(["en", "en", "de", "fa", HOSTILE, None])
     store = write_store(sim, tmp / "users.json")
-    html = report.render(_open(store), days=30, now=NOW, tz=BERLIN)
+    html = report.render(StoreReader(store), days=30, now=NOW, tz=BERLIN)
     path = tmp / "report.html"
     path.write_text(html)
     return path, html
@@ -117,7 +117,7 @@ def test_renders_in_headless_chromium(page: tuple[Path, str], tmp_path: Path) ->
     assert len(colours) > 50  # text, three charts and a heatmap, not a blank page
     assert bytes((0x2F, 0x6F, 0xDE)) in colours and bytes((0xF0, 0x8C, 0x2E)) in colours  # the bars drew
     dom = chromium("--dump-dom", path.as_uri(), tmp=tmp_path).stdout
-    source = _open(path.parent / "users.json")
+    source = StoreReader(path.parent / "users.json")
     total = len(source.columns(["id"])["id"])
     assert f"Users<b>{total:,}</b>" in dom
     cohorts = audience.retention(source, Grain.WEEK, 12, NOW, BERLIN).cohorts

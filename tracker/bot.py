@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import pyrogram
@@ -253,7 +255,7 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 
 def parse_args(argv: list[str] | None, *, prog: str = "bot.py") -> argparse.Namespace:
-    """``--config PATH``, ``--log-level LEVEL`` (``-v`` = DEBUG) and ``--version``."""
+    """``--config PATH``, ``--store PATH``, ``--log-level LEVEL`` (``-v`` = DEBUG) and ``--version``."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Start the bot: track every user who interacts with it.",
@@ -261,6 +263,9 @@ def parse_args(argv: list[str] | None, *, prog: str = "bot.py") -> argparse.Name
     )
     parser.add_argument(
         "--config", metavar="PATH", help="config file (default: $TRACKER_CONFIG or ./config.ini)"
+    )
+    parser.add_argument(
+        "--store", metavar="PATH", help="user store file, overriding the config's [tracker] store"
     )
     parser.add_argument(
         "--log-level",
@@ -285,6 +290,8 @@ def main(argv: list[str] | None = None, *, prog: str = "bot.py") -> None:
     os.umask(0o077)
     try:
         settings = load(args.config)
+        if args.store:
+            settings = dataclasses.replace(settings, store=Path(args.store).absolute())
         # Logging is set up only once the secrets are known, so that the very first
         # line can already be redacted.
         setup_logging(args.log_level or settings.log_level, settings.secrets())

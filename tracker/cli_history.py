@@ -20,6 +20,7 @@ import orjson
 
 from tracker import audience
 from tracker.audience import AudienceSource, CsvRows
+from tracker.cli_support import echo, open_reader, settings_of
 from tracker.config import Settings
 from tracker.history_aggregates import Grain
 
@@ -31,42 +32,10 @@ GRAINS = [g.value for g in Grain]
 # ------------------------------------------------------------------ store access
 
 
-class _JsonStore:
-    """INTERIM (until the merge switches :func:`_open` to ``tracker.store.StoreReader``):
-    the store file read as plain JSON, journal not applied."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            document = orjson.loads(path.read_bytes())
-        except FileNotFoundError:
-            raise click.ClickException(f"no store at {path}") from None
-        except (OSError, orjson.JSONDecodeError) as exc:
-            raise click.ClickException(f"cannot read the store {path}: {exc}") from None
-        if not isinstance(document, dict) or not all(isinstance(t, dict) for t in document.values()):
-            raise click.ClickException(f"{path} is not a TinyDB store")
-        self._document: dict[str, dict[str, Any]] = document
-
-    def table(self, name: str) -> dict[str, Any]:
-        return self._document.get(name, {})
-
-    def columns(self, fields: Sequence[str]) -> dict[str, list[Any]]:
-        users = [u for u in self.table("users").values() if isinstance(u, dict)]
-        return {field: [u.get(field) for u in users] for field in {"id", *fields}}
-
-
-def _open(path: Path) -> AudienceSource:
-    """The store at ``path``, read-only. The merge replaces the body with ``StoreReader(path)``."""
-    return _JsonStore(path)
-
-
 def _context(ctx: click.Context) -> tuple[AudienceSource, Settings]:
-    """The store and the settings (imported late: tracker.cli imports this module)."""
-    from tracker.cli import _errors, _settings
-
-    settings = _settings(ctx)
-    with _errors():
-        return _open(Path(settings.store)), settings
+    """The store's reader and the settings (no store: one line naming the path, exit 1)."""
+    settings = settings_of(ctx)
+    return open_reader(settings), settings
 
 
 def _now() -> datetime:
@@ -94,11 +63,11 @@ def _emit(result: Any, as_json: bool, as_csv: bool, table: Callable[[], str]) ->
     if as_json and as_csv:
         raise click.UsageError("--json and --csv are mutually exclusive")
     if as_json:
-        click.echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
+        echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
     elif as_csv:
         _write_csv(result.csv_rows())
     else:
-        click.echo(table())
+        echo(table())
 
 
 def _write_csv(rows: CsvRows) -> None:

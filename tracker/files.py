@@ -27,14 +27,16 @@ def atomic_write(path: Path, *, durable: bool = True, mode: int = PRIVATE) -> It
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    # The open is inside the cleanup's try: a signal handler that raises right
+    # after the file was created must not leave it behind.
     try:
-        fd = os.open(tmp, flags, mode)
-    except FileExistsError:
-        # Left by a killed process that had our pid. O_EXCL|O_NOFOLLOW above means a
-        # planted symlink is never followed; unlinking removes the link, not its target.
-        os.unlink(tmp)
-        fd = os.open(tmp, flags, mode)
-    try:
+        try:
+            fd = os.open(tmp, flags, mode)
+        except FileExistsError:
+            # Left by a killed process that had our pid. O_EXCL|O_NOFOLLOW above means a
+            # planted symlink is never followed; unlinking removes the link, not its target.
+            os.unlink(tmp)
+            fd = os.open(tmp, flags, mode)
         with os.fdopen(fd, "wb", buffering=1 << 20) as out:
             yield out
             out.flush()

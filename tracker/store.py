@@ -41,6 +41,7 @@ import fcntl
 import gc
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -70,6 +71,7 @@ __all__ = [
     "StoreError",
     "StoreLockedError",
     "StoreNotFoundError",
+    "StoreReader",
     "UserStore",
 ]
 
@@ -1002,3 +1004,75 @@ def _read_pid(fd: int) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+# --------------------------------------------------------------- StoreReader
+#
+# INTERIM: a thin StoreReader over load_columns() and UserStore(readonly=True),
+# so the CLI can code against the shared read interface now. The store helper
+# is turning this module into the tracker/store/ package with the real
+# StoreReader (streaming reads, no whole-store load); the lead drops this one
+# when merging.
+
+
+class StoreReader:
+    """Read-only, lock-free view of a store (journal applied); each call reads the files as they are then."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        try:
+            mode = self.path.stat().st_mode
+        except FileNotFoundError:
+            raise StoreNotFoundError(f"no store at {self.path} yet") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(mode):
+            raise StoreError(f"{self.path} is not a regular file")
+
+    def _load(self) -> UserStore:
+        return UserStore(self.path, readonly=True)
+
+    def columns(self, fields: Sequence[str]) -> dict[str, list[Any]]:
+        """One list per field ("id" always included), from the column cache when fresh."""
+        wanted = ["id", *(f for f in fields if f != "id")]
+        columns = load_columns(self.path, wanted)
+        if columns is not None:
+            return {name: columns[name] for name in wanted}
+        with self._load() as store:
+            records = list(store)
+        return {name: [rec.get(name) for rec in records] for name in wanted}
+
+    def records(self) -> Iterator[Record]:
+        """Every record (dict), current."""
+        with self._load() as store:
+            yield from store
+
+    def get(self, user_id: int) -> Record | None:
+        """The record of ``user_id``, or None."""
+        with self._load() as store:
+            return store.get(user_id)
+
+    def find_username(self, name: str) -> Record | None:
+        """The record whose username is ``name`` (case-insensitive, '@' optional), or None."""
+        with self._load() as store:
+            return store.find_username(name)
+
+    def meta(self) -> dict[str, Any]:
+        """The meta document."""
+        with self._load() as store:
+            return store.meta
+
+    def count(self) -> int:
+        """How many users the store holds."""
+        return len(self.columns(())["id"])
+
+    def table(self, name: str) -> dict[str, Any]:
+        """Any other TinyDB table ({doc_id: doc}), journal applied; {} when absent."""
+        with self._load() as store:
+            return dict(store._other_tables.get(name, {}))
+
+    def document(self) -> dict[str, dict[str, Any]]:
+        """The whole TinyDB document (every table), journal applied."""
+        with self._load() as store:
+            users = {str(rec["id"]): dict(rec) for rec in store}
+            return {USERS_TABLE: users, META_TABLE: {META_DOC_ID: store.meta}, **store._other_tables}

@@ -1,0 +1,178 @@
+"""The plumbing every CLI command shares: settings, the store reader, errors, output, options.
+
+Kept apart from :mod:`tracker.cli` so that module is the commands only. The
+group class lets ``--config``/``--store`` follow the command name too, and
+turns a standard output that cannot be written (a full disk, ``>&-``) into one
+line and exit 1 for every command, including ones added later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from tracker import config as config_mod
+from tracker.config import ConfigError, Settings
+from tracker.export import STDOUT_FAILURES, ExportError, silence_stdout
+from tracker.filters import Filters
+from tracker.params import Duration, SourceName
+from tracker.store import StoreError, StoreReader
+
+__all__ = [
+    "State",
+    "TrackerGroup",
+    "echo",
+    "errors",
+    "filter_options",
+    "filters_of",
+    "open_reader",
+    "protected_paths",
+    "settings_of",
+    "source_option",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# ---------------------------------------------------------------- context
+
+
+@dataclasses.dataclass
+class State:
+    """What the group's options said; settings are loaded when a command asks."""
+
+    config: str | None
+    store: str | None
+
+    def settings(self) -> Settings:
+        """The config file's settings, with ``--store`` applied."""
+        settings = config_mod.load(self.config)
+        if self.store:
+            settings = dataclasses.replace(settings, store=Path(self.store))
+        return settings
+
+
+@contextlib.contextmanager
+def errors() -> Iterator[None]:
+    """Turn expected failures into one-line Click errors (exit 1, no traceback)."""
+    try:
+        yield
+    except (StoreError, ConfigError, ExportError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    """The settings of this run (a bad config file: one line, exit 1)."""
+    with errors():
+        return ctx.find_object(State).settings()  # type: ignore[union-attr]
+
+
+def open_reader(settings: Settings) -> StoreReader:
+    """The store's reader (no store there: one line naming the path, exit 1; nothing created)."""
+    with errors():
+        return StoreReader(settings.store)
+
+
+def echo(text: str) -> None:
+    """Print to standard output; a closed one is an error, not silence."""
+    if sys.stdout is None:
+        raise click.ClickException("cannot write to standard output: it is closed")
+    click.echo(text)
+
+
+def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value is not None:
+            setattr(ctx.find_object(State), name, value)
+
+    return callback
+
+
+class TrackerGroup(click.Group):
+    """A group whose commands also take ``--config``/``--store`` after their name.
+
+    It also turns a failing standard output (a full disk, ``>&-``) into one
+    line and exit 1 for every command, and a reader that left (``| head``)
+    into a quiet exit.
+    """
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        names = {opt for param in cmd.params for opt in getattr(param, "opts", ())}
+        for option, what in (("--config", "Config file"), ("--store", "User store file")):
+            if option not in names:
+                cmd.params.append(click.Option(
+                    [option], type=click.Path(dir_okay=False), expose_value=False,
+                    callback=_remember(option[2:]), help=f"{what} (as before the command).",
+                ))
+        super().add_command(cmd, name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            result = super().invoke(ctx)
+            if sys.stdout is not None:
+                sys.stdout.flush()
+            return result
+        except OSError as exc:
+            if exc.errno not in STDOUT_FAILURES or exc.filename is not None:
+                raise
+            silence_stdout()
+            if isinstance(exc, BrokenPipeError):
+                return None
+            raise click.ClickException(f"cannot write to standard output: {exc.strerror or exc}") from None
+
+
+# ---------------------------------------------------------------- filters
+
+source_option = click.option(
+    "--source", "sources", type=SourceName(), multiple=True, metavar="S",
+    help="Only users who came through deep link S (exact; repeatable; 'none': without one).",
+)
+
+
+def filter_options(func: F) -> F:
+    """The record filters shared by ``users`` and ``export``."""
+    options = [
+        click.option("--search", metavar="TEXT",
+                     help="Only users whose name, @username, id or source contains TEXT "
+                          "(accents and case ignored)."),
+        click.option("--lang", metavar="CODE", help="Only users with this language code (e.g. en, pt-br)."),
+        click.option("--active-within", type=Duration(), metavar="SPAN",
+                     help="Only users seen within SPAN, e.g. 24h, 7d, 2w."),
+        click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), metavar="YYYY-MM-DD",
+                     help="Only users first seen on or after this day (in the configured time zone)."),
+        click.option("--blocked", is_flag=True, help="Only users who blocked the bot."),
+        source_option,
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def filters_of(kwargs: dict[str, Any]) -> Filters:
+    return Filters(
+        search=kwargs.pop("search"),
+        lang=kwargs.pop("lang"),
+        active_within=kwargs.pop("active_within"),
+        since=kwargs.pop("since"),
+        blocked=kwargs.pop("blocked"),
+        sources=tuple(kwargs.pop("sources")),
+    )
+
+
+def protected_paths(settings: Settings) -> list[Path]:
+    """The store and every side file of it: an export must never replace one."""
+    store = settings.store
+    names = (settings.session, f"{settings.session}-cli")
+    sessions = [settings.data_dir / f"{name}.session" for name in names]
+    return [
+        store,
+        *(store.with_name(store.name + suffix) for suffix in (".journal", ".columns", ".lock", ".sock")),
+        *sessions,
+        *(path.with_name(path.name + "-journal") for path in sessions),
+    ]
