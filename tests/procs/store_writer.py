@@ -24,8 +24,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tracker import store as store_module
-from tracker.store import UserStore
+from tracker.store import Tuning, UserStore
 
 NEW_BASE = 1_000_000
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -36,14 +35,14 @@ def say(**fields: object) -> None:
     sys.stdout.flush()
 
 
-def tune(name: str, value: float | None) -> None:
-    """Lower a store constant so snapshots happen often; fail loudly if it is gone."""
-    if value is None:
-        return
-    if not hasattr(store_module, name):
-        raise SystemExit(f"tracker.store has no {name}; update tests/procs/store_writer.py")
-    current = getattr(store_module, name)
-    setattr(store_module, name, type(current)(value))
+def tuning_from(args: argparse.Namespace) -> Tuning:
+    """The store's tuning with the knobs given on the command line (lowered so snapshots happen often)."""
+    given = {
+        "snapshot_min_journal_bytes": args.snapshot_min_bytes,
+        "snapshot_chunk": args.snapshot_chunk,
+        "snapshot_max_age": args.snapshot_max_age,
+    }
+    return Tuning(**{name: value for name, value in given.items() if value is not None})
 
 
 def main() -> int:
@@ -60,10 +59,6 @@ def main() -> int:
     parser.add_argument("--snapshot-max-age", type=float)
     args = parser.parse_args()
 
-    tune("SNAPSHOT_MIN_JOURNAL_BYTES", args.snapshot_min_bytes)
-    tune("SNAPSHOT_CHUNK", args.snapshot_chunk)
-    tune("SNAPSHOT_MAX_AGE", args.snapshot_max_age)
-
     stop: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -72,7 +67,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    store = UserStore(args.store)
+    store = UserStore(args.store, tuning=tuning_from(args))
     started = time.monotonic()
     meta_round = store.meta.get("writer_round", 0)
     round_no = (meta_round if isinstance(meta_round, int) else 0) + 1
