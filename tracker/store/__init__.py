@@ -262,6 +262,10 @@ class UserStore:
         benchmarks call it to get there at a known moment.
         """
         self._check_writable()
+        self.write_snapshot_now()
+
+    def write_snapshot_now(self) -> None:
+        """:meth:`snapshot` without the open check (the snapshot thread may race ``close()``)."""
         with self._snapshot_lock:
             started = time.monotonic()
             marker_at = self._append_pending(new_generation=True)

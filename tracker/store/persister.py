@@ -48,7 +48,7 @@ class Persisted(Protocol):
 
     def snapshot_due(self) -> bool: ...
 
-    def snapshot(self) -> None: ...
+    def write_snapshot_now(self) -> None: ...
 
 
 class Persister:
@@ -97,7 +97,7 @@ class Persister:
                 return
             self._snapshot_wanted.clear()
             try:
-                self._target.snapshot()
+                self._target.write_snapshot_now()
             except Exception as exc:  # any: a dead thread would silently stop saving
                 self._record_failure(exc)
 
