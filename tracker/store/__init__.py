@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -53,7 +55,9 @@ from tracker.store.format import (
     JOURNAL_GEN,
     OWN_META_KEYS,
     SCHEMA,
+    STORE_ID,
     return_freed_memory,
+    store_id_of,
     write_store,
 )
 from tracker.store.journal import Generation, encode
@@ -242,7 +246,7 @@ class UserStore:
     def update_meta(self, **fields: Any) -> None:
         """Set fields of the meta document (``schema`` is the store's own)."""
         if any(key in fields for key in OWN_META_KEYS):
-            raise ValueError("schema and journal_gen are managed by the store")
+            raise ValueError(f"{', '.join(OWN_META_KEYS)} are managed by the store")
         with self._lock:
             self._check_writable()
             self._meta.update(fields)
@@ -332,7 +336,7 @@ class UserStore:
             self._remove_stale_temp_files()
             # Fold any journal into a fresh snapshot so the new journal starts clean.
             self._write_snapshot()
-            self._journal.start(self._gen)
+            self._journal.start(self._gen, store_id_of(self._meta))
             return_freed_memory()  # after the parse and the first snapshot
         except BaseException:
             self._journal.release_unused()
@@ -350,6 +354,8 @@ class UserStore:
                 f"journal {self.journal_path} exists but store {self.path} is missing; "
                 f"restore the store file or remove the journal"
             )
+        # A store gets its id the first time a writer opens it; every journal carries it.
+        self._meta.setdefault(STORE_ID, secrets.token_hex(8))
 
     def _remove_stale_temp_files(self) -> None:
         """Delete snapshot temp files a killed writer left (we hold the lock: none is live)."""
@@ -383,15 +389,19 @@ class UserStore:
         """
         with self._journal_lock:
             with self._lock:
-                batch, taken = self._pending.take(self._records, self._meta)
+                crc_start = self._journal.tail_crc
+                batch, taken = self._pending.take(self._records, self._meta, crc_start)
+                tail_crc = 0 if batch else crc_start
                 marker_at = self._journal.size + len(batch)
                 if new_generation:
                     self._gen += 1
-                    batch += encode(Generation(self._gen)) + b"\n"
+                    marker = encode(Generation(self._gen, store_id_of(self._meta))) + b"\n"
+                    batch += marker
+                    tail_crc = zlib.crc32(marker, tail_crc)
             if not batch or not self._journal.is_open:
                 return self._journal.size
             try:
-                self._journal.append(batch, has_changes=taken.any)
+                self._journal.append(batch, has_changes=taken.any, tail_crc=tail_crc)
             except StoreError:
                 # Keep the changes pending, so the next round writes them again.
                 with self._lock:
@@ -413,7 +423,7 @@ class UserStore:
         except OSError as exc:
             raise StoreError(f"cannot write store {self.path}: {os_reason(exc)}") from None
         self._snapshot_bytes = size
-        self._columns.write(collector.columns, meta[JOURNAL_GEN])
+        self._columns.write(collector.columns, meta[JOURNAL_GEN], store_id_of(meta))
 
     def _user_chunks(self, user_ids: list[int], collector: ColumnCollector) -> Iterator[bytes]:
         """The users table serialised chunk by chunk, each under the lock for a short while."""

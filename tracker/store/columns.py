@@ -67,13 +67,14 @@ class ColumnCache:
         self.store_path = store_path
         self.path = columns_path(store_path)
 
-    def write(self, columns: Columns, gen: int) -> None:
+    def write(self, columns: Columns, gen: int, store_id: str | None) -> None:
         """Write the column file for the snapshot of generation ``gen`` just written."""
         try:
             # The store file's identity ties this file to the snapshot it was made
             # from: a store file replaced or edited since then no longer matches.
             header = {
                 "gen": gen,
+                "store_id": store_id,
                 "count": len(columns["id"]),
                 "fields": list(columns),
                 "store": file_identity(self.store_path),
@@ -87,8 +88,8 @@ class ColumnCache:
             unlink_quietly(self.path)  # better none than a stale one
             log.warning("cannot write column file %s: %s", self.path, exc)
 
-    def read(self, wanted: Collection[str]) -> tuple[Columns, int]:
-        """The ``wanted`` columns and the generation they cover; :class:`StaleColumnsError` if untrusted."""
+    def read(self, wanted: Collection[str]) -> tuple[tuple[Columns, str | None], int]:
+        """``((columns, store id), generation)``; :class:`StaleColumnsError` if they cannot be trusted."""
         try:
             fd = open_regular(self.path, os.O_RDONLY, follow=True)
         except OSError as exc:
@@ -99,7 +100,7 @@ class ColumnCache:
             except (ValueError, TypeError, KeyError, IndexError) as exc:
                 raise StaleColumnsError(f"column file {self.path}: {exc}") from None
 
-    def _parse(self, fh: Any, wanted: set[str]) -> tuple[Columns, int]:
+    def _parse(self, fh: Any, wanted: set[str]) -> tuple[tuple[Columns, str | None], int]:
         # A reader may stop before the last column: the end mark proves the
         # file is whole (it was not fsynced, so a crash can leave it torn).
         fh.seek(-len(_END), os.SEEK_END)
@@ -124,10 +125,10 @@ class ColumnCache:
                 columns[name] = values
         if not wanted <= columns.keys():
             raise ValueError("column file lacks fields")
-        gen = header["gen"]
-        if type(gen) is not int:
+        gen, store_id = header["gen"], header.get("store_id")
+        if type(gen) is not int or not (store_id is None or type(store_id) is str):
             raise ValueError("malformed header")
-        return columns, gen
+        return (columns, store_id), gen
 
 
 def apply_to_columns(effect: Effect, columns: Columns) -> None:

@@ -31,7 +31,9 @@ META_TABLE = "meta"
 META_DOC_ID = "1"
 #: Meta keys the store manages itself; callers own the rest (e.g. bio_*).
 JOURNAL_GEN = "journal_gen"
-OWN_META_KEYS = ("schema", JOURNAL_GEN)
+#: A random id given to a store when a writer first opens it: its journals carry it.
+STORE_ID = "store_id"
+OWN_META_KEYS = ("schema", JOURNAL_GEN, STORE_ID)
 _RECORD_KEYS = frozenset(RECORD_FIELDS)
 
 
@@ -97,8 +99,7 @@ def parse_store(data: bytes, path: Path, *, compact: bool) -> Snapshot:
     records = compact_records(users) if compact else {int(doc_id): rec for doc_id, rec in users.items()}
     del users
     _check_records(records, path, ours=ours)
-    gen = meta.get(JOURNAL_GEN, 0)
-    return Snapshot(records, meta, document, gen if isinstance(gen, int) else 0, size)
+    return Snapshot(records, meta, document, meta.get(JOURNAL_GEN, 0), size)
 
 
 def _parse_meta(meta_table: Any, path: Path) -> dict[str, Any]:
@@ -108,6 +109,10 @@ def _parse_meta(meta_table: Any, path: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or not isinstance(meta.get("schema", SCHEMA), int):
         raise StoreCorruptError(f"store {path} has a malformed 'meta' table")
     schema = meta.get("schema", SCHEMA)
+    store_id = meta.get(STORE_ID)
+    gen = meta.get(JOURNAL_GEN, 0)
+    if (store_id is not None and (type(store_id) is not str or len(store_id) > 64)) or type(gen) is not int:
+        raise StoreCorruptError(f"store {path} has a malformed 'meta' table")
     if schema > SCHEMA:
         raise StoreCorruptError(
             f"store {path} has schema {schema}, newer than this version reads ({SCHEMA}); "
@@ -180,6 +185,12 @@ def write_store(
         out.write(b"},")
         out.write(orjson.dumps({META_TABLE: {META_DOC_ID: meta}, **other_tables})[1:])
         return out.tell()
+
+
+def store_id_of(meta: dict[str, Any]) -> str | None:
+    """The store's own id (None for a store no writer of this version has opened yet)."""
+    value = meta.get(STORE_ID)
+    return value if isinstance(value, str) else None
 
 
 def file_identity(path: Path) -> list[int]:

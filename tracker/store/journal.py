@@ -2,23 +2,28 @@
 
 A journal is JSON lines, one entry each, written by the writer in batches:
 
-* ``["g", gen]`` — a generation marker: the changes after it are not in any
-  snapshot older than ``gen`` (see ``UserStore.snapshot``);
+* ``["g", gen, store_id]`` — a generation marker: the changes after it are not
+  in any snapshot older than ``gen`` (see ``UserStore.snapshot``); ``store_id``
+  is the random id in the store's meta, so a journal from another store is refused;
 * ``["u", [record, ...]]`` — whole records, inserted or replaced;
 * ``["t", [[id, last_seen, messages], ...]]`` — touches: a known user wrote
   again with an unchanged profile (the common case, journaled without
   re-serialising the whole record);
 * ``["d", [id, ...]]`` — deletions;
 * ``["m", meta]`` — the whole meta document;
-* ``["c"]`` — commit: the batch above it is complete.
+* ``["c", crc]`` — commit: the batch above it is complete; ``crc`` is the
+  CRC-32 of every byte since the previous commit line (or the start of the
+  file), so damage that still parses as JSON is detected, not applied.
 
 Lines after the last commit are a torn write (a crash mid-append) and are
-ignored. Every reader decodes lines here (:func:`decode`) and replays them
+ignored. Journals of older versions (``["g", gen]``, ``["c"]``) are read as long
+as the store has no id either. Every reader decodes lines here (:func:`decode`) and replays them
 through :func:`fold`, whether it keeps records or columns.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -43,9 +48,10 @@ class Kind(Enum):
 
 
 class Generation(NamedTuple):
-    """Changes after this marker belong to generation ``gen``."""
+    """Changes after this marker belong to generation ``gen`` of the store ``store_id``."""
 
     gen: int
+    store_id: str | None = None
 
 
 class Upsert(NamedTuple):
@@ -73,7 +79,9 @@ class MetaChange(NamedTuple):
 
 
 class Commit(NamedTuple):
-    """The end of a complete batch."""
+    """The end of a complete batch, with the CRC-32 of the bytes since the previous commit."""
+
+    crc: int | None = None
 
 
 Change = Upsert | Touch | Delete | MetaChange
@@ -90,17 +98,23 @@ KIND_OF: dict[type[Entry], Kind] = {
 
 
 def encode(entry: Entry) -> bytes:
-    """One journal line (without its newline)."""
-    return orjson.dumps([KIND_OF[type(entry)].value, *entry])
+    """One journal line (without its newline); trailing None values are left out."""
+    values = list(entry)
+    while values and values[-1] is None:
+        values.pop()
+    return orjson.dumps([KIND_OF[type(entry)].value, *values])
 
 
-def encode_batch(changes: Iterable[Change]) -> bytes:
-    """Changes as one committed batch (newline-terminated lines), or ``b""`` when there are none."""
-    lines = [encode(change) for change in changes]
-    if not lines:
+def encode_batch(changes: Iterable[Change], crc_start: int) -> bytes:
+    """Changes as one committed batch (newline-terminated lines), or ``b""`` when there are none.
+
+    ``crc_start`` is the CRC-32 of what the journal holds since its last commit
+    line (a generation marker, usually): the commit's checksum covers it too.
+    """
+    body = b"".join(encode(change) + b"\n" for change in changes)
+    if not body:
         return b""
-    lines.append(encode(Commit()))
-    return b"\n".join(lines) + b"\n"
+    return body + encode(Commit(zlib.crc32(body, crc_start))) + b"\n"
 
 
 # ------------------------------------------------------------------ decoding
@@ -111,9 +125,12 @@ class _Malformed(ValueError):
 
 
 def _decode_generation(body: list[Any]) -> Generation:
-    if len(body) != 1 or type(body[0]) is not int or body[0] < 0:
-        raise _Malformed("generation marker is not [\"g\", number]")
-    return Generation(body[0])
+    if not 1 <= len(body) <= 2 or type(body[0]) is not int or not 0 <= body[0] < 2**63:
+        raise _Malformed("generation marker is not [\"g\", number, store id]")
+    store_id = body[1] if len(body) == 2 else None
+    if store_id is not None and (type(store_id) is not str or len(store_id) > 64):
+        raise _Malformed("generation marker has a malformed store id")
+    return Generation(body[0], store_id)
 
 
 def _decode_upsert(body: list[Any]) -> Upsert:
@@ -141,9 +158,11 @@ def _decode_meta(body: list[Any]) -> MetaChange:
 
 
 def _decode_commit(body: list[Any]) -> Commit:
-    if body:
-        raise _Malformed("commit carries unexpected values")
-    return Commit()
+    if not body:
+        return Commit()
+    if len(body) != 1 or type(body[0]) is not int or not 0 <= body[0] < 2**32:
+        raise _Malformed("commit is not [\"c\", checksum]")
+    return Commit(body[0])
 
 
 #: Kind letter -> decoder of the values after it (pyrogram's
@@ -172,25 +191,39 @@ def decode(line: bytes) -> Entry:
     return decoder(value[1:])
 
 
-def committed_changes(journal: bytes, min_gen: int, path: Path) -> Iterator[Change]:
-    """The changes of the committed batches of generation >= ``min_gen``, in order."""
+def committed_changes(journal: bytes, min_gen: int, path: Path, store_id: str | None) -> Iterator[Change]:
+    """The changes of the committed batches of generation >= ``min_gen``, in order.
+
+    Every line is decoded and checked (shape, store id, batch checksum) before
+    any batch is applied: :class:`StoreCorruptError` names the file and line.
+    """
     lines = journal.split(b"\n")
     lines.pop()  # after the last newline: empty, or a torn write
-    gen = -1
+    gen, marker_id = -1, store_id
+    crc = 0  # of the bytes since the last commit line
     pending: list[Change] = []
+    batches: list[list[Change]] = []
     for number, line in enumerate(lines, 1):
         try:
             entry = decode(line)
+            if isinstance(entry, Generation):
+                gen, marker_id = entry.gen, entry.store_id
+                if marker_id != store_id:
+                    raise _Malformed("it belongs to another store (its store id differs)")
+            elif isinstance(entry, Commit):
+                if entry.crc != crc and (entry.crc is not None or marker_id is not None):
+                    raise _Malformed("batch checksum mismatch (damaged in place)")
+                if gen >= min_gen:
+                    batches.append(pending)
+                pending, crc = [], 0
+                continue
+            else:
+                pending.append(entry)
         except ValueError as exc:
             raise StoreCorruptError(f"journal {path} line {number} is corrupt: {exc}") from None
-        if isinstance(entry, Generation):
-            gen = entry.gen
-        elif isinstance(entry, Commit):
-            if gen >= min_gen:
-                yield from pending
-            pending.clear()
-        else:
-            pending.append(entry)
+        crc = zlib.crc32(line + b"\n", crc)
+    for batch in batches:
+        yield from batch
 
 
 def first_generation(journal: bytes) -> int | None:

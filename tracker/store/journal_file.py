@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import zlib
 from pathlib import Path
 
 from tracker.files import PRIVATE, fsync_folder, open_regular, unlink_quietly
@@ -36,6 +37,7 @@ class JournalFile:
         self.tmp_path = path.with_name(path.name + ".tmp")
         self.size = 0  # bytes written and fsynced
         self.changes_since: float | None = None  # monotonic time of the oldest change in it
+        self.tail_crc = 0  # CRC-32 of the bytes after its last commit line (see journal.encode_batch)
         self._fd: int | None = None
         self._created = False
 
@@ -78,10 +80,10 @@ class JournalFile:
         os.close(self._fd)
         self._fd = None
 
-    def start(self, gen: int) -> None:
+    def start(self, gen: int, store_id: str | None) -> None:
         """Empty the journal (its changes are in the store file now) and mark generation ``gen``."""
         fd = self._require_fd()
-        marker = encode(Generation(gen)) + b"\n"
+        marker = encode(Generation(gen, store_id)) + b"\n"
         try:
             os.ftruncate(fd, 0)
             _write_all(fd, marker)
@@ -91,8 +93,9 @@ class JournalFile:
             raise StoreError(f"cannot write journal {self.path}: {os_reason(exc)}") from None
         self.size = len(marker)
         self.changes_since = None
+        self.tail_crc = zlib.crc32(marker)
 
-    def append(self, batch: bytes, *, has_changes: bool) -> None:
+    def append(self, batch: bytes, *, has_changes: bool, tail_crc: int) -> None:
         """Append and fsync ``batch``; on failure cut the journal back to its last good end."""
         fd = self._require_fd()
         try:
@@ -104,6 +107,7 @@ class JournalFile:
                 os.ftruncate(fd, self.size)
             raise StoreError(f"cannot write journal {self.path}: {os_reason(exc)}") from None
         self.size += len(batch)
+        self.tail_crc = tail_crc
         if has_changes and self.changes_since is None:
             self.changes_since = time.monotonic()
 

@@ -17,7 +17,15 @@ from tracker.files import read_regular
 from tracker.models import Record
 from tracker.store.columns import ColumnCache, Columns, StaleColumnsError, apply_to_columns
 from tracker.store.errors import StoreCorruptError, StoreError, StoreNotFoundError, os_reason
-from tracker.store.format import META_DOC_ID, META_TABLE, OWN_META_KEYS, USERS_TABLE, Snapshot, read_store
+from tracker.store.format import (
+    META_DOC_ID,
+    META_TABLE,
+    OWN_META_KEYS,
+    USERS_TABLE,
+    Snapshot,
+    read_store,
+    store_id_of,
+)
 from tracker.store.journal import Effect, apply_to_records, committed_changes, first_generation, fold
 
 READ_RETRIES = 20
@@ -98,7 +106,7 @@ def load_state(store_path: Path, *, compact: bool = False) -> StoreState:
         return snapshot, snapshot.gen
 
     snapshot, gen, journal = read_consistent(load_snapshot, store_path, journal_path)
-    effect = effect_of(journal, gen, journal_path)
+    effect = effect_of(journal, gen, journal_path, store_id_of(snapshot.meta))
     apply_to_records(effect, snapshot.records)
     meta = merge_meta(snapshot.meta, effect.meta)
     return StoreState(snapshot.records, meta, snapshot.other_tables, gen, snapshot.size)
@@ -127,10 +135,10 @@ class StoreReader:
         """``fields`` (and ``id``) from the column cache and the journal; None when it cannot be trusted."""
         wanted = {"id", *fields}
         try:
-            columns, gen, journal = read_consistent(
+            (columns, store_id), gen, journal = read_consistent(
                 lambda: self._columns.read(wanted), self.path, self.journal_path
             )
-            apply_to_columns(effect_of(journal, gen, self.journal_path), columns)
+            apply_to_columns(effect_of(journal, gen, self.journal_path, store_id), columns)
         except (StaleColumnsError, StoreError, OSError):
             return None
         return columns
@@ -193,9 +201,9 @@ def find_username(records: Iterable[Record], name: str) -> Record | None:
     return None
 
 
-def effect_of(journal: bytes, gen: int, journal_path: Path) -> Effect:
+def effect_of(journal: bytes, gen: int, journal_path: Path, store_id: str | None) -> Effect:
     """The net effect of a journal's committed batches of generation >= ``gen``."""
-    return fold(committed_changes(journal, gen, journal_path))
+    return fold(committed_changes(journal, gen, journal_path, store_id))
 
 
 def load_columns(store_path: str | os.PathLike[str], fields: Sequence[str]) -> Columns | None:

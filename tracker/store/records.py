@@ -86,7 +86,7 @@ class PendingChanges:
         self.touched: set[int] = set()
         self.meta = False
 
-    def take(self, records: dict[int, Record], meta: dict[str, Any]) -> tuple[bytes, Taken]:
+    def take(self, records: dict[int, Record], meta: dict[str, Any], crc_start: int) -> tuple[bytes, Taken]:
         """Serialise the pending changes as one journal batch and start afresh.
 
         Each kind of change is one orjson call over a list: far cheaper than a
@@ -112,7 +112,7 @@ class PendingChanges:
             changes.append(Touch(touches))
         if taken.meta:
             changes.append(MetaChange(meta))
-        return encode_batch(changes), taken
+        return encode_batch(changes, crc_start), taken
 
     def put_back(self, taken: Taken) -> None:
         self.changed |= taken.changed
