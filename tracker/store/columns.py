@@ -24,6 +24,7 @@ from tracker.files import atomic_write, open_regular, unlink_quietly
 from tracker.models import RECORD_FIELDS, Record
 from tracker.store.format import file_identity, no_cyclic_gc
 from tracker.store.journal import Effect
+from tracker.store.validate import column_problem
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,9 @@ class ColumnCache:
                 values = orjson.loads(line)
                 if not isinstance(values, list) or len(values) != count:
                     raise ValueError("malformed column")
+                problem = column_problem(name, values)
+                if problem is not None:
+                    raise ValueError(problem)
                 columns[name] = values
         if not wanted <= columns.keys():
             raise ValueError("column file lacks fields")

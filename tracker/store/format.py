@@ -22,6 +22,7 @@ import orjson
 from tracker.files import atomic_write, read_regular
 from tracker.models import RECORD_FIELDS, Record, complete_record
 from tracker.store.errors import StoreCorruptError, StoreError, StoreNotFoundError, os_reason
+from tracker.store.validate import is_id, record_problem, records_look_right, writable
 
 #: The store format version this code reads and writes.
 SCHEMA = 1
@@ -99,6 +100,8 @@ def parse_store(data: bytes, path: Path, *, compact: bool) -> Snapshot:
     records = compact_records(users) if compact else {int(doc_id): rec for doc_id, rec in users.items()}
     del users
     _check_records(records, path, ours=ours)
+    if not (writable(meta) and writable(document)):
+        raise StoreCorruptError(f"store {path}: its meta or another table is nested too deep to write back")
     return Snapshot(records, meta, document, meta.get(JOURNAL_GEN, 0), size)
 
 
@@ -125,7 +128,8 @@ def _check_records(records: dict[int, Record], path: Path, *, ours: bool) -> Non
     for user_id, record in records.items():
         if type(record) is not dict:
             raise StoreCorruptError(f"store {path}: users record {user_id} is not an object")
-        if not record.keys() >= _RECORD_KEYS or record["id"] != user_id:
+        # The doc id (the key) is the truth: an id of another type (1001.0) or value is normalised.
+        if not record.keys() >= _RECORD_KEYS or type(record["id"]) is not int or record["id"] != user_id:
             # Without our meta table, only records keyed by their own Telegram
             # id say "a user store (hand-made or older)"; another program's
             # "users" table (doc ids 1, 2, 3...) is foreign and left alone.
@@ -135,6 +139,13 @@ def _check_records(records: dict[int, Record], path: Path, *, ours: bool) -> Non
                     f"is not keyed by its Telegram id)"
                 )
             complete_record(record)["id"] = user_id
+    if records and not (is_id(min(records)) and is_id(max(records))):
+        raise StoreCorruptError(f"store {path}: a users record has an id over 64 bits")
+    if not records_look_right(list(records.values())):
+        for user_id, record in records.items():  # find the first culprit, for the message
+            problem = record_problem(record, complete=True)
+            if problem is not None:
+                raise StoreCorruptError(f"store {path}: users record {user_id} {problem}")
 
 
 def compact_records(users: dict[str, Any]) -> dict[int, Record]:

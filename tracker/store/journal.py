@@ -34,6 +34,7 @@ import orjson
 
 from tracker.models import Record
 from tracker.store.errors import StoreCorruptError
+from tracker.store.validate import is_id, record_problem, touch_problem, writable
 
 
 class Kind(Enum):
@@ -136,24 +137,32 @@ def _decode_generation(body: list[Any]) -> Generation:
 def _decode_upsert(body: list[Any]) -> Upsert:
     if len(body) != 1 or type(body[0]) is not list:
         raise _Malformed("upsert is not a list of records")
+    for record in body[0]:
+        problem = record_problem(record, complete=True)
+        if problem is not None:
+            raise _Malformed(f"upserted record {problem}")
     return Upsert(body[0])
 
 
 def _decode_touch(body: list[Any]) -> Touch:
     if len(body) != 1 or type(body[0]) is not list:
         raise _Malformed("touch is not a list")
+    for touch in body[0]:
+        problem = touch_problem(touch)
+        if problem is not None:
+            raise _Malformed(problem)
     return Touch(body[0])
 
 
 def _decode_delete(body: list[Any]) -> Delete:
-    if len(body) != 1 or type(body[0]) is not list:
+    if len(body) != 1 or type(body[0]) is not list or not all(map(is_id, body[0])):
         raise _Malformed("delete is not a list of ids")
     return Delete(body[0])
 
 
 def _decode_meta(body: list[Any]) -> MetaChange:
-    if len(body) != 1 or type(body[0]) is not dict:
-        raise _Malformed("meta is not an object")
+    if len(body) != 1 or type(body[0]) is not dict or not writable(body[0]):
+        raise _Malformed("meta is not an object that can be written back")
     return MetaChange(body[0])
 
 
