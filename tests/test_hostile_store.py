@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -287,3 +288,76 @@ def test_a_float_id_is_never_written_back_as_a_float_key(tmp_path: Path) -> None
     assert b'"1001.0"' not in path.read_bytes()
     with UserStore(path, readonly=True) as reader:
         assert 1001 in reader
+
+
+# ------------------------------------------------- 4. random damage to journals
+
+DAMAGE_CASES = 240
+DamageBase = tuple[Path, list[dict[int, dict[str, Any]]], list[int]]
+
+
+@pytest.fixture(scope="module")
+def damage_base(tmp_path_factory: pytest.TempPathFactory) -> DamageBase:
+    """A crash image, the records after each committed batch, and where each batch ends in the journal."""
+    image = crash_image(tmp_path_factory.mktemp("damage"))
+    journal = image.with_name("users.json.journal")
+    data = journal.read_bytes()
+    ends = [match.end() for match in re.finditer(rb'\["c"(,\d+)?\]\n', data)]
+    # A torn last write, as a crash mid-append leaves it: ignored, so damage there must be too.
+    last_batch = data[ends[-2] : ends[-1]]
+    journal.write_bytes(data + last_batch[: len(last_batch) // 2])
+    assert len(ends) >= 5
+    states = []
+    for end in [0, *ends]:  # the state after k batches: the journal cut right after the k-th commit
+        prefix = image.parent / f"prefix{end}" / "users.json"
+        prefix.parent.mkdir()
+        shutil.copy2(image, prefix)
+        prefix.with_name("users.json.journal").write_bytes(data[: end or data.index(b"\n") + 1])
+        with UserStore(prefix, readonly=True) as reader:
+            states.append({r["id"]: dict(r) for r in reader})
+    # Each batch changes something, so "which state is this" has one answer.
+    assert len({json.dumps(state, sort_keys=True) for state in states}) == len(states)
+    return image, states, ends
+
+
+@pytest.mark.parametrize("seed", range(DAMAGE_CASES))
+def test_random_damage_to_a_journal_is_refused_or_applied_exactly(
+    tmp_path: Path, damage_base: DamageBase, seed: int
+) -> None:
+    image, states, ends = damage_base
+    rng = random.Random(seed)
+    data = bytearray(image.with_name("users.json.journal").read_bytes())
+    changed_at = []
+    for _ in range(rng.choice([1, 1, 1, 2, 3])):
+        at = rng.randrange(len(data))
+        how = rng.choice(["flip", "byte", "digit", "delete", "insert"])
+        if how == "flip":
+            data[at] ^= 1 << rng.randrange(8)
+        elif how == "byte":
+            data[at] = rng.randrange(256)
+        elif how == "digit":  # the damage most likely to stay valid JSON
+            digits = [i for i, b in enumerate(data) if 48 <= b <= 57]
+            at = rng.choice(digits)
+            data[at] = 48 + (data[at] - 48 + rng.randrange(1, 10)) % 10
+        elif how == "delete":
+            del data[at]
+        else:
+            data.insert(at, rng.choice(b'0123456789",[]{}:\n x'))
+        changed_at.append(at)
+    folder = tmp_path / "store"
+    folder.mkdir()
+    path = folder / "users.json"
+    shutil.copy2(image, path)
+    journal = path.with_name("users.json.journal")
+    journal.write_bytes(bytes(data))
+    intact_batches = sum(1 for end in ends if end <= min(changed_at))
+    try:
+        with UserStore(path, readonly=True) as reader:
+            records = {r["id"]: dict(r) for r in reader}
+    except StoreCorruptError as exc:
+        assert str(journal) in str(exc) and "\n" not in str(exc), exc
+        return
+    # Not refused: then it is exactly the state after some whole batches, all the intact ones at least.
+    matches = [k for k, state in enumerate(states) if state == records]
+    assert matches, f"seed {seed}: damage at {changed_at} was applied as something no batch wrote"
+    assert max(matches) >= intact_batches, f"seed {seed}: intact batches were dropped"
