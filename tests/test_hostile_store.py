@@ -14,6 +14,8 @@ import random
 import re
 import shutil
 import signal
+import stat
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -27,7 +29,7 @@ from test_store import crash_image, snapshot_folder
 from test_store_crash import LOSS_WINDOW, Writer, check_durable
 
 from tracker.models import Profile
-from tracker.store import StoreCorruptError, StoreLockedError, StoreReader, UserStore
+from tracker.store import StoreCorruptError, StoreError, StoreLockedError, StoreReader, UserStore
 
 
 def wait_for_rounds(writer: Writer, rounds: int, timeout: float = 60) -> None:
@@ -361,3 +363,116 @@ def test_random_damage_to_a_journal_is_refused_or_applied_exactly(
     matches = [k for k, state in enumerate(states) if state == records]
     assert matches, f"seed {seed}: damage at {changed_at} was applied as something no batch wrote"
     assert max(matches) >= intact_batches, f"seed {seed}: intact batches were dropped"
+
+
+# ----------------------------------------- 5. FIFOs, devices, folders, symlinks
+
+
+def within(seconds: float, action: Callable[[], object]) -> BaseException | None:
+    """Run ``action`` in a thread; the exception it raised (None if none); fail if it hangs."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            action()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"hung for {seconds} s"
+    return outcome[0]
+
+
+def make_fifo(path: Path) -> None:
+    os.mkfifo(path, 0o600)
+
+
+def make_folder(path: Path) -> None:
+    path.mkdir()
+
+
+def make_device(path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("creating a device node needs root")
+    os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 5))  # /dev/zero's numbers: endless zeros
+
+
+OPENERS: dict[str, Callable[[Path], object]] = {
+    "writer": lambda path: UserStore(path).close(),
+    "reader": lambda path: UserStore(path, readonly=True).close(),
+    "StoreReader.columns": lambda path: StoreReader(path).columns(["id"]),
+    "StoreReader.records": lambda path: list(StoreReader(path).records()),
+}
+SIDE_FILES = ["users.json", "users.json.journal", "users.json.columns", "users.json.lock"]
+
+
+@pytest.mark.parametrize("opener", list(OPENERS))
+@pytest.mark.parametrize("make", [make_fifo, make_folder, make_device], ids=["fifo", "folder", "device"])
+@pytest.mark.parametrize("which", SIDE_FILES)
+def test_a_non_regular_file_is_refused_naming_it_never_a_hang(
+    tmp_path: Path, which: str, make: Callable[[Path], None], opener: str
+) -> None:
+    path = tmp_path / "users.json"
+    with UserStore(path) as store:
+        store.seen(Profile(1, "A"), datetime(2024, 3, 1, tzinfo=UTC))
+    target = tmp_path / which
+    target.unlink(missing_ok=True)
+    make(target)
+    untouched = {"users.json.lock": {"reader", "StoreReader.columns", "StoreReader.records"},
+                 "users.json.columns": {"reader", "StoreReader.records"}}  # fmt: skip
+    if opener in untouched.get(which, ()):
+        assert within(10, lambda: OPENERS[opener](path)) is None  # a file it never opens
+        return
+    error = within(10, lambda: OPENERS[opener](path))
+    assert isinstance(error, StoreError), error
+    assert str(target) in str(error) and "\n" not in str(error), error
+    assert os.path.lexists(target) and not target.is_file()  # left as it was
+
+
+@pytest.mark.parametrize("opener", ["writer", "reader", "StoreReader.records"])
+def test_a_store_path_of_dev_zero_is_refused_and_creates_nothing(opener: str) -> None:
+    before = set(os.listdir("/dev"))
+    error = within(10, lambda: OPENERS[opener](Path("/dev/zero")))
+    assert isinstance(error, StoreError) and "/dev/zero" in str(error), error
+    assert set(os.listdir("/dev")) == before
+
+
+@pytest.mark.parametrize("which", ["users.json.lock", "users.json.journal"])
+def test_a_planted_symlink_for_the_lock_or_journal_is_refused(tmp_path: Path, which: str) -> None:
+    path = tmp_path / "users.json"
+    with UserStore(path) as store:
+        store.seen(Profile(1, "A"), datetime(2024, 3, 1, tzinfo=UTC))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (tmp_path / which).unlink(missing_ok=True)
+    (tmp_path / which).symlink_to(victim)
+    with pytest.raises(StoreError) as info:
+        UserStore(path)
+    assert str(tmp_path / which) in str(info.value) and "symbolic link" in str(info.value)
+    assert victim.read_text() == "precious\n"
+
+
+def test_planted_symlinks_for_temp_files_are_never_followed(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    temps = [
+        f".users.json.{os.getpid()}.tmp",  # the snapshot's temp file
+        f".users.json.columns.{os.getpid()}.tmp",  # the column file's
+        "users.json.journal.tmp",  # the compacted journal's
+    ]
+    for name in temps:
+        (tmp_path / name).symlink_to(victim)
+    with UserStore(path) as store:
+        for name in temps:  # planted again after the open cleaned up
+            if not os.path.lexists(tmp_path / name):
+                (tmp_path / name).symlink_to(victim)
+        store.seen(Profile(1, "A"), datetime(2024, 3, 1, tzinfo=UTC))
+        store.snapshot()
+        store.seen(Profile(2, "B"), datetime(2024, 3, 1, tzinfo=UTC))
+    assert victim.read_text() == "precious\n"
+    with UserStore(path, readonly=True) as reader:
+        assert len(reader) == 2

@@ -54,24 +54,26 @@ class NotRegularFileError(OSError):
     """A FIFO, device, socket or folder where a regular file should be."""
 
 
-def _kind_of(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISFIFO(mode):
-        return "a named pipe"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
+def kind_of(mode: int) -> str:
+    """What a non-regular file is, as words after its name: "is a named pipe, not a regular file"."""
+    for test, kind in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a symbolic link"),
+    ):
+        if test(mode):
+            return f"is {kind}, not a regular file"
+    return "is not a regular file"
 
 
 def check_regular(fd: int) -> None:
     """Raise :class:`NotRegularFileError` unless ``fd`` is a regular file."""
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
-        kind = _kind_of(mode)
-        raise NotRegularFileError(errno.EINVAL, f"is {kind}, not a regular file" if kind[0] == "a" else kind)
+        raise NotRegularFileError(errno.EINVAL, kind_of(mode))
 
 
 def open_regular(path: Path, flags: int, mode: int = PRIVATE, *, follow: bool = False) -> int:
@@ -91,7 +93,7 @@ def open_regular(path: Path, flags: int, mode: int = PRIVATE, *, follow: bool = 
         if exc.errno == errno.ELOOP and not follow:
             raise OSError(errno.ELOOP, "is a symbolic link (refused)") from None
         if exc.errno == errno.EISDIR:
-            raise NotRegularFileError(errno.EISDIR, "is a folder, not a regular file") from None
+            raise NotRegularFileError(errno.EISDIR, kind_of(stat.S_IFDIR)) from None
         raise
     try:
         check_regular(fd)

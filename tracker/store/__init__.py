@@ -47,8 +47,10 @@ from tracker.store.columns import COLUMN_ORDER, ColumnCache, ColumnCollector, co
 from tracker.store.errors import (
     StoreCorruptError,
     StoreError,
+    StoreFileKindError,
     StoreLockedError,
     StoreNotFoundError,
+    check_file_kinds,
     os_reason,
 )
 from tracker.store.format import (
@@ -79,6 +81,7 @@ __all__ = [
     "SCHEMA",
     "StoreCorruptError",
     "StoreError",
+    "StoreFileKindError",
     "StoreLockedError",
     "StoreNotFoundError",
     "StoreReader",
@@ -316,6 +319,7 @@ class UserStore:
     def _load_for_reading(self) -> None:
         if not self.path.exists():
             raise StoreNotFoundError(f"no store at {self.path} yet")
+        check_file_kinds({"store": self.path, "journal": self.journal_path}, links_ok=frozenset({"store"}))
         state = load_state(self.path)
         self._records, self._meta, self._other_tables = state.records, state.meta, state.other_tables
 
@@ -325,6 +329,15 @@ class UserStore:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create folder {folder}: {os_reason(exc)}") from None
+        check_file_kinds(
+            {
+                "store": self.path,
+                "journal": self.journal_path,
+                "lock file": self._writer_lock.path,
+                "column file": self._columns.path,
+            },
+            links_ok=frozenset({"store", "column file"}),  # read through, replaced by rename
+        )
         self._writer_lock.acquire()
         try:
             try:

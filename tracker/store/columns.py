@@ -20,8 +20,9 @@ from typing import Any
 
 import orjson
 
-from tracker.files import atomic_write, open_regular, unlink_quietly
+from tracker.files import NotRegularFileError, atomic_write, open_regular, unlink_quietly
 from tracker.models import RECORD_FIELDS, Record
+from tracker.store.errors import file_error
 from tracker.store.format import file_identity, no_cyclic_gc
 from tracker.store.journal import Effect
 from tracker.store.validate import column_problem
@@ -93,6 +94,8 @@ class ColumnCache:
         """``((columns, store id), generation)``; :class:`StaleColumnsError` if they cannot be trusted."""
         try:
             fd = open_regular(self.path, os.O_RDONLY, follow=True)
+        except NotRegularFileError as exc:
+            raise file_error("read column file", self.path, exc) from None
         except OSError as exc:
             raise StaleColumnsError(f"column file {self.path}: {exc}") from None
         with os.fdopen(fd, "rb") as fh, no_cyclic_gc():

@@ -21,7 +21,7 @@ import orjson
 
 from tracker.files import atomic_write, read_regular
 from tracker.models import RECORD_FIELDS, Record, complete_record
-from tracker.store.errors import StoreCorruptError, StoreError, StoreNotFoundError, os_reason
+from tracker.store.errors import StoreCorruptError, StoreNotFoundError, file_error
 from tracker.store.validate import is_id, record_problem, records_look_right, writable
 
 #: The store format version this code reads and writes.
@@ -65,7 +65,7 @@ def read_store(path: Path, *, compact: bool) -> Snapshot:
     try:
         data = read_regular(path)
     except OSError as exc:
-        raise StoreError(f"cannot read store {path}: {os_reason(exc)}") from None
+        raise file_error("read store", path, exc) from None
     if data is None:
         raise StoreNotFoundError(f"no store at {path}")
     return parse_store(data, path, compact=compact)

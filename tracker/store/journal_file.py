@@ -18,7 +18,7 @@ import zlib
 from pathlib import Path
 
 from tracker.files import PRIVATE, fsync_folder, open_regular, unlink_quietly
-from tracker.store.errors import StoreError, os_reason
+from tracker.store.errors import StoreError, file_error, os_reason
 from tracker.store.journal import Generation, encode
 from tracker.store.lock import try_flock
 
@@ -55,7 +55,7 @@ class JournalFile:
             try:
                 fd = open_regular(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, PRIVATE)
             except OSError as exc:
-                raise StoreError(f"cannot open journal {self.path}: {os_reason(exc)}") from None
+                raise file_error("open journal", self.path, exc) from None
             try:
                 locked = try_flock(fd)
                 same = locked and _same_file(fd, self.path)
@@ -120,7 +120,7 @@ class JournalFile:
         try:
             fd = open_regular(self.tmp_path, flags, PRIVATE)
         except OSError as exc:
-            raise StoreError(f"cannot write journal {self.tmp_path}: {os_reason(exc)}") from None
+            raise file_error("write journal", self.tmp_path, exc) from None
         try:
             # Locked before it takes the journal's place: the path never shows an unlocked journal.
             if not try_flock(fd):

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from tracker.files import PRIVATE, open_regular
-from tracker.store.errors import StoreError, StoreLockedError, os_reason
+from tracker.store.errors import StoreError, StoreLockedError, file_error, os_reason
 
 #: ``flock(LOCK_NB)`` fails with one of these when another process holds the
 #: lock (EWOULDBLOCK on Linux, EAGAIN/EACCES elsewhere); any other errno is a
@@ -54,7 +54,7 @@ class WriterLock:
         try:
             fd = open_regular(self.path, os.O_RDWR | os.O_CREAT, PRIVATE)
         except OSError as exc:
-            raise StoreError(f"cannot create lock file {self.path}: {os_reason(exc)}") from None
+            raise file_error("create lock file", self.path, exc) from None
         try:
             locked = try_flock(fd)
         except OSError as exc:

@@ -16,7 +16,14 @@ from typing import Any, NamedTuple, TypeVar
 from tracker.files import read_regular
 from tracker.models import Record
 from tracker.store.columns import ColumnCache, Columns, StaleColumnsError, apply_to_columns
-from tracker.store.errors import StoreCorruptError, StoreError, StoreNotFoundError, os_reason
+from tracker.store.errors import (
+    StoreCorruptError,
+    StoreError,
+    StoreFileKindError,
+    StoreNotFoundError,
+    file_error,
+    os_reason,
+)
 from tracker.store.format import (
     META_DOC_ID,
     META_TABLE,
@@ -43,7 +50,7 @@ def read_journal(path: Path) -> bytes:
     try:
         data = read_regular(path)
     except OSError as exc:
-        raise StoreError(f"cannot read journal {path}: {os_reason(exc)}") from None
+        raise file_error("read journal", path, exc) from None
     return data if data is not None else b""
 
 
@@ -139,6 +146,8 @@ class StoreReader:
                 lambda: self._columns.read(wanted), self.path, self.journal_path
             )
             apply_to_columns(effect_of(journal, gen, self.journal_path, store_id), columns)
+        except StoreFileKindError:
+            raise
         except (StaleColumnsError, StoreError, OSError):
             return None
         return columns
