@@ -39,6 +39,11 @@ class Tuning:
     #: seconds the next waits (1 / snapshot_max_duty - 1) * d. Under a flood of
     #: updates the journal then grows instead of the writer snapshotting nonstop.
     snapshot_max_duty: float = 0.1
+    #: ``close()`` retries saving this long (a full disk may be freed meanwhile)
+    #: before it writes what it could not save to a rescue file (see ``rescue.py``).
+    close_retry_seconds: float = 10.0
+    #: Where rescue files go and are looked for; empty: ``rescue.default_rescue_dirs()``.
+    rescue_dirs: tuple[str, ...] = ()
 
 
 class Persisted(Protocol):
