@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import stat
+import subprocess
 import threading
 import time
 import zlib
@@ -29,7 +30,7 @@ from test_store import crash_image, snapshot_folder
 from test_store_crash import LOSS_WINDOW, Writer, check_durable
 
 from tracker.models import Profile
-from tracker.store import StoreCorruptError, StoreError, StoreLockedError, StoreReader, UserStore
+from tracker.store import StoreCorruptError, StoreError, StoreLockedError, StoreReader, Tuning, UserStore
 
 
 def wait_for_rounds(writer: Writer, rounds: int, timeout: float = 60) -> None:
@@ -476,3 +477,64 @@ def test_planted_symlinks_for_temp_files_are_never_followed(tmp_path: Path) -> N
     assert victim.read_text() == "precious\n"
     with UserStore(path, readonly=True) as reader:
         assert len(reader) == 2
+
+
+# ------------------------------------------------------ 6. disk full, then stop
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 4 MB tmpfs: a disk that fills up (needs root to mount)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root; the disk-full case runs only as root")
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); the disk-full case needs one")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    """Fill the file system of ``folder`` to the last byte; return the filler file."""
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as out:
+        for size in (1 << 16, 1 << 10, 1):
+            while True:
+                try:
+                    out.write(b"\0" * size)
+                except OSError:
+                    break
+    return filler
+
+
+@pytest.mark.slow
+def test_disk_full_then_sigterm_loses_nothing(tmp_path: Path, small_disk: Path) -> None:
+    path = small_disk / "users.json"
+    rescue = tmp_path / "rescue"
+    writer = Writer(path, "--close-retry", "1", "--rescue-dir", str(rescue))
+    writer.wait_ready()
+    wait_for_rounds(writer, 3)
+    filler = fill(small_disk)
+    wait_for_rounds(writer, len(writer.reports) + 20)  # recorded while nothing can be saved
+    writer.signal(signal.SIGTERM)
+    code = writer.finish()
+    failed = [e for e in writer.lines if e.get("event") == "close_failed"]
+    assert code == 3 and failed, f"close() should have failed on a full disk; stderr:\n{writer.stderr}"
+    message = failed[0]["error"]
+    assert str(rescue) in message and "\n" not in message, message
+    assert [p.name for p in rescue.iterdir()], "no rescue file"
+
+    filler.unlink()
+    with UserStore(path, tuning=Tuning(rescue_dirs=(str(rescue),))) as store:  # the next open applies it
+        records = {r["id"]: dict(r) for r in store}
+        meta = store.meta
+    report = check_durable(records, meta, writer, time.monotonic(), 0.0, "after disk full + SIGTERM")
+    assert report == writer.reports[-1], "the last reported round was not saved"
+    assert list(rescue.iterdir()) == [], "the rescue file was applied and should be gone"
+    with UserStore(path, readonly=True) as reader:  # and it is in the store file itself now
+        assert {r["id"]: dict(r) for r in reader} == records

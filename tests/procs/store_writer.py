@@ -10,7 +10,8 @@ it prints one JSON line (flushed) with what is now recorded and
 ``time.monotonic()``; the tests compare that with what survives a kill.
 
 SIGTERM and SIGINT end the loop after the current batch and close the store,
-as the bot does. Exit status 0 after a clean close.
+as the bot does. Exit status 0 after a clean close, 3 when close() failed (its
+error is printed as a "close_failed" event).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tracker.store import Tuning, UserStore
+from tracker.store import StoreError, Tuning, UserStore
 
 NEW_BASE = 1_000_000
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -41,6 +42,8 @@ def tuning_from(args: argparse.Namespace) -> Tuning:
         "snapshot_min_journal_bytes": args.snapshot_min_bytes,
         "snapshot_chunk": args.snapshot_chunk,
         "snapshot_max_age": args.snapshot_max_age,
+        "close_retry_seconds": args.close_retry,
+        "rescue_dirs": (args.rescue_dir,) if args.rescue_dir else None,
     }
     return Tuning(**{name: value for name, value in given.items() if value is not None})
 
@@ -57,6 +60,8 @@ def main() -> int:
     parser.add_argument("--snapshot-min-bytes", type=int)
     parser.add_argument("--snapshot-chunk", type=int)
     parser.add_argument("--snapshot-max-age", type=float)
+    parser.add_argument("--close-retry", type=float, help="seconds close() keeps retrying")
+    parser.add_argument("--rescue-dir", help="where close() puts what it cannot save")
     args = parser.parse_args()
 
     stop: list[int] = []
@@ -126,7 +131,11 @@ def main() -> int:
             break
         if args.pause:
             time.sleep(args.pause)
-    store.close()
+    try:
+        store.close()
+    except StoreError as exc:  # e.g. disk full: the message says where the changes went
+        say(event="close_failed", t=time.monotonic(), error=str(exc))
+        return 3
     say(event="closed", t=time.monotonic(), signal=stop[0] if stop else None)
     return 0
 
