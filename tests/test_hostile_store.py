@@ -12,6 +12,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import stat
@@ -538,3 +539,38 @@ def test_disk_full_then_sigterm_loses_nothing(tmp_path: Path, small_disk: Path) 
     assert list(rescue.iterdir()) == [], "the rescue file was applied and should be gone"
     with UserStore(path, readonly=True) as reader:  # and it is in the store file itself now
         assert {r["id"]: dict(r) for r in reader} == records
+
+
+# -------------------------------------------- 7. flush() after the cause is gone
+
+
+def test_flush_does_not_raise_a_background_error_whose_cause_is_gone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "users.json"
+    at = datetime(2024, 3, 1, tzinfo=UTC)
+    with UserStore(path, flush_interval=0.05) as store:
+        store.seen(Profile(1, "A"), at)
+        store.flush()
+        journal_size = path.with_name("users.json.journal").stat().st_size
+        # A real write failure: files of this process may not grow past the journal's size now.
+        old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (journal_size + 16, old_limit[1]))
+        try:
+            for user_id in range(2, 200):
+                store.seen(Profile(user_id, "B"), at)
+            deadline = time.monotonic() + 10
+            while "cannot write journal" not in caplog.text:
+                assert time.monotonic() < deadline, "the background write never failed"
+                time.sleep(0.01)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+            signal.signal(signal.SIGXFSZ, old_handler)
+        deadline = time.monotonic() + 10
+        while StoreReader(path).count() != 199:  # the thread retried and got through
+            assert time.monotonic() < deadline, "the background write never recovered"
+            time.sleep(0.01)
+        store.flush()  # the cause is gone: nothing to raise
+    with UserStore(path, readonly=True) as reader:
+        assert len(reader) == 199

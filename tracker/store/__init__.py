@@ -211,8 +211,11 @@ class UserStore(StoreFiles):
         """Make every change so far durable (journal written and fsynced)."""
         if self.readonly or self._closed:
             return
-        self._persister.raise_failure()
+        # Write first: if that works, a journal failure in the background is
+        # over and must not be raised now; one that persists raises here.
         self.flush_journal()
+        self._persister.forget_failure("journal")
+        self._persister.raise_failure()
 
     def snapshot(self) -> None:
         """Write the whole store file now and drop the journal it covers.

@@ -66,7 +66,9 @@ class Persister:
         self.flush_wanted = threading.Event()
         self._snapshot_wanted = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._failure: StoreError | None = None
+        # The last failure of each step, until that step succeeds again: a
+        # failure whose cause is gone is not worth raising any more.
+        self._failures: dict[str, StoreError] = {}
 
     def start(self, flush_interval: float) -> None:
         self._flush_interval = flush_interval
@@ -90,10 +92,11 @@ class Persister:
             self.flush_wanted.clear()
             try:
                 self._target.flush_journal()
+                self._failures.pop("journal", None)
                 if self._target.snapshot_due():
                     self._snapshot_wanted.set()
             except Exception as exc:  # any: a dead thread would silently stop saving
-                self._record_failure(exc)
+                self._record_failure("journal", exc)
 
     def _snapshot_loop(self) -> None:
         while True:
@@ -103,18 +106,25 @@ class Persister:
             self._snapshot_wanted.clear()
             try:
                 self._target.write_snapshot_now()
+                self._failures.pop("snapshot", None)
             except Exception as exc:  # any: a dead thread would silently stop saving
-                self._record_failure(exc)
+                self._record_failure("snapshot", exc)
 
-    def _record_failure(self, exc: Exception) -> None:
+    def _record_failure(self, step: str, exc: Exception) -> None:
         if not isinstance(exc, StoreError):
             exc = StoreError(f"store {self._name}: saving failed: {exc!r}")
-        if self._failure is None or str(self._failure) != str(exc):
+        previous = self._failures.get(step)
+        if previous is None or str(previous) != str(exc):
             log.error("%s (will retry)", exc)
-        self._failure = exc
+        self._failures[step] = exc
+
+    def forget_failure(self, step: str) -> None:
+        """``step`` just succeeded outside the threads: its old failure is over."""
+        self._failures.pop(step, None)
 
     def raise_failure(self) -> None:
-        """Raise the last background failure, if its cause is still there."""
-        failure, self._failure = self._failure, None
-        if failure is not None:
-            raise failure
+        """Raise a background failure whose step has not succeeded since (once)."""
+        for step in ("journal", "snapshot"):
+            failure = self._failures.pop(step, None)
+            if failure is not None:
+                raise failure
