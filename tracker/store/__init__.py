@@ -23,7 +23,9 @@ change after the marker is journaled under the new generation, and replaying
 those full-record lines on top of the snapshot yields the latest state.
 
 One process writes (:mod:`.lock`); readers (:class:`StoreReader`) take no lock
-and pair the store file with its journal by generation (:mod:`.reader`).
+and pair the store file with its journal by generation (:mod:`.reader`). The
+disk side of the writer is :mod:`.writer`; every file is checked as it is read
+(:mod:`.validate`); what a failed close could not save goes to :mod:`.rescue`.
 """
 
 from __future__ import annotations
