@@ -32,6 +32,7 @@ from typing import Any
 
 import psutil
 
+from tracker.models import Profile, make_profile
 from tracker.store import UserStore
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
@@ -51,16 +52,21 @@ def make_user(i: int) -> dict[str, Any]:
     }
 
 
+def make_profile_of(i: int) -> Profile:
+    """The same user as the handlers hand it to the store."""
+    return make_profile(**{"user_id" if k == "id" else k: v for k, v in make_user(i).items()})
+
+
 def build_store(path: Path, size: int) -> None:
     with UserStore(path) as store:
         for i in range(size):
-            store.seen(make_user(i), NOW)
+            store.seen(make_profile_of(i), NOW)
 
 
 def time_userstore(path: Path, size: int, updates: int) -> float:
     """µs per seen() on random existing users, journal/snapshot work included."""
     rng = random.Random(1)
-    users = [make_user(rng.randrange(size)) for _ in range(updates)]
+    users = [make_profile_of(rng.randrange(size)) for _ in range(updates)]
     with UserStore(path) as store:
         start = time.perf_counter()
         for user in users:
@@ -73,14 +79,14 @@ def time_userstore(path: Path, size: int, updates: int) -> float:
 def longest_pause(path: Path, size: int) -> tuple[float, float]:
     """(longest seen() call during a forced snapshot, snapshot duration), in ms."""
     rng = random.Random(2)
-    users = [make_user(rng.randrange(size)) for _ in range(50_000)]
+    users = [make_profile_of(rng.randrange(size)) for _ in range(50_000)]
     with UserStore(path) as store:
         done = threading.Event()
         took = [0.0]
 
         def snapshot() -> None:
             t0 = time.perf_counter()
-            store._snapshot_and_compact()  # what the snapshot thread runs
+            store.snapshot()  # what the snapshot thread runs
             took[0] = time.perf_counter() - t0
             done.set()
 

@@ -64,7 +64,7 @@ def test_columns_follow_the_journal_of_a_running_writer(path: Path) -> None:
     with UserStore(path) as store:
         for i in range(100):
             store.seen(user(i), NOW)
-        store._snapshot_and_compact()  # column file at this point; all below is journal only
+        store.snapshot()  # column file at this point; all below is journal only
         for i in range(0, 100, 2):
             store.seen(user(i), NOW + timedelta(minutes=5))  # touches
         store.seen(user(7, "Renamed"), NOW + timedelta(minutes=6))  # whole record
@@ -117,7 +117,7 @@ def test_column_stats_equal_record_stats(path: Path, zone: str) -> None:
             store.seen(user(i), at, message=rng.random() < 0.8, source=rng.choice([None, "ad", "promo"]))
             if rng.random() < 0.1:
                 store.set_blocked(i, True, at)
-        store._snapshot_and_compact()
+        store.snapshot()
         for i in rng.sample(range(3000), 300):  # fresh activity, journal only
             store.seen(user(i), NOW - timedelta(minutes=rng.randrange(600)))
         store.flush()

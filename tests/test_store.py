@@ -120,6 +120,19 @@ def test_profile_follows_the_latest_sighting_and_last_seen_only_moves_forward(st
     assert store.get(1)["first_seen"] == "2024-03-01T12:30:45Z"  # type: ignore[index]
 
 
+def test_an_older_sighting_does_not_overwrite_a_newer_profile(store: UserStore) -> None:
+    """Updates can arrive out of order: the profile seen last in time wins, not the one delivered last."""
+    store.seen(user(1, first_name="Renamed", username="new_name"), AT)
+    store.seen(user(1, first_name="Old", username="old_name"), AT - timedelta(hours=1))
+    record = store.get(1)
+    assert record is not None
+    assert (record["first_name"], record["username"]) == ("Renamed", "new_name")
+    assert record["messages"] == 2  # the late message still counts
+    store.flush()
+    with UserStore(store.path, readonly=True) as reader:  # and so does the journal
+        assert reader.get(1)["first_name"] == "Renamed"  # type: ignore[index]
+
+
 def test_source_is_only_the_first_non_empty_payload(store: UserStore) -> None:
     store.seen(user(1), AT)
     assert store.get(1)["source"] is None  # type: ignore[index]

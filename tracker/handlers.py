@@ -44,6 +44,7 @@ from pyrogram.handlers import (
 from pyrogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from tracker.config import Settings
+from tracker.models import make_profile
 from tracker.stats import compute_stats
 from tracker.store import UserStore
 
@@ -202,7 +203,7 @@ class Tracker:
                     state = "stopped" if update.stopped else "restarted"
                     log.info("bot %s by unknown user %s", state, user_id)
                     return
-                self.store.seen(profile, self.clock(), message=False)
+                self.store.seen(make_profile(profile.pop("id"), **profile), self.clock(), message=False)
             self.store.set_blocked(user_id, bool(update.stopped), at)
             self.changed()
         except Exception:

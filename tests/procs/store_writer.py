@@ -10,7 +10,8 @@ it prints one JSON line (flushed) with what is now recorded and
 ``time.monotonic()``; the tests compare that with what survives a kill.
 
 SIGTERM and SIGINT end the loop after the current batch and close the store,
-as the bot does. Exit status 0 after a clean close.
+as the bot does. Exit status 0 after a clean close, 3 when close() failed (its
+error is printed as a "close_failed" event).
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tracker import store as store_module
-from tracker.store import UserStore
+from tracker.store import StoreError, Tuning, UserStore
 
 NEW_BASE = 1_000_000
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -36,14 +36,16 @@ def say(**fields: object) -> None:
     sys.stdout.flush()
 
 
-def tune(name: str, value: float | None) -> None:
-    """Lower a store constant so snapshots happen often; fail loudly if it is gone."""
-    if value is None:
-        return
-    if not hasattr(store_module, name):
-        raise SystemExit(f"tracker.store has no {name}; update tests/procs/store_writer.py")
-    current = getattr(store_module, name)
-    setattr(store_module, name, type(current)(value))
+def tuning_from(args: argparse.Namespace) -> Tuning:
+    """The store's tuning with the knobs given on the command line (lowered so snapshots happen often)."""
+    given = {
+        "snapshot_min_journal_bytes": args.snapshot_min_bytes,
+        "snapshot_chunk": args.snapshot_chunk,
+        "snapshot_max_age": args.snapshot_max_age,
+        "close_retry_seconds": args.close_retry,
+        "rescue_dirs": (args.rescue_dir,) if args.rescue_dir else None,
+    }
+    return Tuning(**{name: value for name, value in given.items() if value is not None})
 
 
 def main() -> int:
@@ -58,11 +60,9 @@ def main() -> int:
     parser.add_argument("--snapshot-min-bytes", type=int)
     parser.add_argument("--snapshot-chunk", type=int)
     parser.add_argument("--snapshot-max-age", type=float)
+    parser.add_argument("--close-retry", type=float, help="seconds close() keeps retrying")
+    parser.add_argument("--rescue-dir", help="where close() puts what it cannot save")
     args = parser.parse_args()
-
-    tune("SNAPSHOT_MIN_JOURNAL_BYTES", args.snapshot_min_bytes)
-    tune("SNAPSHOT_CHUNK", args.snapshot_chunk)
-    tune("SNAPSHOT_MAX_AGE", args.snapshot_max_age)
 
     stop: list[int] = []
 
@@ -72,7 +72,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    store = UserStore(args.store)
+    store = UserStore(args.store, tuning=tuning_from(args))
     started = time.monotonic()
     meta_round = store.meta.get("writer_round", 0)
     round_no = (meta_round if isinstance(meta_round, int) else 0) + 1
@@ -131,7 +131,11 @@ def main() -> int:
             break
         if args.pause:
             time.sleep(args.pause)
-    store.close()
+    try:
+        store.close()
+    except StoreError as exc:  # e.g. disk full: the message says where the changes went
+        say(event="close_failed", t=time.monotonic(), error=str(exc))
+        return 3
     say(event="closed", t=time.monotonic(), signal=stop[0] if stop else None)
     return 0
 

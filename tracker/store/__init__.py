@@ -1,0 +1,250 @@
+"""UserStore: the TinyDB JSON file of users, kept in memory and made durable.
+
+This package is the only code that knows the files. The store file is a plain
+TinyDB JSON database (``TinyDB(path).table("users").get(doc_id=USER_ID)`` works),
+but TinyDB's own write path rewrites the whole file in place on every write:
+about half a second per update at 100k users, and a crash mid-write leaves a
+torn file. So records live in memory and reach the disk two ways:
+
+* **Journal** (``<store>.journal``, :mod:`.journal`, :mod:`.journal_file`):
+  every ~0.2 s a background thread appends the records changed since the last
+  round as JSON lines closed by a commit line, in one ``write()``. A SIGKILL
+  loses at most that round.
+* **Snapshot** (the store file itself, :mod:`.format`): when the journal has
+  grown, a second thread writes the whole store to a temp file in the same
+  folder, fsyncs it, ``os.replace``s it over the store and fsyncs the folder,
+  then drops the journal lines the snapshot covers. ``close()`` always ends with
+  a snapshot and no journal, so a plain TinyDB sees everything.
+
+The snapshot is *fuzzy*: it is serialised in chunks while ``seen()`` keeps
+running, so it may mix states from different moments. That is safe because a
+generation marker is written to the journal before the first chunk: every
+change after the marker is journaled under the new generation, and replaying
+those full-record lines on top of the snapshot yields the latest state.
+
+One process writes (:mod:`.lock`); readers (:class:`StoreReader`) take no lock
+and pair the store file with its journal by generation (:mod:`.reader`). The
+disk side of the writer is :mod:`.writer`; every file is checked as it is read
+(:mod:`.validate`); what a failed close could not save goes to :mod:`.rescue`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tracker.models import PROFILE_FIELDS, Profile, Record, TimestampCache, encodable_text
+from tracker.store.columns import COLUMN_ORDER, columns_path
+from tracker.store.errors import (
+    StoreCorruptError,
+    StoreError,
+    StoreFileKindError,
+    StoreLockedError,
+    StoreNotFoundError,
+)
+from tracker.store.format import OWN_META_KEYS, SCHEMA
+from tracker.store.persister import Tuning
+from tracker.store.reader import StoreReader, find_username, load_columns
+from tracker.store.records import as_profile, encodable_values, new_record, profile_values
+from tracker.store.writer import StoreFiles
+
+__all__ = [
+    "COLUMN_ORDER",
+    "SCHEMA",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreFileKindError",
+    "StoreLockedError",
+    "StoreNotFoundError",
+    "StoreReader",
+    "Tuning",
+    "UserStore",
+    "columns_path",
+    "load_columns",
+]
+
+class UserStore(StoreFiles):
+    """The users of one bot, in memory, persisted to a TinyDB JSON file.
+
+    Use as a context manager. A writer (``readonly=False``) holds an exclusive
+    lock until :meth:`close`; a reader loads the file plus its journal once and
+    never writes.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        readonly: bool = False,
+        *,
+        flush_interval: float | None = None,
+        tuning: Tuning | None = None,
+    ) -> None:
+        tuning = tuning or Tuning()
+        if flush_interval is not None:
+            tuning = dataclasses.replace(tuning, flush_interval=flush_interval)
+        super().__init__(Path(path), readonly, tuning)
+        self._timestamp = TimestampCache()
+        if readonly:
+            self._load_for_reading()
+        else:
+            self._open_for_writing()
+
+    # ------------------------------------------------------------------ reads
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> Iterator[Record]:
+        """Iterate over the live records (read them; do not mutate them)."""
+        with self._lock:
+            return iter(list(self._records.values()))
+
+    def __contains__(self, user_id: object) -> bool:
+        return user_id in self._records
+
+    def get(self, user_id: int) -> Record | None:
+        """A copy of the record of ``user_id``, or None."""
+        with self._lock:
+            record = self._records.get(user_id)
+            return dict(record) if record is not None else None
+
+    def find_username(self, name: str) -> Record | None:
+        """A copy of the record whose username is ``name`` (case-insensitive, ``@`` optional)."""
+        with self._lock:
+            record = find_username(self._records.values(), name)
+            return dict(record) if record is not None else None
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """A copy of the meta document (``schema``, bio state, ...)."""
+        with self._lock:
+            return dict(self._meta)
+
+    @meta.setter
+    def meta(self, value: Mapping[str, Any]) -> None:
+        """Replace the caller-managed meta fields with ``value``."""
+        fields = {k: v for k, v in value.items() if k not in OWN_META_KEYS}
+        with self._lock:
+            self._check_writable()
+            own = {k: self._meta[k] for k in OWN_META_KEYS if k in self._meta}
+            self._meta = {**fields, **own}
+            self._pending.meta = True
+
+    # ----------------------------------------------------------------- writes
+
+    def seen(
+        self, profile: Profile, at: datetime, *, message: bool = True, source: str | None = None
+    ) -> bool:
+        """Record a sighting of ``profile`` at ``at``; return True when the user is new.
+
+        The profile replaces the stored one and ``last_seen`` moves forward only
+        when this sighting is at least as new as the last one (a late-delivered
+        older update must not undo a rename). Counts a message when ``message``;
+        ``source`` is kept only if the record has none yet.
+        """
+        if type(profile) is not Profile:
+            profile = as_profile(profile)
+        user_id = profile[0]
+        with self._lock:
+            self._check_writable()
+            seen_at = self._timestamp(at)
+            record = self._records.get(user_id)
+            is_new = whole_record_changed = record is None
+            if record is None:
+                record = new_record(profile, seen_at)
+                self._records[user_id] = record
+            else:
+                last_seen = record["last_seen"]
+                if last_seen is None or seen_at >= last_seen:  # None: a hand-edited record
+                    if profile_values(record) != profile[1:]:
+                        record.update(zip(PROFILE_FIELDS, encodable_values(profile), strict=True))
+                        whole_record_changed = True
+                    record["last_seen"] = seen_at
+                    if record["first_seen"] is None:
+                        record["first_seen"] = seen_at
+                        whole_record_changed = True
+            if message:
+                record["messages"] += 1
+            if source and not record["source"]:
+                record["source"] = encodable_text(source)
+                whole_record_changed = True
+            pending = self._pending.changed if whole_record_changed else self._pending.touched
+            pending.add(user_id)
+            if len(pending) >= self.tuning.flush_early_at:
+                self._persister.flush_wanted.set()
+        return is_new
+
+    def set_blocked(self, user_id: int, blocked: bool, at: datetime) -> bool:
+        """Mark ``user_id`` as having blocked (or unblocked) the bot; False if unknown."""
+        with self._lock:
+            self._check_writable()
+            blocked_at = self._timestamp(at)  # first: a naive datetime must change nothing
+            record = self._records.get(user_id)
+            if record is None:
+                return False
+            record["blocked"] = blocked
+            record["blocked_at"] = blocked_at if blocked else None
+            self._pending.changed.add(user_id)
+            return True
+
+    def forget(self, user_id: int) -> bool:
+        """Erase the record of ``user_id``; True when there was one."""
+        with self._lock:
+            self._check_writable()
+            if self._records.pop(user_id, None) is None:
+                return False
+            self._pending.changed.add(user_id)
+            return True
+
+    def update_meta(self, **fields: Any) -> None:
+        """Set fields of the meta document (``schema`` is the store's own)."""
+        if any(key in fields for key in OWN_META_KEYS):
+            raise ValueError(f"{', '.join(OWN_META_KEYS)} are managed by the store")
+        with self._lock:
+            self._check_writable()
+            self._meta.update(fields)
+            self._pending.meta = True
+
+    def flush(self) -> None:
+        """Make every change so far durable (journal written and fsynced)."""
+        if self.readonly or self._closed:
+            return
+        # Write first: if that works, a journal failure in the background is
+        # over and must not be raised now; one that persists raises here.
+        self.flush_journal()
+        self._persister.forget_failure("journal")
+        self._persister.raise_failure()
+
+    def snapshot(self) -> None:
+        """Write the whole store file now and drop the journal it covers.
+
+        The background thread does this when the journal has grown; tests and
+        benchmarks call it to get there at a known moment.
+        """
+        self._check_writable()
+        self.write_snapshot_now()
+
+    def close(self) -> None:
+        """Stop the background threads, fold everything into the store file, unlock."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.readonly:
+            return
+        self._persister.stop()
+        try:
+            self._save_for_close()
+        finally:
+            self._journal.close()
+            self._writer_lock.release()
+
+    def __enter__(self) -> UserStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+

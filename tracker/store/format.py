@@ -1,0 +1,225 @@
+"""The store file: parse and check it, write it as a stream.
+
+The store file is a plain TinyDB JSON database: ``{"users": {"<id>": record,
+...}, "meta": {"1": {...}}, ...other tables}``. This module turns its bytes into
+a :class:`Snapshot` (refusing anything that is not a user store, naming the file
+and the problem) and writes one back, streamed in chunks so the writer never
+builds the whole document in memory.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+
+from tracker.files import atomic_write, read_regular
+from tracker.models import RECORD_FIELDS, Record, complete_record
+from tracker.store.errors import StoreCorruptError, StoreNotFoundError, file_error
+from tracker.store.validate import is_id, record_problem, records_look_right, writable
+
+#: The store format version this code reads and writes.
+SCHEMA = 1
+
+USERS_TABLE = "users"
+META_TABLE = "meta"
+META_DOC_ID = "1"
+#: Meta keys the store manages itself; callers own the rest (e.g. bio_*).
+JOURNAL_GEN = "journal_gen"
+#: A random id given to a store when a writer first opens it: its journals carry it.
+STORE_ID = "store_id"
+OWN_META_KEYS = ("schema", JOURNAL_GEN, STORE_ID)
+_RECORD_KEYS = frozenset(RECORD_FIELDS)
+
+
+class Snapshot(NamedTuple):
+    """A parsed store file."""
+
+    records: dict[int, Record]
+    meta: dict[str, Any]
+    other_tables: dict[str, Any]
+    gen: int  # the journal generation it covers
+    size: int  # bytes
+
+
+@contextmanager
+def no_cyclic_gc() -> Iterator[None]:
+    """Parsing a large store creates millions of objects; the cyclic GC would scan them repeatedly."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def read_store(path: Path, *, compact: bool) -> Snapshot:
+    """Read and parse the store file at ``path`` (``compact``: for a long-lived writer)."""
+    try:
+        data = read_regular(path)
+    except OSError as exc:
+        raise file_error("read store", path, exc) from None
+    if data is None:
+        raise StoreNotFoundError(f"no store at {path}")
+    return parse_store(data, path, compact=compact)
+
+
+def parse_store(data: bytes, path: Path, *, compact: bool) -> Snapshot:
+    """The store file's bytes as a :class:`Snapshot`; :class:`StoreCorruptError` when it is not one."""
+    if not data.strip():
+        return Snapshot({}, {"schema": SCHEMA}, {}, 0, 0)  # an empty file is a new store
+    size = len(data)
+    with no_cyclic_gc():
+        try:
+            document = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            problem = "truncated JSON" if exc.pos >= len(data.rstrip()) - 1 else f"invalid JSON ({exc})"
+            raise StoreCorruptError(f"store {path} is not readable: {problem}") from None
+    del data  # the parsed objects are what we keep; free the text early
+    if not isinstance(document, dict):
+        raise StoreCorruptError(f"store {path} is not a TinyDB database (not a JSON object)")
+    if document and USERS_TABLE not in document and META_TABLE not in document:
+        tables = ", ".join(sorted(map(str, document))[:3])
+        raise StoreCorruptError(f"store {path} is not a user store (it has tables {tables} but no 'users')")
+    ours = META_TABLE in document
+    meta = _parse_meta(document.pop(META_TABLE, {}) or {}, path)
+    users = document.pop(USERS_TABLE, {}) or {}
+    if not isinstance(users, dict):
+        raise StoreCorruptError(f"store {path}: table 'users' is not an object")
+    if not (all(map(str.isdigit, users)) and all(map(str.isascii, users))):
+        bad = next(doc_id for doc_id in users if not (doc_id.isdigit() and doc_id.isascii()))
+        raise StoreCorruptError(f"store {path}: users record {bad!r} has a non-numeric id")
+    # Readers are short-lived: keep orjson's objects as they are, fast.
+    records = compact_records(users) if compact else {int(doc_id): rec for doc_id, rec in users.items()}
+    del users
+    _check_records(records, path, ours=ours)
+    if not (writable(meta) and writable(document)):
+        raise StoreCorruptError(f"store {path}: its meta or another table is nested too deep to write back")
+    return Snapshot(records, meta, document, meta.get(JOURNAL_GEN, 0), size)
+
+
+def _parse_meta(meta_table: Any, path: Path) -> dict[str, Any]:
+    meta = meta_table.get(META_DOC_ID) if isinstance(meta_table, dict) else None
+    if meta is None:
+        return {"schema": SCHEMA}
+    if not isinstance(meta, dict) or not isinstance(meta.get("schema", SCHEMA), int):
+        raise StoreCorruptError(f"store {path} has a malformed 'meta' table")
+    schema = meta.get("schema", SCHEMA)
+    store_id = meta.get(STORE_ID)
+    gen = meta.get(JOURNAL_GEN, 0)
+    if (store_id is not None and (type(store_id) is not str or len(store_id) > 64)) or type(gen) is not int:
+        raise StoreCorruptError(f"store {path} has a malformed 'meta' table")
+    if schema > SCHEMA:
+        raise StoreCorruptError(
+            f"store {path} has schema {schema}, newer than this version reads ({SCHEMA}); "
+            f"upgrade telegram-user-tracker"
+        )
+    return {**meta, "schema": SCHEMA}
+
+
+def _check_records(records: dict[int, Record], path: Path, *, ours: bool) -> None:
+    for user_id, record in records.items():
+        if type(record) is not dict:
+            raise StoreCorruptError(f"store {path}: users record {user_id} is not an object")
+        # The doc id (the key) is the truth: an id of another type (1001.0) or value is normalised.
+        if not record.keys() >= _RECORD_KEYS or type(record["id"]) is not int or record["id"] != user_id:
+            # Without our meta table, only records keyed by their own Telegram
+            # id say "a user store (hand-made or older)"; another program's
+            # "users" table (doc ids 1, 2, 3...) is foreign and left alone.
+            if not ours and record.get("id") != user_id:
+                raise StoreCorruptError(
+                    f"store {path} is not a user store (its 'users' record {user_id} "
+                    f"is not keyed by its Telegram id)"
+                )
+            complete_record(record)["id"] = user_id
+    if records and not (is_id(min(records)) and is_id(max(records))):
+        raise StoreCorruptError(f"store {path}: a users record has an id over 64 bits")
+    if not records_look_right(list(records.values())):
+        for user_id, record in records.items():  # find the first culprit, for the message
+            problem = record_problem(record, complete=True)
+            if problem is not None:
+                raise StoreCorruptError(f"store {path}: users record {user_id} {problem}")
+
+
+def compact_records(users: dict[str, Any]) -> dict[int, Record]:
+    """The parsed records, made smaller for a long-lived writer.
+
+    orjson's dicts are over-allocated while being built: a copy is ~25%
+    smaller. Low-cardinality strings share one object, a record seen once
+    shares its two timestamps, and the dict key is the record's own id
+    object. Each parsed dict is freed once copied.
+    """
+    records: dict[int, Record] = {}
+    shared: dict[str, str] = {}
+    for doc_id in list(users):
+        parsed = users.pop(doc_id)
+        # Inserted key by key: dict(parsed) would clone orjson's oversized table.
+        record = {key: value for key, value in parsed.items()} if type(parsed) is dict else parsed
+        if type(record) is dict:
+            for name in ("language_code", "source"):
+                value = record.get(name)
+                if type(value) is str:
+                    record[name] = shared.setdefault(value, value)
+            if record.get("last_seen") == record.get("first_seen"):
+                record["last_seen"] = record.get("first_seen")
+            user_id = record.get("id")
+            if type(user_id) is int and str(user_id) == doc_id:
+                records[user_id] = record  # the key is the record's own id object
+                continue
+        records[int(doc_id)] = record
+    return records
+
+
+def write_store(
+    path: Path, user_chunks: Iterable[bytes], meta: dict[str, Any], other_tables: dict[str, Any]
+) -> int:
+    """Write the store file atomically from serialised chunks of the users table; return its size.
+
+    Each chunk is a JSON object of ``{"<id>": record}`` (orjson's output for a
+    dict); the braces are stripped and the bodies joined, so the users table
+    is streamed chunk by chunk instead of being built whole in memory.
+    """
+    with atomic_write(path) as out:
+        out.write(b'{"' + USERS_TABLE.encode() + b'":{')
+        first = True
+        for body in user_chunks:
+            if len(body) > 2:
+                out.write(body[1:-1] if first else b"," + body[1:-1])
+                first = False
+        out.write(b"},")
+        out.write(orjson.dumps({META_TABLE: {META_DOC_ID: meta}, **other_tables})[1:])
+        return out.tell()
+
+
+def store_id_of(meta: dict[str, Any]) -> str | None:
+    """The store's own id (None for a store no writer of this version has opened yet)."""
+    value = meta.get(STORE_ID)
+    return value if isinstance(value, str) else None
+
+
+def file_identity(path: Path) -> list[int]:
+    """Inode, size and modification time: changes whenever the file is replaced or edited."""
+    info = os.stat(path)
+    return [info.st_ino, info.st_size, info.st_mtime_ns]
+
+
+def return_freed_memory() -> None:
+    """Hand the memory freed after a big load back to the OS.
+
+    The parsed objects are freed once copied into compact records, but glibc
+    keeps freed memory in its heap (the writer's resident size would stay at
+    the parse's peak, ~50% above what it needs). A no-op where there is no
+    ``malloc_trim`` (not glibc).
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)

@@ -1,0 +1,231 @@
+"""Reading a store: the store file (or its column cache) paired with its journal.
+
+Readers take no lock. A writer may replace the store file and compact the
+journal between a reader's two reads; :func:`read_consistent` pairs them by
+generation and retries, and every reader (and the writer's own open) goes
+through it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+from tracker.files import read_regular
+from tracker.models import Record
+from tracker.store.columns import ColumnCache, Columns, StaleColumnsError, apply_to_columns
+from tracker.store.errors import (
+    StoreCorruptError,
+    StoreError,
+    StoreFileKindError,
+    StoreNotFoundError,
+    file_error,
+    os_reason,
+)
+from tracker.store.format import (
+    META_DOC_ID,
+    META_TABLE,
+    OWN_META_KEYS,
+    USERS_TABLE,
+    Snapshot,
+    read_store,
+    store_id_of,
+)
+from tracker.store.journal import Effect, apply_to_records, committed_changes, first_generation, fold
+
+READ_RETRIES = 20
+
+Base = TypeVar("Base")
+
+
+def journal_path_of(store_path: Path) -> Path:
+    """Where the journal of the store at ``store_path`` lives."""
+    return store_path.with_name(store_path.name + ".journal")
+
+
+def read_journal(path: Path) -> bytes:
+    """The journal's bytes (``b""`` when there is none)."""
+    try:
+        data = read_regular(path)
+    except OSError as exc:
+        raise file_error("read journal", path, exc) from None
+    return data if data is not None else b""
+
+
+def read_consistent(
+    load_base: Callable[[], tuple[Base, int]], store_path: Path, journal_path: Path
+) -> tuple[Base, int, bytes]:
+    """A base (a snapshot or columns) and the journal that continues it: ``(base, gen, journal)``.
+
+    ``load_base`` reads the base and says which generation it covers. A
+    snapshot may replace the store file and compact the journal between our
+    two reads: the journal then starts at a generation newer than the base we
+    read. The writer replaces the file before it compacts the journal, so the
+    base on disk now is at least that new; if it is exactly that generation it
+    pairs with the journal we hold. Otherwise yet another snapshot landed:
+    start over. A base that did not move at all means the journal is not its
+    own (the store file was replaced by hand).
+    """
+    for _ in range(READ_RETRIES):
+        base, gen = load_base()
+        journal = read_journal(journal_path)
+        journal_gen = first_generation(journal)
+        if journal_gen is not None and journal_gen > gen:
+            newer, newer_gen = load_base()
+            if newer_gen == gen:
+                raise StoreCorruptError(
+                    f"journal {journal_path} is newer than store {store_path}; "
+                    f"the store file was replaced by hand?"
+                )
+            if newer_gen != journal_gen:
+                continue
+            base, gen = newer, newer_gen
+        return base, gen, journal
+    raise StoreError(f"store {store_path} kept changing while being read; try again")
+
+
+def merge_meta(stored: dict[str, Any], journaled: dict[str, Any] | None) -> dict[str, Any]:
+    """The meta document after a journal: the journal's fields, but the store's own keys."""
+    if journaled is None:
+        return stored
+    own = {key: stored[key] for key in OWN_META_KEYS if key in stored}
+    return {**{k: v for k, v in journaled.items() if k not in OWN_META_KEYS}, **own}
+
+
+class StoreState(NamedTuple):
+    """A store as of now: its snapshot with the journal applied."""
+
+    records: dict[int, Record]
+    meta: dict[str, Any]
+    other_tables: dict[str, Any]
+    gen: int  # the generation of the snapshot read
+    size: int  # the store file's size
+
+
+def load_state(store_path: Path, *, compact: bool = False) -> StoreState:
+    """Read the store file and its journal as one consistent state."""
+    journal_path = journal_path_of(store_path)
+
+    def load_snapshot() -> tuple[Snapshot, int]:
+        snapshot = read_store(store_path, compact=compact)
+        return snapshot, snapshot.gen
+
+    snapshot, gen, journal = read_consistent(load_snapshot, store_path, journal_path)
+    effect = effect_of(journal, gen, journal_path, store_id_of(snapshot.meta))
+    apply_to_records(effect, snapshot.records)
+    meta = merge_meta(snapshot.meta, effect.meta)
+    return StoreState(snapshot.records, meta, snapshot.other_tables, gen, snapshot.size)
+
+
+class StoreReader:
+    """Read-only, lock-free view of a store (journal applied); each call reads the files as they are then."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Check there is a store at ``path`` (:class:`StoreNotFoundError` if not); creates nothing."""
+        self.path = Path(path)
+        self.journal_path = journal_path_of(self.path)
+        self._columns = ColumnCache(self.path)
+        try:
+            os.stat(self.path)
+        except FileNotFoundError:
+            raise StoreNotFoundError(f"no store at {self.path} yet") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read store {self.path}: {os_reason(exc)}") from None
+
+    def state(self) -> StoreState:
+        """The whole store as it is now."""
+        return load_state(self.path)
+
+    def cached_columns(self, fields: Sequence[str]) -> Columns | None:
+        """``fields`` (and ``id``) from the column cache and the journal; None when it cannot be trusted."""
+        wanted = {"id", *fields}
+        try:
+            (columns, store_id), gen, journal = read_consistent(
+                lambda: self._columns.read(wanted), self.path, self.journal_path
+            )
+            apply_to_columns(effect_of(journal, gen, self.journal_path, store_id), columns)
+        except StoreFileKindError:
+            raise
+        except (StaleColumnsError, StoreError, OSError):
+            return None
+        return columns
+
+    def columns(self, fields: Sequence[str]) -> Columns:
+        """One list per field, in the order asked (``id`` first, always included).
+
+        From the column cache if it is fresh, else from the store file.
+        """
+        names = list(dict.fromkeys(("id", *fields)))
+        cached = self.cached_columns(fields)
+        if cached is not None:
+            return {name: cached[name] for name in names}
+        records = list(self.state().records.values())
+        return {name: [record.get(name) for record in records] for name in names}
+
+    def records(self) -> Iterator[Record]:
+        """Every record (dict), current."""
+        yield from self.state().records.values()
+
+    def get(self, user_id: int) -> Record | None:
+        """The record of ``user_id``, or None."""
+        return self.state().records.get(user_id)
+
+    def find_username(self, name: str) -> Record | None:
+        """The record whose username is ``name`` (case-insensitive, ``@`` optional), or None."""
+        return find_username(self.state().records.values(), name)
+
+    def meta(self) -> dict[str, Any]:
+        """The meta document (``schema``, bio state, ...)."""
+        return self.state().meta
+
+    def count(self) -> int:
+        """How many users the store holds."""
+        return len(self.columns(["id"])["id"])
+
+    def table(self, name: str) -> dict[str, Any]:
+        """Any TinyDB table (``{doc_id: doc}``), journal applied; ``{}`` when absent."""
+        return self.document().get(name, {})
+
+    def document(self) -> dict[str, dict[str, Any]]:
+        """The whole TinyDB document (every table), journal applied."""
+        state = self.state()
+        return {
+            USERS_TABLE: {str(user_id): record for user_id, record in state.records.items()},
+            META_TABLE: {META_DOC_ID: state.meta},
+            **state.other_tables,
+        }
+
+
+def find_username(records: Iterable[Record], name: str) -> Record | None:
+    """The first record whose username is ``name`` (case-insensitive, ``@`` optional)."""
+    # A scan (~0.1 s at 1M users) rather than an index: lookups by name are
+    # rare (CLI, admin commands) and an index would cost memory per user and
+    # time on every update.
+    wanted = name.lstrip("@").lower()
+    if not wanted:
+        return None
+    for record in records:
+        username = record["username"]
+        if username and username.lower() == wanted:
+            return record
+    return None
+
+
+def effect_of(journal: bytes, gen: int, journal_path: Path, store_id: str | None) -> Effect:
+    """The net effect of a journal's committed batches of generation >= ``gen``."""
+    return fold(committed_changes(journal, gen, journal_path, store_id))
+
+
+def load_columns(store_path: str | os.PathLike[str], fields: Sequence[str]) -> Columns | None:
+    """``fields`` of every user from the column cache and journal; None when the cache cannot be trusted.
+
+    A thin wrapper over :meth:`StoreReader.cached_columns` kept for the CLI
+    until it reads through :class:`StoreReader` (whose ``columns`` falls back
+    to the store file itself).
+    """
+    try:
+        return StoreReader(store_path).cached_columns(fields)
+    except StoreError:
+        return None
