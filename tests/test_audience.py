@@ -19,8 +19,8 @@ from test_history_aggregates import Simulation, random_events, ts
 
 from tracker import audience
 from tracker.cli_history import _open
-from tracker.history_aggregates import Grain
 from tracker.models import complete_record
+from tracker.periods import Grain
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -21,7 +21,7 @@ import tracker.cli_history
 from tracker import audience
 from tracker.cli import cli
 from tracker.cli_history import _open
-from tracker.history_aggregates import Grain
+from tracker.periods import Grain
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2024, 11, 8, 21, 0, tzinfo=UTC)

@@ -21,7 +21,7 @@ from test_history_aggregates import Simulation, random_events
 
 from tracker import audience, report
 from tracker.cli_history import _open
-from tracker.history_aggregates import Grain
+from tracker.periods import Grain
 
 CHROMIUM = "/usr/bin/chromium"
 NOW = datetime(2024, 11, 8, 21, 0, tzinfo=UTC)

@@ -21,7 +21,7 @@ import orjson
 from tracker import audience
 from tracker.audience import AudienceSource, CsvRows
 from tracker.config import Settings
-from tracker.history_aggregates import Grain
+from tracker.periods import Grain
 
 F = TypeVar("F", bound=Callable[..., Any])
 

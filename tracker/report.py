@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from tracker import audience
 from tracker.audience import AudienceSource, Cohort
-from tracker.history_aggregates import Grain
+from tracker.periods import Grain
 from tracker.stats import STATS_FIELDS, compute_stats_from_columns
 
 _W, _H, _PAD_L, _PAD_B, _PAD_T = 640, 260, 56, 30, 14
