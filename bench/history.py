@@ -281,7 +281,13 @@ def bench_size(users: int, days: int, runs: int) -> None:
     )
     for case, seconds in per_case(lambda: HistoryKeeper(TZ)).items():
         print(f"  {case:<22}{seconds * 1e6:>6.2f} µs per update -> +{100 * seconds / seen:.1f}% per seen()")
+    bench_queries(w, db, runs)
 
+
+def bench_queries(w: Workload, db: sqlite3.Connection, runs: int) -> None:
+    """The queries against sqlite over the same workload, and the history's bytes per day."""
+    # Over 50 lines because of the queries table below (data: one row per query, ours and sqlite's).
+    users, days = w.users, w.days
     tables = w.keeper.tables()
     blocked = [uid % 13 == 0 for uid in range(users)]
     src = Source(
