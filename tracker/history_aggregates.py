@@ -161,7 +161,8 @@ class HistoryKeeper:
         self._changed: dict[str, set[str]] = {name: set() for name in self._tables}
         self._current = tuple(_Current(g, tag) for tag, g in enumerate(Grain))
         self._days = LocalDays(tz)
-        # The current periods' UTC bounds, unpacked for the hot path.
+        # The current day and the current periods' UTC bounds, unpacked for the hot path.
+        self._today = date.min
         self._day_lo = self._day_hi = self._week_lo = self._month_lo = ""
         #: The local midnights known to self._days (a cohort day is a position in them) and,
         #: by that position, the cohort's (day, week, month) pending keys for the current periods.
@@ -169,6 +170,7 @@ class HistoryKeeper:
         self._cohort_keys: dict[int, tuple[int, int, int]] = {}
         # Counts since the last settling, the same for every grain's current period.
         self._new = self._messages = self._buttons = self._blocks = self._unblocks = 0
+        self._new_today = 0  # new users first seen today: one count for new, active and retention
         self._commands: dict[str, int] = {}
         #: first interactions in a current period: pending key (see _Current.first_key) -> count
         self._firsts: defaultdict[int, int] = defaultdict(int)
@@ -226,6 +228,9 @@ class HistoryKeeper:
         if button:
             self._buttons += 1
         if is_new:
+            if self._day_lo <= first_seen < self._day_hi:  # the norm: first seen now
+                self._new_today += 1  # a first in every period, in today's cohort (see _settle)
+                return
             self._new += 1
             prev = ""  # before every period: active in all three
         elif prev is None:
@@ -283,14 +288,14 @@ class HistoryKeeper:
             if not current.lo <= at < current.hi:
                 current.enter(day, self._tz, self._tables[current.grain.history_table])
         day_period, week, month = self._current
-        self._day_lo, self._day_hi = day_period.lo, day_period.hi
+        self._today, self._day_lo, self._day_hi = day, day_period.lo, day_period.hi
         self._week_lo, self._month_lo = week.lo, month.lo
         self._cohort_keys.clear()  # the keys hold each cell's distance from the current periods
 
     def _settle(self) -> None:
         """Move the pending counts into the current documents and cells, marking them changed."""
         counts = {
-            "new": self._new,
+            "new": self._new + self._new_today,
             "messages": self._messages,
             "buttons": self._buttons,
             "blocks": self._blocks,
@@ -298,6 +303,9 @@ class HistoryKeeper:
         }
         if not (any(counts.values()) or self._commands or self._firsts):
             return
+        if self._new_today:
+            for key in (current.first_key(self._today) for current in self._current):
+                self._firsts[key] += self._new_today
         for key, times in self._firsts.items():
             current = self._current[key & 3]
             current.doc["active"] += times
@@ -312,7 +320,7 @@ class HistoryKeeper:
             for name, times in self._commands.items():
                 add_command(doc["commands"], name, times)
             self._changed[current.grain.history_table].add(current.doc_id)
-        self._new = self._messages = self._buttons = self._blocks = self._unblocks = 0
+        self._new = self._messages = self._buttons = self._blocks = self._unblocks = self._new_today = 0
         self._commands.clear()
         self._firsts.clear()
 
