@@ -3,8 +3,9 @@
 In one run, for each size (users in the store):
 
 * the keeper's cost per update (``HistoryKeeper.record`` with the ``Activity`` built),
-  next to ``UserStore.seen()`` on the same number of users: the ratio is what
-  wiring the keeper into ``seen()`` adds;
+  over the workload and for each common kind of update (already active today,
+  first of the day, with a command, a new user), next to ``UserStore.seen()`` on
+  the same number of users: the ratio is what wiring the keeper into ``seen()`` adds;
 * ``history`` (day/30 days, week/90 days), ``retention`` (week/12, day/30) and
   ``sources`` answered from the aggregates and the users' columns (what
   ``StoreReader`` hands the queries), against sqlite3 answering the same from an
@@ -30,13 +31,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import orjson
 
 from tracker import audience
-from tracker.history_aggregates import Activity, Grain, HistoryKeeper, local_midnight_utc
+from tracker.history_aggregates import Activity, HistoryKeeper
+from tracker.periods import Grain, local_midnight_utc
 from tracker.store import UserStore
 
 TZ = ZoneInfo("Europe/Berlin")
@@ -105,10 +107,12 @@ def run_workload(w: Workload, db: sqlite3.Connection) -> None:
             )
             rows.append((uid, at, day.toordinal(), week, int(not button)))
         record = w.keeper.record
+        gc.disable()  # the collector's pauses would land on whichever update allocates next
         started = time.perf_counter()
         for activity in activities:
             record(activity)
         w.keeper_seconds += time.perf_counter() - started
+        gc.enable()
         w.updates += len(activities)
         db.executemany("INSERT INTO events VALUES (?,?,?,?,?)", rows)
 
@@ -221,6 +225,48 @@ def seen_cost(users: int, updates: int) -> float:
             return (time.perf_counter() - started) / updates
 
 
+class Keeper(Protocol):
+    def record(self, activity: Activity) -> None: ...
+
+
+def per_case(make_keeper: Callable[[], Keeper], runs: int = 5, updates: int = 100_000) -> dict[str, float]:
+    """Seconds per ``record`` for the common kinds of update, on one day in Berlin.
+
+    Returning users were first seen over the 60 days before; "first of the day"
+    users were last seen yesterday (same week and month), so only the day gains
+    an active user (plus a retention cell per grain where the period is new).
+    """
+    day = START + timedelta(days=64)  # Wednesday 2026-11-04: yesterday is in the same week and month
+    midnight = datetime.fromisoformat(local_midnight_utc(day, TZ).replace("Z", "+00:00"))
+    rng = random.Random(5)
+
+    def stamp(moment: datetime) -> str:
+        return moment.strftime(FORMAT)
+
+    firsts = [stamp(midnight - timedelta(seconds=rng.randrange(60 * 86_400))) for _ in range(5_000)]
+    yesterday = [stamp(midnight - timedelta(seconds=rng.randrange(1, 80_000))) for _ in range(5_000)]
+    ats = [stamp(midnight + timedelta(seconds=3_600 + i * 70_000 // updates)) for i in range(updates)]
+    cases: dict[str, Callable[[int, str], Activity]] = {
+        "already active today": lambda i, at: Activity(at, firsts[i % 5_000], ats[0], False, True),
+        "first of the day": lambda i, at: Activity(at, firsts[i % 5_000], yesterday[i % 5_000], False, True),
+        "with a command": lambda i, at: Activity(at, firsts[i % 5_000], ats[0], False, True, "/help"),
+        "new user, /start": lambda i, at: Activity(at, at, None, True, True, "/start"),
+    }
+    result = {}
+    for name, make in cases.items():
+        activities = [make(i, at) for i, at in enumerate(ats)]
+
+        def run(activities: list[Activity] = activities) -> None:
+            keeper = make_keeper()
+            keeper.record(Activity(ats[0], ats[0], None, True, True))  # today's periods are current
+            record = keeper.record
+            for activity in activities:
+                record(activity)
+
+        result[name] = best_of(runs, run)[0] / updates
+    return result
+
+
 def bench_size(users: int, days: int, runs: int) -> None:
     print(f"\n== {users:,} users, {days} days of history (Europe/Berlin)")
     w = Workload(users, days)
@@ -233,7 +279,15 @@ def bench_size(users: int, days: int, runs: int) -> None:
         f"keeper: {w.updates:,} updates, {per_update * 1e6:.2f} µs per update; UserStore.seen() "
         f"{seen * 1e6:.2f} µs -> +{100 * per_update / seen:.1f}% per seen()"
     )
+    for case, seconds in per_case(lambda: HistoryKeeper(TZ)).items():
+        print(f"  {case:<22}{seconds * 1e6:>6.2f} µs per update -> +{100 * seconds / seen:.1f}% per seen()")
+    bench_queries(w, db, runs)
 
+
+def bench_queries(w: Workload, db: sqlite3.Connection, runs: int) -> None:
+    """The queries against sqlite over the same workload, and the history's bytes per day."""
+    # Over 50 lines because of the queries table below (data: one row per query, ours and sqlite's).
+    users, days = w.users, w.days
     tables = w.keeper.tables()
     blocked = [uid % 13 == 0 for uid in range(users)]
     src = Source(
@@ -248,7 +302,7 @@ def bench_size(users: int, days: int, runs: int) -> None:
     )
     last_day = START + timedelta(days=days - 1)
     now = datetime.combine(last_day, datetime.min.time(), tzinfo=TZ).replace(hour=20).astimezone(UTC)
-    queries: list[tuple[str, Callable[[], Any], Callable[[], Any]]] = [
+    queries: list[tuple[str, Callable[[], Any], Callable[[], Any] | None]] = [
         (
             "history day 30",
             lambda: audience.history(src, Grain.DAY, 30, now, TZ),

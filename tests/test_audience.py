@@ -18,8 +18,8 @@ import tinydb
 from test_history_aggregates import Simulation, random_events, ts
 
 from tracker import audience
-from tracker.history_aggregates import Grain
 from tracker.models import complete_record
+from tracker.periods import Grain
 from tracker.store import StoreReader
 
 BERLIN = ZoneInfo("Europe/Berlin")

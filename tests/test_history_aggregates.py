@@ -390,3 +390,37 @@ def test_cohorts_are_followed_for_a_bounded_number_of_periods() -> None:
     assert len(tables["retention_week"]) == 1 + len(
         {(Grain.DAY.max_after + 1) // 7, Grain.DAY.max_after // 7}
     )
+
+
+def test_reads_see_updates_not_yet_taken() -> None:
+    """period() and cell() answer with every recorded update, before any take_changes or tables."""
+    keeper = HistoryKeeper(ZoneInfo("UTC"))
+    keeper.record(Activity("2024-01-01T10:00:00Z", "2024-01-01T10:00:00Z", None, is_new=True, message=True))
+    keeper.record(
+        Activity("2024-01-02T10:00:00Z", "2024-01-01T10:00:00Z", "2024-01-01T10:00:00Z", message=True)
+    )
+    keeper.record_block("2024-01-02T11:00:00Z", blocked=True)
+    day2 = keeper.period(Grain.DAY, date(2024, 1, 2))
+    assert day2 is not None
+    assert (day2["active"], day2["messages"], day2["blocks"]) == (1, 1, 1)
+    assert keeper.cell(Grain.DAY, date(2024, 1, 1), 1) == 1
+    assert keeper.cell(Grain.WEEK, date(2024, 1, 1), 0) == 1
+
+
+def test_command_cap_holds_across_journal_flushes_and_many_names() -> None:
+    """The first MAX_COMMANDS names of a period are kept, whatever the flushes in between."""
+    rng = random.Random(11)
+    names = [f"/c{rng.randrange(3 * MAX_COMMANDS)}" for _ in range(2_000)]
+    keeper = HistoryKeeper(ZoneInfo("UTC"))
+    start = datetime(2024, 5, 1, tzinfo=UTC)
+    expected: dict[str, int] = {}
+    for i, name in enumerate(names):
+        at = ts(start + timedelta(seconds=i))
+        keeper.record(Activity(at, at, at, command=name))
+        kept = name in expected or len(expected) - ("other" in expected) < MAX_COMMANDS
+        expected[name if kept else "other"] = expected.get(name if kept else "other", 0) + 1
+        if rng.random() < 0.01:
+            keeper.take_changes()
+    for grain in Grain:
+        doc = keeper.period(grain, grain.start(date(2024, 5, 1)))
+        assert doc is not None and doc["commands"] == expected, grain

@@ -20,7 +20,7 @@ from test_history_aggregates import Simulation, random_events
 import tracker.cli_history
 from tracker import audience
 from tracker.cli import cli
-from tracker.history_aggregates import Grain
+from tracker.periods import Grain
 from tracker.store import StoreReader
 
 REPO = Path(__file__).resolve().parent.parent

@@ -20,7 +20,7 @@ from test_audience import write_store
 from test_history_aggregates import Simulation, random_events
 
 from tracker import audience, report
-from tracker.history_aggregates import Grain
+from tracker.periods import Grain
 from tracker.store import StoreReader
 
 CHROMIUM = "/usr/bin/chromium"

@@ -22,7 +22,7 @@ from tracker import audience
 from tracker.audience import AudienceSource, CsvRows
 from tracker.cli_support import echo, open_reader, settings_of
 from tracker.config import Settings
-from tracker.history_aggregates import Grain
+from tracker.periods import Grain
 
 F = TypeVar("F", bound=Callable[..., Any])
 

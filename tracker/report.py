@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from tracker import audience
 from tracker.audience import AudienceSource, Cohort
-from tracker.history_aggregates import Grain
+from tracker.periods import Grain
 from tracker.stats import STATS_FIELDS, compute_stats_from_columns
 
 _W, _H, _PAD_L, _PAD_B, _PAD_T = 640, 260, 56, 30, 14
@@ -44,6 +44,7 @@ th:first-child,td:first-child{text-align:left}
 
 def render(source: AudienceSource, *, days: int, now: datetime, tz: ZoneInfo) -> str:
     """The whole page. Raises ValueError when the history tables are malformed."""
+    # One list of the page's parts in reading order: split up, the page's order would be scattered.
     hist = audience.history(source, Grain.DAY, days, now, tz)
     cohorts = audience.retention(source, Grain.WEEK, 12, now, tz)
     columns = source.columns(sorted({*STATS_FIELDS, *audience.SOURCES_FIELDS}))
