@@ -24,34 +24,35 @@ from tracker.store import UserStore
 pytestmark = pytest.mark.bot
 
 REPO = Path(__file__).resolve().parent.parent
-TESTS = Path(__file__).resolve().parent
 
 FAKE_START = """
 import sys
-sys.path[:0] = [{repo!r}, {tests!r}]
+sys.path[:0] = [{repo!r}]
 import pyrogram
 from pyrogram import raw
-from telegram_fakes import FakeTelegram
+from tests.telegram_fakes import FakeTelegram
 from tracker import bot
 
 tg = FakeTelegram()
 tg.invoke.respond(raw.functions.bots.SetBotInfo, True)  # the bio updater's first update
 alice = tg.user(1001, "Alice", username="alice")
 bob = tg.user(1002, "Bob")
+tg.offline(pyrogram.Client)  # only the network is fake: the real start() and stop() run
+real_start, real_stop = pyrogram.Client.start, pyrogram.Client.stop
 
-async def fake_start(self, *args, **kwargs):
-    await tg.attach(self)
+async def start(self, *args, **kwargs):
+    await real_start(self, *args, **kwargs)
     await tg.feed(self, tg.message(alice, "/start from_sub"), tg.message(bob, "hi"), tg.bot_stopped(bob))
     print("READY", flush=True)
     return self
 
-async def fake_stop(self, *args, **kwargs):
-    await tg.detach(self)
+async def stop(self, *args, **kwargs):
+    await real_stop(self, *args, **kwargs)
     print("STOPPED", flush=True)
     return self
 
-pyrogram.Client.start = fake_start
-pyrogram.Client.stop = fake_stop
+pyrogram.Client.start = start
+pyrogram.Client.stop = stop
 bot.main(sys.argv[1:])
 """
 
@@ -138,13 +139,13 @@ def test_a_second_bot_on_the_same_store_gets_the_lock_error(tmp_path: Path) -> N
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_flushes_and_closes_the_store(tmp_path: Path, sig: signal.Signals) -> None:
     cfg = config(tmp_path)
-    script = FAKE_START.format(repo=str(REPO), tests=str(TESTS))
+    script = FAKE_START.format(repo=str(REPO))
     proc = spawn(["-c", script, "--config", str(cfg)], cwd=tmp_path)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.strip() == "READY", proc.stderr.read() if proc.stderr else line
-        # run() starts the services after start(): the control channel answers.
+        # The control channel answers (opened before connecting, by tracker.attach).
         sock = socket_path_for(tmp_path / "data" / "users.json")
         wait_for(sock.exists)
         assert request(sock, {"cmd": "ping"})["users"] == 2

@@ -24,11 +24,12 @@ Everything in a tracking handler is synchronous, in-memory work
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pyrogram
 from pyrogram import enums, filters, raw
@@ -44,6 +45,7 @@ from pyrogram.handlers import (
 from pyrogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from tracker.config import Settings
+from tracker.profiles import from_raw_user, from_user
 from tracker.stats import compute_stats
 from tracker.store import UserStore
 
@@ -65,19 +67,46 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def raw_user_profile(user: Any) -> dict[str, Any] | None:
-    """A store-ready mapping for a raw TL ``User`` (None for ``UserEmpty``)."""
-    if not isinstance(user, raw.types.User):
-        return None
-    return {
-        "id": user.id,
-        "first_name": user.first_name,
-        "last_name": user.last_name,
-        "username": user.username,
-        "language_code": user.lang_code,
-        "is_bot": bool(user.bot),
-        "is_premium": bool(user.premium),
-    }
+Callback = TypeVar("Callback", bound=Callable[..., Coroutine[Any, Any, None]])
+
+
+def keeps_tracking(failure: Callable[[Any], str]) -> Callable[[Callback], Callback]:
+    """Log a callback's exception and return: one bad update never stops tracking.
+
+    ``failure(update)`` says in words what failed (with the update's id), e.g.
+    ``"tracking failed for message 7 in chat 42"``; the log line carries the
+    traceback. The decorated callback takes ``(self, client, update, *rest)``.
+    """
+
+    def decorate(callback: Callback) -> Callback:
+        @functools.wraps(callback)
+        async def guarded(self: Any, client: Any, update: Any, *rest: Any) -> None:
+            try:
+                await callback(self, client, update, *rest)
+            except Exception:
+                log.exception("%s", failure(update))
+
+        return cast(Callback, guarded)
+
+    return decorate
+
+
+def _message_failure(what: str) -> Callable[[Any], str]:
+    return lambda message: f"{what} failed for message {message.id} in chat {_chat_id(message)}"
+
+
+def _command_failure(message: Any) -> str:
+    command = (message.text or "/").split(maxsplit=1)[0].partition("@")[0]
+    return f"command {command} failed for message {message.id} in chat {_chat_id(message)}"
+
+
+def _query_failure(query: Any) -> str:
+    query_id = getattr(query, "id", None) or getattr(query, "result_id", None)
+    return f"tracking failed for {type(query).__name__} {query_id}"
+
+
+def _bot_stopped_failure(update: Any) -> str:
+    return f"tracking failed for UpdateBotStopped of user {update.user_id} (qts {update.qts})"
 
 
 def start_payload(text: str | None, bot_username: str | None) -> str | None:
@@ -100,7 +129,8 @@ class Tracker:
     """The tracking and command callbacks, bound to one store and one configuration.
 
     ``on_change`` callbacks run (synchronously) after anything that may change the
-    user counts: a new user, a block or unblock, a forget.
+    user counts: a new user, a block or unblock, a forget. Bot or user mode is the
+    signed-in account's (``client.me.is_bot``), never guessed from the config.
     """
 
     def __init__(
@@ -115,7 +145,6 @@ class Tracker:
         self.settings = settings
         self.on_change: list[Callable[[], None]] = on_change if on_change is not None else []
         self.clock = clock
-        self._is_bot = settings.is_bot
         self._admin_ids = settings.admin_ids()
         self._admin_usernames = settings.admin_usernames()
 
@@ -129,8 +158,8 @@ class Tracker:
             except Exception:
                 log.exception("on_change callback %r failed", callback)
 
-    def _seen(self, user: Any, *, message: bool, source: str | None = None) -> None:
-        if self.store.seen(user, self.clock(), message=message, source=source):
+    def _seen(self, user: pyrogram.types.User, *, message: bool, source: str | None = None) -> None:
+        if self.store.seen(from_user(user), self.clock(), message=message, source=source):
             self.changed()
 
     @staticmethod
@@ -138,77 +167,81 @@ class Tracker:
         me = client.me
         return me is not None and user.id == me.id
 
+    @staticmethod
+    def is_bot(client: pyrogram.Client) -> bool:
+        """Bot mode: the signed-in account is a bot."""
+        me = client.me
+        return me is not None and bool(me.is_bot)
+
+    def forget(self, user_id: int) -> bool:
+        """Erase ``user_id``'s record (the one forget: chat, button and control channel)."""
+        erased = self.store.forget(user_id)
+        if erased:
+            self.changed()
+        return erased
+
     # ----------------------------------------------------------------- tracking
 
+    @keeps_tracking(_message_failure("tracking"))
     async def track_message(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
         """A new message anywhere: count it for its sender; record joined members."""
         # The hot path (every message): plain attribute reads and one store call.
-        try:
-            sender = message.from_user
-            me = client.me
-            # Outgoing = the account's own message (user mode): not a user.
-            if sender is not None and not message.outgoing and (me is None or sender.id != me.id):
-                if message.service:
-                    # Service messages (joins, pins, ...) are interactions, not messages.
-                    new = self.store.seen(sender, self.clock(), message=False)
-                else:
-                    source = None
-                    text = message.text
-                    if self._is_bot and text is not None and text.startswith("/start"):
-                        source = start_payload(text, me.username if me is not None else None)
-                    new = self.store.seen(sender, self.clock(), message=True, source=source)
-                if new:
-                    self.changed()
-            members = message.new_chat_members
-            if members:
-                for member in members:
-                    if me is None or member.id != me.id:
-                        self._seen(member, message=False)
-        except Exception:
-            log.exception("tracking failed for message %s in chat %s", message.id, _chat_id(message))
+        sender = message.from_user
+        me = client.me
+        # Outgoing = the account's own message (user mode): not a user.
+        if sender is not None and not message.outgoing and (me is None or sender.id != me.id):
+            if message.service:
+                # Service messages (joins, pins, ...) are interactions, not messages.
+                self._seen(sender, message=False)
+            else:
+                source = None
+                text = message.text
+                if me is not None and me.is_bot and text is not None and text.startswith("/start"):
+                    source = start_payload(text, me.username)
+                self._seen(sender, message=True, source=source)
+        members = message.new_chat_members
+        if members:
+            for member in members:
+                if me is None or member.id != me.id:
+                    self._seen(member, message=False)
 
+    @keeps_tracking(_message_failure("tracking"))
     async def track_edit(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
         """An edited message: the sender was active, but it is not a new message."""
-        try:
-            sender = message.from_user
-            if sender is not None and not message.outgoing and not self._is_me(client, sender):
-                self._seen(sender, message=False)
-        except Exception:
-            log.exception("tracking failed for edited message %s in chat %s", message.id, _chat_id(message))
+        sender = message.from_user
+        if sender is not None and not message.outgoing and not self._is_me(client, sender):
+            self._seen(sender, message=False)
 
+    @keeps_tracking(_query_failure)
     async def track_query(self, client: pyrogram.Client, query: Any) -> None:
         """A callback query, inline query or chosen inline result: the user was active."""
-        try:
-            user = query.from_user
-            if user is not None and not self._is_me(client, user):
-                self._seen(user, message=False)
-        except Exception:
-            query_id = getattr(query, "id", None) or getattr(query, "result_id", None)
-            log.exception("tracking failed for %s %s", type(query).__name__, query_id)
+        user = query.from_user
+        if user is not None and not self._is_me(client, user):
+            self._seen(user, message=False)
 
     async def track_raw(
         self, client: pyrogram.Client, update: Any, users: Mapping[int, Any], chats: Mapping[int, Any]
     ) -> None:
         """``UpdateBotStopped``: the user blocked (stopped) or unblocked the bot."""
-        if not isinstance(update, raw.types.UpdateBotStopped):
-            return
-        try:
-            at = datetime.fromtimestamp(update.date, UTC)
-            user_id = update.user_id
-            if user_id not in self.store:
-                # Someone who used the bot before tracking began: worth a record.
-                profile = raw_user_profile(users.get(user_id))
-                if profile is None:
-                    state = "stopped" if update.stopped else "restarted"
-                    log.info("bot %s by unknown user %s", state, user_id)
-                    return
-                self.store.seen(profile, self.clock(), message=False)
-            self.store.set_blocked(user_id, bool(update.stopped), at)
-            self.changed()
-        except Exception:
-            log.exception(
-                "tracking failed for UpdateBotStopped of user %s (qts %s)", update.user_id, update.qts
-            )
+        if isinstance(update, raw.types.UpdateBotStopped):
+            await self._track_bot_stopped(client, update, users)
+
+    @keeps_tracking(_bot_stopped_failure)
+    async def _track_bot_stopped(
+        self, client: pyrogram.Client, update: raw.types.UpdateBotStopped, users: Mapping[int, Any]
+    ) -> None:
+        at = datetime.fromtimestamp(update.date, UTC)
+        user_id = update.user_id
+        if user_id not in self.store:
+            # Someone who used the bot before tracking began: worth a record.
+            profile = from_raw_user(users.get(user_id))
+            if profile is None:
+                state = "stopped" if update.stopped else "restarted"
+                log.info("bot %s by unknown user %s", state, user_id)
+                return
+            self.store.seen(profile, self.clock(), message=False)
+        self.store.set_blocked(user_id, bool(update.stopped), at)
+        self.changed()
 
     # ----------------------------------------------------------------- commands
 
@@ -216,7 +249,7 @@ class Tracker:
         """May ``user`` see the full /stats? Bot mode: ``admins``; user mode: the owner."""
         if user is None:
             return False
-        if not self.settings.is_bot:
+        if not self.is_bot(client):
             return self._is_me(client, user)
         if user.id in self._admin_ids:
             return True
@@ -251,6 +284,7 @@ class Tracker:
             log.info("user %s blocked the bot", user_id)
             self.changed()
 
+    @keeps_tracking(_command_failure)
     async def on_command(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
         """Route ``/start``, ``/stats``, ``/mydata``, ``/forget`` to their handlers.
 
@@ -261,7 +295,7 @@ class Tracker:
         me = client.me
         command = command_of(message.text or "/", me.username if me else None)
         private = message.chat is not None and message.chat.type == enums.ChatType.PRIVATE
-        if self.settings.is_bot:
+        if self.is_bot(client):
             allowed = command == "stats" or private
         else:
             sender = message.from_user
@@ -276,14 +310,8 @@ class Tracker:
             "mydata": self.cmd_mydata,
             "forget": self.cmd_forget,
         }.get(command or "")
-        if handler is None:
-            return
-        try:
+        if handler is not None:
             await handler(client, message)
-        except Exception:
-            log.exception(
-                "command /%s failed for message %s in chat %s", command, message.id, _chat_id(message)
-            )
 
     async def cmd_start(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
         """``/start``: the configured welcome (bot mode)."""
@@ -298,7 +326,7 @@ class Tracker:
             text = await self.stats_text()
         elif self.settings.public_stats:
             text = f"👥 Users: {len(self.store):,}"
-        elif self.settings.is_bot:
+        elif self.is_bot(client):
             text = "Statistics are only available to the bot's admins."
         else:
             return  # a user account stays silent towards strangers
@@ -339,9 +367,9 @@ class Tracker:
             return
         words = (message.text or "").split()
         if len(words) > 1 and words[1].lower() == "yes":
-            await self.reply(client, message, self.forget(user.id))
+            await self.reply(client, message, forget_text(self.forget(user.id)))
             return
-        if self.settings.is_bot:
+        if self.is_bot(client):
             markup = InlineKeyboardMarkup(
                 [[InlineKeyboardButton("Yes, erase my data", callback_data=FORGET_CONFIRM_DATA)]]
             )
@@ -354,15 +382,10 @@ class Tracker:
         else:
             await self.reply(client, message, "Erase everything I know about you? Send /forget yes.")
 
+    @keeps_tracking(lambda query: f"forget button failed for callback query {query.id}")
     async def on_forget_button(self, client: pyrogram.Client, query: pyrogram.types.CallbackQuery) -> None:
         """The /forget confirmation button: erase the presser's record."""
-        try:
-            await self._forget_button(client, query)
-        except Exception:
-            log.exception("forget button failed for callback query %s", query.id)
-
-    async def _forget_button(self, client: pyrogram.Client, query: pyrogram.types.CallbackQuery) -> None:
-        text = self.forget(query.from_user.id)
+        text = forget_text(self.forget(query.from_user.id))
         try:
             await query.answer("Erased.")
         except RPCError as exc:
@@ -375,12 +398,13 @@ class Tracker:
         else:
             await self.send(client, query.from_user.id, text, user=query.from_user)
 
-    def forget(self, user_id: int) -> str:
-        """Erase ``user_id``'s record; the text to tell them."""
-        if self.store.forget(user_id):
-            self.changed()
-            return "Your data was erased. If you write to me again, a new record will start."
-        return "I had no data about you. If you write to me again, a new record will start."
+
+
+def forget_text(erased: bool) -> str:
+    """What to tell a user who asked to be forgotten."""
+    if erased:
+        return "Your data was erased. If you write to me again, a new record will start."
+    return "I had no data about you. If you write to me again, a new record will start."
 
 
 def _chat_id(message: Any) -> Any:
@@ -420,8 +444,9 @@ def register(client: pyrogram.Client, tracker: Tracker) -> None:
         client.add_handler(handler, group=TRACKING_GROUP)
 
     client.add_handler(MessageHandler(tracker.on_command, looks_like_command), COMMAND_GROUP)
-    if tracker.settings.is_bot:
-        client.add_handler(
-            CallbackQueryHandler(tracker.on_forget_button, filters.regex(f"^{FORGET_CONFIRM_DATA}$")),
-            COMMAND_GROUP,
-        )
+    # Registered in either mode (the mode is known only once signed in): a user
+    # account never sends the button, so it never receives its callback query.
+    client.add_handler(
+        CallbackQueryHandler(tracker.on_forget_button, filters.regex(f"^{FORGET_CONFIRM_DATA}$")),
+        COMMAND_GROUP,
+    )
