@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -606,3 +606,83 @@ def test_error_is_cleared_when_the_text_goes_back_to_what_is_shown(tmp_path: Pat
             assert (h.store.meta["bio_error"], h.store.meta["bio_next_at"]) == (None, None)
 
     run(main)
+
+
+def test_a_forced_refresh_after_a_restart_still_waits_out_a_flood_wait(tmp_path: Path) -> None:
+    # The kind of the stored error (not its text) says that even --force must wait.
+    settings = make_settings(tmp_path, bio_interval="0")
+    clock = FakeTime()
+    replies: list[Any] = []
+
+    async def first() -> None:
+        async with Harness(settings, clock) as h:
+            h.recorder.failures.append(errors.FloodWait(value=600))
+            await h.service.start()
+            await settle()
+
+    async def second() -> None:
+        async with Harness(settings, clock) as h:
+            replies.append(await h.service.refresh(force=True))
+            assert h.recorder.calls == []
+
+    run(first)
+    assert UserStore(settings.store, readonly=True).meta["bio_error_kind"] == "flood_wait"
+    clock.now += 100
+    run(second)
+    [reply] = replies
+    assert (reply.kind, reply.ok, reply.flood_wait) == (OutcomeKind.FLOOD_WAIT, False, 502)
+
+
+def test_counter_values_agree_with_stats(tmp_path: Path) -> None:
+    from zoneinfo import ZoneInfo
+
+    from tracker.bio import count_values
+    from tracker.models import format_ts
+    from tracker.stats import compute_stats
+
+    now = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+    tz = ZoneInfo("Asia/Tehran")  # "today" starts at 20:30 UTC the day before
+    day = 86_400
+    records = []
+    for n, (first_ago, last_ago, blocked) in enumerate(
+        [(0, 0, False), (15 * 3600, 3600, True), (17 * 3600, 17 * 3600, False), (40 * day, 31 * day, False),
+         (40 * day, 29 * day, True), (2 * day, 2 * day, False)]
+    ):
+        records.append({
+            **user(n), "first_seen": format_ts(now - timedelta(seconds=first_ago)),
+            "last_seen": format_ts(now - timedelta(seconds=last_ago)), "messages": 1, "source": None,
+            "blocked": blocked, "blocked_at": None,
+        })  # fmt: skip
+    stats = compute_stats(records, now=now, tz=tz)
+    assert count_values(records, now=now, tz=tz) == {
+        "users": stats["total_users"],
+        "reachable": stats["reachable_users"],
+        "active_30d": stats["active_30d"],
+        "new_today": stats["new_today"],
+    }
+    assert stats["new_today"] == 2 and stats["active_30d"] == 5  # the figures are not all trivial
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        bio.Outcome(OutcomeKind.SET, text="👥 Users: 5", length=11, limit=120, target="bot short description",
+                    set_at="2026-01-01T00:00:00Z"),
+        bio.Outcome(OutcomeKind.PENDING, text="x", length=1, limit=70, next_at="2026-01-01T01:00:00Z",
+                    warnings=("bio_template renders to 80 characters",)),
+        bio.Outcome(OutcomeKind.FLOOD_WAIT, flood_wait=42, next_at="2026-01-01T00:00:44Z", error="wait"),
+        bio.Outcome(OutcomeKind.FAILED, error="cannot set the user bio: BOT_INVALID"),
+    ],
+)
+def test_an_outcome_crosses_the_control_channel_unchanged(outcome: bio.Outcome) -> None:
+    import json
+
+    reply = json.loads(json.dumps(outcome.to_reply()))
+    assert bio.Outcome.from_reply(reply) == outcome
+    failed = outcome.kind in {OutcomeKind.FAILED, OutcomeKind.FLOOD_WAIT}
+    assert reply["ok"] is outcome.ok is (not failed)
+
+
+def test_a_reply_of_another_shape_is_refused() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        bio.Outcome.from_reply({"ok": True, "changed": True})
