@@ -473,13 +473,13 @@ class FakeTelegram:
             client=app,
         )
 
-    def offline(self, target: Any, *, workers: int = 1) -> None:
+    def offline(self, target: Any, *, workers: int = 1, setattr: Callable[..., Any] = setattr) -> None:
         """Fake only the network steps of ``target`` (``pyrogram.Client`` or one client).
 
         ``connect``, ``disconnect`` and ``get_me`` become local, so the client's real
         ``start()``/``stop()`` run (``initialize``, ``terminate``, the dispatcher, and
         anything that wraps them, such as ``tracker.attach``). On the class, patch it
-        before the clients are built (``monkeypatch.setattr`` undoes it).
+        before the clients are built; pass ``setattr=monkeypatch.setattr`` to undo it.
         """
         world = self
 

@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from tracker.app import Tracking
-    from tracker.attach import attach
+    from tracker.app import Tracking, attach
     from tracker.db import open_db
 
 #: Public name -> the module that defines it.
-_LAZY = {"Tracking": "tracker.app", "attach": "tracker.attach", "open_db": "tracker.db"}
+_LAZY = {"Tracking": "tracker.app", "attach": "tracker.app", "open_db": "tracker.db"}
 
 __all__ = ["Tracking", "__version__", "attach", "open_db"]
 

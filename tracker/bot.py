@@ -25,8 +25,7 @@ from pathlib import Path
 import pyrogram
 from pyrogram.errors import BadRequest, Unauthorized
 
-from tracker.app import Tracking
-from tracker.attach import attach
+from tracker.app import Tracking, attach
 from tracker.config import ConfigError, Settings, load
 from tracker.control import ControlError
 from tracker.handlers import Clock, utc_now

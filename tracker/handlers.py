@@ -412,15 +412,24 @@ def _chat_id(message: Any) -> Any:
     return getattr(chat, "id", None)
 
 
-async def _looks_like_command(flt: Any, client: pyrogram.Client, message: pyrogram.types.Message) -> bool:
+#: The commands the tracker answers (group :data:`COMMAND_GROUP`).
+COMMANDS = frozenset({"start", "stats", "mydata", "forget"})
+
+
+async def _is_tracker_command(flt: Any, client: pyrogram.Client, message: pyrogram.types.Message) -> bool:
     # One cheap check per message instead of a filters.command per command: the
-    # command group sees every message, so its filter is on the hot path.
+    # command group sees every message, so its filter is on the hot path. Only
+    # our own commands match, so an owner's other commands in the same group
+    # (Pyrogram runs the first matching handler of a group) still reach theirs.
     text = message.text
-    return text is not None and text.startswith("/")
+    if text is None or not text.startswith("/"):
+        return False
+    me = client.me
+    return command_of(text, me.username if me is not None else None) in COMMANDS
 
 
-#: Messages whose text starts with "/" (the command handler sorts them out).
-looks_like_command = filters.create(_looks_like_command, "looks_like_command")
+#: Messages with one of :data:`COMMANDS` (for this account, when ``/cmd@name``).
+tracker_command = filters.create(_is_tracker_command, "tracker_command")
 
 
 def command_of(text: str, my_username: str | None) -> str | None:
@@ -443,7 +452,7 @@ def register(client: pyrogram.Client, tracker: Tracker) -> None:
     ):
         client.add_handler(handler, group=TRACKING_GROUP)
 
-    client.add_handler(MessageHandler(tracker.on_command, looks_like_command), COMMAND_GROUP)
+    client.add_handler(MessageHandler(tracker.on_command, tracker_command), COMMAND_GROUP)
     # Registered in either mode (the mode is known only once signed in): a user
     # account never sends the button, so it never receives its callback query.
     client.add_handler(

@@ -16,7 +16,6 @@ pending), ``bio_error`` (one line, null after a success) and ``bio_error_kind``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -185,10 +184,12 @@ class BioService:
     async def stop(self) -> None:
         """Stop the background task (a pending update stays recorded in ``meta``)."""
         for task in (self._ticker, self._task):
-            if task is not None:
+            # Cancel until it is done: a cancel swallowed by library code must not hang the shutdown.
+            while task is not None and not task.done():
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await asyncio.wait({task}, timeout=1.0)
+            if task is not None and not task.cancelled() and task.exception() is not None:
+                log.error("the profile updater had failed: %r", task.exception())
         self._task = self._ticker = None
 
     # ----------------------------------------------------------------- the loop
@@ -254,7 +255,10 @@ class BioService:
                 self._set_pending(not_before)
                 return replace(info, kind=OutcomeKind.PENDING, next_at=stamp(not_before))
             try:
-                await asyncio.wait_for(send(self._client, rendered, is_bot=self.is_bot), self._send_timeout)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+                # cancel that arrives as the send completes, and stop() would wait forever.
+                async with asyncio.timeout(self._send_timeout):
+                    await send(self._client, rendered, is_bot=self.is_bot)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
