@@ -188,3 +188,44 @@ def test_sigterm_while_telegram_is_unreachable_exits_0_with_a_closed_store(tmp_p
     # It holds the login key: owner-only, like everything the bot creates.
     for created in (session, store, Path(f"{store}.lock")):
         assert created.stat().st_mode & 0o777 == 0o600, created
+
+
+def test_forget_and_dry_run_work_while_telegram_is_unreachable(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    store = tmp_path / "data" / "users.json"
+    with UserStore(store) as seeded:
+        from datetime import UTC, datetime
+
+        from tracker.models import make_profile
+
+        seeded.seen(make_profile(1001, "Alice"), datetime(2026, 1, 1, tzinfo=UTC))
+        seeded.seen(make_profile(1002, "Bob"), datetime(2026, 1, 1, tzinfo=UTC))
+    proc = spawn([str(REPO / "bot.py"), "--config", str(cfg)], cwd=tmp_path)
+    sock = socket_path_for(store)
+    try:
+        # The control channel opens before the first connection attempt, which never succeeds here.
+        wait_for(lambda: sock.exists() or proc.poll() is not None)
+        assert proc.poll() is None, proc.communicate()[1]
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, str(REPO / "cli.py"), "--config", str(cfg), *args],
+                cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+
+        forgot = cli("forget", "1001", "--yes")
+        assert forgot.returncode == 0, forgot.stderr
+        assert request(sock, {"cmd": "ping"})["users"] == 1  # erased in the running bot
+        dry = cli("refresh-bio", "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert "👥 Users: 1" in dry.stdout
+        refresh = request(sock, {"cmd": "refresh-bio"})  # a real refresh must wait for Telegram
+        assert refresh["ok"] is False and "not connected" in refresh["error"]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert set(assert_closed_store(store)) == {1002}
+    assert not sock.exists()
