@@ -52,7 +52,7 @@ def own_bot(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """examples/own_bot.py, imported from its file, with its credentials in the environment."""
     for name, value in (("API_ID", "12345"), ("API_HASH", "0" * 32), ("BOT_TOKEN", "1:OWNER")):
         monkeypatch.setenv(name, value)
-    for name in ("TRACKER_CONFIG", "TRACKER_BOT_TOKEN", "TRACKER_API_ID", "TRACKER_API_HASH", "TRACKER_STORE"):
+    for name in ("TRACKER_CONFIG", "TRACKER_BOT_TOKEN", "TRACKER_API_ID", "TRACKER_API_HASH"):
         monkeypatch.delenv(name, raising=False)
     spec = importlib.util.spec_from_file_location("own_bot_example", EXAMPLES / "own_bot.py")
     assert spec is not None and spec.loader is not None
@@ -66,7 +66,8 @@ def offline_world(monkeypatch: pytest.MonkeyPatch, *, bot: bool = True) -> FakeT
     tg.offline(pyrogram.Client, setattr=monkeypatch.setattr)
     tg.invoke.respond(raw.functions.bots.SetBotInfo, True)
     tg.invoke.respond(
-        raw.functions.account.UpdateProfile, lambda q: raw.types.User(id=tg.me.id, first_name="Me", about=q.about)
+        raw.functions.account.UpdateProfile,
+        lambda q: raw.types.User(id=tg.me.id, first_name="Me", about=q.about),
     )
     return tg
 
@@ -156,7 +157,7 @@ def test_a_second_writer_fails_at_attach(tmp_path: Path) -> None:
         first = tracker.attach(pyrogram.Client("a", api_id=1, api_hash="0" * 32, in_memory=True), config)
         second = pyrogram.Client("b", api_id=1, api_hash="0" * 32, in_memory=True)
         try:
-            with pytest.raises(StoreLockedError, match="users.json"):
+            with pytest.raises(StoreLockedError, match=r"users\.json"):
                 tracker.attach(second, config)
             assert not any(second.dispatcher.groups.values())  # nothing was added to it
         finally:
