@@ -24,8 +24,9 @@ from tinydb import TinyDB
 from tests.telegram_fakes import FakeTelegram, inline_buttons, run
 from tracker.bio import Outcome, OutcomeKind
 from tracker.bot import FatalStartError, build_app, start_client
+from tracker.commands import FORGET_CONFIRM_DATA
 from tracker.config import Settings, load
-from tracker.handlers import FORGET_CONFIRM_DATA, start_payload
+from tracker.handlers import start_payload
 from tracker.models import format_ts, parse_ts
 
 pytestmark = pytest.mark.bot
@@ -720,7 +721,7 @@ def test_a_failing_command_is_logged_with_the_message_id(
     def broken(*args: Any, **kwargs: Any) -> dict[str, Any]:
         raise ValueError("broken stats")
 
-    monkeypatch.setattr("tracker.handlers.compute_stats", broken)
+    monkeypatch.setattr("tracker.commands.compute_stats", broken)
 
     async def scenario() -> None:
         async with running(settings, tg) as app:

@@ -43,9 +43,10 @@ from typing import Any
 import pyrogram
 
 from tracker.bio import BOT_MODE, MODE_KEY, USER_MODE, BioService
+from tracker.commands import ChatCommands, register
 from tracker.config import Settings, load
 from tracker.control import ControlServer, socket_path_for
-from tracker.handlers import Clock, Tracker, register, utc_now
+from tracker.handlers import Clock, utc_now
 from tracker.stats import compute_stats
 from tracker.store import UserStore
 
@@ -68,7 +69,7 @@ class Tracking:
         self.store = store
         self.settings = settings
         self.on_change: list[Callable[[], None]] = []
-        self.tracker = Tracker(store, settings, on_change=self.on_change, clock=clock)
+        self.tracker = ChatCommands(store, settings, on_change=self.on_change, clock=clock)
         self.bio = BioService(client, store, settings)
         self.on_change.append(self.bio.notify_changed)
         self.control = ControlServer(socket_path_for(settings.store), self.handle_control)
