@@ -1,7 +1,8 @@
 """``python -m bench bot``: what tracking adds to Pyrogram's own cost per update.
 
 Two real, never-connected ``pyrogram.Client`` objects (the fake Telegram of
-tests/telegram_fakes.py) get the same raw updates through
+``tests.telegram_fakes``; ``tests`` is a package, importable from the repository
+root that ``python -m bench`` runs in) get the same raw updates through
 ``handle_updates`` -> dispatcher -> handlers:
 
 * **baseline**: a client with one no-op ``MessageHandler``;
@@ -27,7 +28,6 @@ import asyncio
 import gc
 import random
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,9 +37,7 @@ from typing import Any
 import pyrogram
 from pyrogram.handlers import MessageHandler
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from telegram_fakes import FakeTelegram
-
+from tests.telegram_fakes import FakeTelegram
 from tracker.bot import build_app
 from tracker.config import load
 
@@ -108,7 +106,8 @@ async def bench(
 
         baseline = pyrogram.Client("bench-noop", api_id=1, api_hash="x" * 32, bot_token="1:B", in_memory=True)
         baseline.add_handler(MessageHandler(noop), group=-1)
-        tracked = build_app(settings, in_memory=True)
+        tracking = build_app(settings, in_memory=True)
+        tracked = tracking.client
         await tg.attach(baseline)
         await tg.attach(tracked)
         apps = {"baseline": baseline, "tracker": tracked}
@@ -142,11 +141,11 @@ async def bench(
                 )
                 if round_no:
                     per_round.append(figures)
-            assert len(tracked.store) == users, (len(tracked.store), users)
+            assert len(tracking.store) == users, (len(tracking.store), users)
         finally:
             await tg.detach(baseline)
             await tg.detach(tracked)
-            tracked.store.close()
+            tracking.store.close()
     # Bursts of load from other processes hit single chunks: the median of the
     # paired chunk ratios is the robust figure; the per-variant µs are medians too.
     return {

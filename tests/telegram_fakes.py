@@ -161,6 +161,8 @@ class InvokeRecorder:
             return True
         if isinstance(query, raw.functions.messages.GetMessages):
             return world.messages_result([getattr(i, "id", 0) for i in query.id])
+        if isinstance(query, raw.functions.updates.GetState):
+            return raw.types.updates.State(pts=1, qts=1, date=world.date(), seq=1, unread_count=0)
         if isinstance(query, raw.functions.users.GetUsers):
             return [world.users[i.user_id] for i in query.id if getattr(i, "user_id", None) in world.users]
         raise AssertionError(f"unexpected request to Telegram: {type(query).__name__}: {query}")
@@ -436,8 +438,16 @@ class FakeTelegram:
         """Make ``app`` behave as if ``start()`` had run, without any network.
 
         One dispatcher worker by default, so updates are handled in the order fed
-        and :meth:`feed` can wait for them with a barrier.
+        and :meth:`feed` can wait for them with a barrier. (The client's own
+        ``connect``/``initialize`` are not called: see :meth:`offline` for that.)
         """
+        await self._prepare(app, workers=workers)
+        app.me = self.me_user(app)
+        await app.dispatcher.start()
+        await asyncio.sleep(0)  # let add_handler's scheduled tasks register the handlers
+
+    async def _prepare(self, app: pyrogram.Client, *, workers: int) -> None:
+        """The session storage of a signed-in account, invoke faked, the barrier handler added."""
         me = self.me
         await app.storage.open()
         await app.storage.dc_id(2)
@@ -447,20 +457,52 @@ class FakeTelegram:
         await app.storage.date(0)
         await app.storage.user_id(me.id)
         await app.storage.is_bot(self.bot)
-        app.me = pyrogram.types.User(
-            id=me.id,
-            is_self=True,
-            is_bot=self.bot,
-            first_name=me.first_name,
-            username=me.username,
-            client=app,
-        )
         app.invoke = self.invoke
         app.is_connected = True
         app.workers = workers
         app.add_handler(RawUpdateHandler(self._on_barrier), group=BARRIER_GROUP)
-        await app.dispatcher.start()
-        await asyncio.sleep(0)  # let add_handler's scheduled tasks register the handlers
+
+    def me_user(self, app: pyrogram.Client) -> pyrogram.types.User:
+        """The signed-in account as ``get_me()`` returns it."""
+        return pyrogram.types.User(
+            id=self.me.id,
+            is_self=True,
+            is_bot=self.bot,
+            first_name=self.me.first_name,
+            username=self.me.username,
+            client=app,
+        )
+
+    def offline(self, target: Any, *, workers: int = 1, setattr: Callable[..., Any] = setattr) -> None:
+        """Fake only the network steps of ``target`` (``pyrogram.Client`` or one client).
+
+        ``connect``, ``disconnect`` and ``get_me`` become local, so the client's real
+        ``start()``/``stop()`` run (``initialize``, ``terminate``, the dispatcher, and
+        anything that wraps them, such as ``tracker.attach``). On the class, patch it
+        before the clients are built; pass ``setattr=monkeypatch.setattr`` to undo it.
+        """
+        world = self
+
+        async def connect(app: pyrogram.Client) -> bool:
+            if app.is_connected:
+                raise ConnectionError("Client is already connected")
+            await world._prepare(app, workers=workers)
+            return True  # authorized: the session is signed in
+
+        async def disconnect(app: pyrogram.Client) -> None:
+            if not app.is_connected:
+                raise ConnectionError("Client is already disconnected")
+            app.is_connected = False
+            await app.storage.close()
+
+        async def get_me(app: pyrogram.Client) -> pyrogram.types.User:
+            return world.me_user(app)
+
+        for name, function in (("connect", connect), ("disconnect", disconnect), ("get_me", get_me)):
+            if isinstance(target, type):
+                setattr(target, name, function)
+            else:
+                setattr(target, name, function.__get__(target))
 
     async def detach(self, app: pyrogram.Client) -> None:
         """Stop the dispatcher (queued updates are handled first) and close the session storage."""

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import tinydb
-from test_history_aggregates import Simulation, random_events, ts
 
+from tests.test_history_aggregates import Simulation, random_events, ts
 from tracker import audience
 from tracker.models import complete_record
 from tracker.periods import Grain

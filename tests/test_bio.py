@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,8 @@ import pytest
 from pyrogram import errors, raw
 
 from tracker import bio
-from tracker.bio import BioService, fit, render, render_for, utf16_len
+from tracker.bio import BioService, OutcomeKind, fit, render, render_for, utf16_len
+from tracker.bio import service as bio_service
 from tracker.config import ConfigError, Settings, load
 from tracker.store import UserStore
 
@@ -210,23 +211,22 @@ def test_limits_per_mode(tmp_path: Path) -> None:
     values = {"users": 1234, "reachable": 0, "active_30d": 0, "new_today": 0}
     bot = make_settings(tmp_path / "bot", bio_template=long_template)
     userbot = make_settings(tmp_path / "user", bot=False, bio_template=long_template)
-    assert [render_for(bot, values, premium=None).length, render_for(bot, values, premium=None).limit] == [
-        120, 120
-    ]
-    plain = render_for(userbot, values, premium=False)
-    premium = render_for(userbot, values, premium=True)
+    in_bot_mode = render_for(bot, values, is_bot=True, premium=None)
+    assert [in_bot_mode.length, in_bot_mode.limit] == [120, 120]
+    plain = render_for(userbot, values, is_bot=False, premium=False)
+    premium = render_for(userbot, values, is_bot=False, premium=True)
     assert (plain.limit, premium.limit) == (70, 140)
     assert plain.length == 70 and premium.length == 140
     assert plain.about.startswith("👥 Users: 1,234 xx")
     assert plain.warnings and "70" in plain.warnings[0]
-    ok = render_for(make_settings(tmp_path / "ok"), values, premium=None)
+    ok = render_for(make_settings(tmp_path / "ok"), values, is_bot=True, premium=None)
     assert ok.about == "👥 Users: 1,234" and ok.warnings == ()
 
 
 def test_description_limit_is_512(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, description_template="{users} " + "é" * 600)
     values = {"users": 7, "reachable": 0, "active_30d": 0, "new_today": 0}
-    rendered = render_for(settings, values, premium=None)
+    rendered = render_for(settings, values, is_bot=True, premium=None)
     assert rendered.description is not None
     assert utf16_len(rendered.description) == 512
     assert any("description" in w for w in rendered.warnings)
@@ -303,14 +303,14 @@ def test_burst_inside_interval_gives_one_update_at_its_end(tmp_path: Path) -> No
                 await settle()
             assert h.time.now - START == 3000
             assert h.recorder.abouts == ["👥 Users: 0"]  # nothing inside the interval
-            assert h.store.meta["bio_next_at"] == bio._ts(START + 3600)  # the pending update is recorded
+            assert h.store.meta["bio_next_at"] == bio.stamp(START + 3600)  # the pending update is recorded
             await h.time.advance(599)
             assert len(h.recorder.calls) == 1
             await h.time.advance(1)  # the interval ends
             assert h.recorder.abouts == ["👥 Users: 0", "👥 Users: 50"]
             meta = h.store.meta
             assert (meta["bio_text"], meta["bio_set_at"], meta["bio_next_at"], meta["bio_error"]) == (
-                "👥 Users: 50", bio._ts(START + 3600), None, None
+                "👥 Users: 50", bio.stamp(START + 3600), None, None
             )
             await h.time.advance(10 * 3600)  # nothing changed: nothing more is sent
             assert len(h.recorder.calls) == 2
@@ -373,7 +373,7 @@ def test_same_text_is_never_sent_twice(tmp_path: Path) -> None:
             await h.time.advance(120)
             assert h.recorder.abouts == ["1 users, 1 reachable", "1 users, 0 reachable"]
             reply = await h.service.refresh(force=True)
-            assert reply["ok"] is True and reply["changed"] is False
+            assert reply.ok is True and reply.kind is OutcomeKind.UNCHANGED
             assert len(h.recorder.calls) == 2
 
     run(main)
@@ -386,11 +386,11 @@ def test_refresh_without_force_respects_the_interval(tmp_path: Path) -> None:
             await settle()
             h.store.seen(user(1), h.time.at())  # no notify: the refresh request finds it
             reply = await h.service.refresh(force=False)
-            assert reply["ok"] is True and reply["pending"] is True
-            assert reply["next_at"] == bio._ts(START + 3600)
+            assert reply.ok is True and reply.kind is OutcomeKind.PENDING
+            assert reply.next_at == bio.stamp(START + 3600)
             assert len(h.recorder.calls) == 1
             reply = await h.service.refresh(force=True)
-            assert (reply["ok"], reply["changed"], reply["text"]) == (True, True, "👥 Users: 1")
+            assert (reply.ok, reply.kind, reply.text) == (True, OutcomeKind.SET, "👥 Users: 1")
             assert h.recorder.abouts == ["👥 Users: 0", "👥 Users: 1"]
             await h.time.advance(3600)  # the pending update was the same text: not sent again
             assert len(h.recorder.calls) == 2
@@ -429,7 +429,7 @@ def test_flood_wait_is_waited_out_and_handlers_keep_working(tmp_path: Path) -> N
             assert len(h.store) == 3
             assert len(h.recorder.calls) == 1
             reply = await h.service.refresh(force=True)  # not even --force sends during a FloodWait
-            assert reply["ok"] is False and reply["flood_wait"] == 30 + bio.FLOOD_MARGIN  # seconds left
+            assert reply.ok is False and reply.flood_wait == 30 + bio.FLOOD_MARGIN  # seconds left
             assert "30" in h.store.meta["bio_error"]
             await h.time.advance(30)
             assert len(h.recorder.calls) == 1  # "plus a little"
@@ -510,7 +510,7 @@ def test_restart_neither_resends_nor_forgets_a_pending_update(tmp_path: Path) ->
             assert h.recorder.abouts == ["👥 Users: 1"]
 
     run(first_run)
-    assert UserStore(settings.store, readonly=True).meta["bio_next_at"] == bio._ts(START + 3600)
+    assert UserStore(settings.store, readonly=True).meta["bio_next_at"] == bio.stamp(START + 3600)
     clock.now += 500  # the bot was down for a while
     run(second_run)
 
@@ -559,9 +559,9 @@ def test_restart_honours_a_flood_wait(tmp_path: Path) -> None:
 
 
 def test_large_store_is_counted_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bio, "OFFLOAD_RECORDS", 2)
+    monkeypatch.setattr(bio_service, "OFFLOAD_RECORDS", 2)
     threads: list[str] = []
-    real = bio.store_values
+    real = bio_service.store_values
 
     def spy(*args: Any, **kwargs: Any) -> dict[str, int]:
         import threading
@@ -569,7 +569,7 @@ def test_large_store_is_counted_off_the_event_loop(tmp_path: Path, monkeypatch: 
         threads.append(threading.current_thread().name)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(bio, "store_values", spy)
+    monkeypatch.setattr(bio_service, "store_values", spy)
 
     async def main() -> None:
         settings = make_settings(tmp_path, bio_template="{reachable} of {users}")
@@ -606,3 +606,83 @@ def test_error_is_cleared_when_the_text_goes_back_to_what_is_shown(tmp_path: Pat
             assert (h.store.meta["bio_error"], h.store.meta["bio_next_at"]) == (None, None)
 
     run(main)
+
+
+def test_a_forced_refresh_after_a_restart_still_waits_out_a_flood_wait(tmp_path: Path) -> None:
+    # The kind of the stored error (not its text) says that even --force must wait.
+    settings = make_settings(tmp_path, bio_interval="0")
+    clock = FakeTime()
+    replies: list[Any] = []
+
+    async def first() -> None:
+        async with Harness(settings, clock) as h:
+            h.recorder.failures.append(errors.FloodWait(value=600))
+            await h.service.start()
+            await settle()
+
+    async def second() -> None:
+        async with Harness(settings, clock) as h:
+            replies.append(await h.service.refresh(force=True))
+            assert h.recorder.calls == []
+
+    run(first)
+    assert UserStore(settings.store, readonly=True).meta["bio_error_kind"] == "flood_wait"
+    clock.now += 100
+    run(second)
+    [reply] = replies
+    assert (reply.kind, reply.ok, reply.flood_wait) == (OutcomeKind.FLOOD_WAIT, False, 502)
+
+
+def test_counter_values_agree_with_stats(tmp_path: Path) -> None:
+    from zoneinfo import ZoneInfo
+
+    from tracker.bio import count_values
+    from tracker.models import format_ts
+    from tracker.stats import compute_stats
+
+    now = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+    tz = ZoneInfo("Asia/Tehran")  # "today" starts at 20:30 UTC the day before
+    day = 86_400
+    records = []
+    for n, (first_ago, last_ago, blocked) in enumerate(
+        [(0, 0, False), (15 * 3600, 3600, True), (17 * 3600, 17 * 3600, False), (40 * day, 31 * day, False),
+         (40 * day, 29 * day, True), (2 * day, 2 * day, False)]
+    ):
+        records.append({
+            **user(n), "first_seen": format_ts(now - timedelta(seconds=first_ago)),
+            "last_seen": format_ts(now - timedelta(seconds=last_ago)), "messages": 1, "source": None,
+            "blocked": blocked, "blocked_at": None,
+        })  # fmt: skip
+    stats = compute_stats(records, now=now, tz=tz)
+    assert count_values(records, now=now, tz=tz) == {
+        "users": stats["total_users"],
+        "reachable": stats["reachable_users"],
+        "active_30d": stats["active_30d"],
+        "new_today": stats["new_today"],
+    }
+    assert stats["new_today"] == 2 and stats["active_30d"] == 5  # the figures are not all trivial
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        bio.Outcome(OutcomeKind.SET, text="👥 Users: 5", length=11, limit=120, target="bot short description",
+                    set_at="2026-01-01T00:00:00Z"),
+        bio.Outcome(OutcomeKind.PENDING, text="x", length=1, limit=70, next_at="2026-01-01T01:00:00Z",
+                    warnings=("bio_template renders to 80 characters",)),
+        bio.Outcome(OutcomeKind.FLOOD_WAIT, flood_wait=42, next_at="2026-01-01T00:00:44Z", error="wait"),
+        bio.Outcome(OutcomeKind.FAILED, error="cannot set the user bio: BOT_INVALID"),
+    ],
+)
+def test_an_outcome_crosses_the_control_channel_unchanged(outcome: bio.Outcome) -> None:
+    import json
+
+    reply = json.loads(json.dumps(outcome.to_reply()))
+    assert bio.Outcome.from_reply(reply) == outcome
+    failed = outcome.kind in {OutcomeKind.FAILED, OutcomeKind.FLOOD_WAIT}
+    assert reply["ok"] is outcome.ok is (not failed)
+
+
+def test_a_reply_of_another_shape_is_refused() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        bio.Outcome.from_reply({"ok": True, "changed": True})

@@ -203,7 +203,7 @@ BOT_STUB = textwrap.dedent(
 
         async def handle(req):  # the refresh-bio part of the bot's control handler
             assert req["cmd"] == "refresh-bio", req
-            return await service.refresh(req["force"])
+            return (await service.refresh(req["force"])).to_reply()
 
         server = ControlServer(socket_path_for(settings.store), handle)
         await service.start()
@@ -269,7 +269,7 @@ def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 def test_refresh_through_the_running_bot(tmp_path: Path, start_bot: Any) -> None:
     settings = settings_for(tmp_path)
     # The bot set "2" a moment ago, a third user came since: the update waits for the interval.
-    seed(settings, 3, bio_text="👥 Users: 2", bio_set_at=bio._ts(time.time()))
+    seed(settings, 3, bio_text="👥 Users: 2", bio_set_at=bio.stamp(time.time()))
     bot = start_bot(settings)
     waiting = run_cli(settings)
     assert waiting.returncode == 0, waiting.stderr

@@ -25,7 +25,7 @@ from tracker.store import UserStore
 pytestmark = pytest.mark.bot
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 for _name in ("TRACKER_API_ID", "TRACKER_API_HASH", "TRACKER_BOT_TOKEN", "TRACKER_CONFIG"):
     ENV.pop(_name, None)
 
@@ -33,7 +33,7 @@ BOT = textwrap.dedent(
     """
     import asyncio, json, sys
     from pyrogram import raw
-    from telegram_fakes import FakeTelegram
+    from tests.telegram_fakes import FakeTelegram
     from tracker.bot import build_app
     from tracker.config import load
 
@@ -42,22 +42,19 @@ BOT = textwrap.dedent(
         tg = FakeTelegram(bot=True)
         tg.invoke.respond(raw.functions.bots.SetBotInfo, True)
         app = build_app(settings, in_memory=True)
-        await tg.attach(app)
+        await tg.attach(app.client)
         for n in range(int(sys.argv[2])):
-            await tg.feed(app, tg.message(tg.user(1000 + n, f"U{n}"), "/start"))
-        # what run() does once app.start() has worked
-        for service in app.services:
-            await service.start()
+            await tg.feed(app.client, tg.message(tg.user(1000 + n, f"U{n}"), "/start"))
+        await app.start()  # what the client's start() does once signed in
         await asyncio.sleep(0.2)
         print("ready", flush=True)
         loop = asyncio.get_running_loop()
         while line := await loop.run_in_executor(None, sys.stdin.readline):
             user_id = int(line.split()[1])
-            await tg.feed(app, tg.message(tg.user(user_id, "New"), "/start"))
+            await tg.feed(app.client, tg.message(tg.user(user_id, "New"), "/start"))
             print("added", flush=True)
-        for service in reversed(app.services):
-            await service.stop()
-        await tg.detach(app)
+        await app.stop()
+        await tg.detach(app.client)
         app.store.close()
         print(json.dumps([c.about for c in tg.invoke.of_type(raw.functions.bots.SetBotInfo)]), flush=True)
 

@@ -19,12 +19,14 @@ import pytest
 from pyrogram import raw
 from pyrogram.errors import AccessTokenInvalid, AuthKeyUnregistered, UserIsBlocked
 from pyrogram.handlers import MessageHandler
-from telegram_fakes import FakeTelegram, inline_buttons, run
 from tinydb import TinyDB
 
-from tracker.bot import FatalStartError, build_app, control_handler, start_client
+from tests.telegram_fakes import FakeTelegram, inline_buttons, run
+from tracker.bio import Outcome, OutcomeKind
+from tracker.bot import FatalStartError, build_app, start_client
+from tracker.commands import FORGET_CONFIRM_DATA
 from tracker.config import Settings, load
-from tracker.handlers import FORGET_CONFIRM_DATA, start_payload
+from tracker.handlers import start_payload
 from tracker.models import format_ts, parse_ts
 
 pytestmark = pytest.mark.bot
@@ -65,11 +67,11 @@ async def running(
     settings: Settings, tg: FakeTelegram, clock: Callable[[], datetime] | None = None
 ) -> AsyncIterator[Any]:
     app = build_app(settings, in_memory=True, clock=clock or StepClock())
-    await tg.attach(app)
+    await tg.attach(app.client)
     try:
         yield app
     finally:
-        await tg.detach(app)
+        await tg.detach(app.client)
         app.store.close()
 
 
@@ -89,9 +91,9 @@ def test_private_message_records_the_full_profile(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app, tg.message(alice, "hello"))
+            await tg.feed(app.client, tg.message(alice, "hello"))
             first = app.store.get(1001)
-            await tg.feed(app, tg.message(alice, "again"))
+            await tg.feed(app.client, tg.message(alice, "again"))
             second = app.store.get(1001)
         assert first is not None and second is not None
         assert first["messages"] == 1 and second["messages"] == 2
@@ -121,7 +123,7 @@ def test_group_and_supergroup_messages_record_their_senders(tmp_path: Path) -> N
     async def scenario() -> None:
         async with running(settings, tg) as app:
             await tg.feed(
-                app,
+                app.client,
                 tg.message(bob, "in a group", chat=group),
                 tg.message(carol, "in a supergroup", chat=supergroup),
                 tg.message(bob, "supergroup too", chat=supergroup),
@@ -147,7 +149,7 @@ def test_messages_without_a_user_sender_create_no_users(tmp_path: Path, caplog: 
         async with running(settings, tg) as app:
             with caplog.at_level(logging.WARNING):
                 await tg.feed(
-                    app,
+                    app.client,
                     tg.message(news, "a channel post", chat=news, post=True),
                     tg.message(supergroup, "from an anonymous admin", chat=supergroup),
                     tg.message(dave, "a real user", chat=supergroup),
@@ -173,10 +175,10 @@ def test_edits_buttons_and_inline_queries_update_without_counting_messages(tmp_p
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app, tg.message(erin, "original"))
+            await tg.feed(app.client, tg.message(erin, "original"))
             before = app.store.get(4001)
             await tg.feed(
-                app,
+                app.client,
                 tg.message(erin, "edited", edit=True, message_id=1),
                 tg.message(erin, "edited in a supergroup", chat=supergroup, edit=True),
                 tg.callback_query(frank, b"some:button", message_id=1),
@@ -208,7 +210,7 @@ def test_new_chat_members_are_recorded_but_not_as_messages(tmp_path: Path) -> No
     async def scenario() -> None:
         async with running(settings, tg) as app:
             await tg.feed(
-                app,
+                app.client,
                 tg.new_members(group, ivan, [judy, tg.me]),  # Ivan adds Judy and the bot
                 tg.new_members(supergroup, ken, [ken]),  # Ken joins by himself
             )
@@ -228,7 +230,7 @@ def test_user_mode_own_messages_are_not_users(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running(settings, tg) as app:
             await tg.feed(
-                app,
+                app.client,
                 tg.message(tg.me, "my own message", chat=mallory, out=True),
                 tg.message(tg.me, "note to self", chat=tg.me, out=True),
                 tg.message(tg.me, "hi all", chat=group, out=True),
@@ -269,8 +271,8 @@ def test_deep_link_sets_the_first_source_and_welcomes(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app, tg.message(alice, "/start ads_may"), tg.message(alice, "/start other"))
-            await tg.feed(app, tg.message(bob, "/start"), tg.message(bob, "/start later_payload"))
+            await tg.feed(app.client, tg.message(alice, "/start ads_may"), tg.message(alice, "/start other"))
+            await tg.feed(app.client, tg.message(bob, "/start"), tg.message(bob, "/start later_payload"))
             assert tg.invoke.sent_texts() == ["Welcome, Alice! 🎉"] * 2 + ["Welcome, Bob! 🎉"] * 2
             sends = tg.invoke.of_type(raw.functions.messages.SendMessage)
             assert [s.peer.user_id for s in sends] == [1001, 1001, 1002, 1002]
@@ -289,7 +291,7 @@ def test_start_in_user_mode_gets_no_welcome_and_no_source(tmp_path: Path) -> Non
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app, tg.message(alice, "/start x"))
+            await tg.feed(app.client, tg.message(alice, "/start x"))
             assert tg.invoke.sent_texts() == []
 
     run(scenario())
@@ -308,13 +310,13 @@ def test_bot_stopped_blocks_and_unblocks(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running(settings, tg) as app:
             app.on_change.append(lambda: changes.append(len(app.store)))
-            await tg.feed(app, tg.message(alice, "hi"))
+            await tg.feed(app.client, tg.message(alice, "hi"))
             stop = tg.bot_stopped(alice, stopped=True)
-            await tg.feed(app, stop)
+            await tg.feed(app.client, stop)
             record = app.store.get(1001)
             assert record is not None and record["blocked"] is True
             assert record["blocked_at"] == format_ts(datetime.fromtimestamp(stop.date, UTC))
-            await tg.feed(app, tg.bot_stopped(alice, stopped=False))
+            await tg.feed(app.client, tg.bot_stopped(alice, stopped=False))
             record = app.store.get(1001)
             assert record is not None
             assert record["blocked"] is False and record["blocked_at"] is None
@@ -331,7 +333,7 @@ def test_bot_stopped_by_a_user_seen_before_tracking_creates_a_blocked_record(tmp
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app, tg.bot_stopped(old, stopped=True))
+            await tg.feed(app.client, tg.bot_stopped(old, stopped=True))
 
     run(scenario())
     record = stored(settings)[1003]
@@ -346,7 +348,7 @@ def test_reply_failing_with_user_is_blocked_marks_the_user_blocked(tmp_path: Pat
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app, tg.message(alice, "/start"))
+            await tg.feed(app.client, tg.message(alice, "/start"))
             assert len(tg.invoke.of_type(raw.functions.messages.SendMessage)) == 1
             record = app.store.get(1001)
             assert record is not None and record["blocked"] is True and record["blocked_at"]
@@ -369,9 +371,9 @@ def test_stats_for_an_admin_by_id_and_by_username(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app, *(tg.message(u, "hi") for u in users), tg.bot_stopped(users[2]))
-            await tg.feed(app, tg.message(users[0], "/stats"))
-            await tg.feed(app, tg.message(boss, "/stats", chat=tg.group()))
+            await tg.feed(app.client, *(tg.message(u, "hi") for u in users), tg.bot_stopped(users[2]))
+            await tg.feed(app.client, tg.message(users[0], "/stats"))
+            await tg.feed(app.client, tg.message(boss, "/stats", chat=tg.group()))
             texts = tg.invoke.sent_texts()
             assert len(texts) == 2
             for text in texts:
@@ -388,9 +390,9 @@ def test_stats_for_others_is_refused_or_public(tmp_path: Path) -> None:
 
     async def scenario(settings: Settings) -> list[str]:
         async with running(settings, tg) as app:
-            await tg.feed(app, *(tg.message(u, "hi") for u in users))
+            await tg.feed(app.client, *(tg.message(u, "hi") for u in users))
             before = len(tg.invoke.sent_texts())
-            await tg.feed(app, tg.message(users[1], "/stats"))
+            await tg.feed(app.client, tg.message(users[1], "/stats"))
             return tg.invoke.sent_texts()[before:]
 
     (tmp_path / "a").mkdir()
@@ -411,10 +413,10 @@ def test_stats_in_user_mode_only_for_the_owner(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app, *(tg.message(u, "hi") for u in users))
-            await tg.feed(app, tg.message(users[1], "/stats"))
+            await tg.feed(app.client, *(tg.message(u, "hi") for u in users))
+            await tg.feed(app.client, tg.message(users[1], "/stats"))
             assert tg.invoke.sent_texts() == []
-            await tg.feed(app, tg.message(tg.me, "/stats", chat=tg.me, out=True))  # Saved Messages
+            await tg.feed(app.client, tg.message(tg.me, "/stats", chat=tg.me, out=True))  # Saved Messages
             texts = tg.invoke.sent_texts()
             assert len(texts) == 1 and "Users: 3" in texts[0]
             assert tg.invoke.of_type(raw.functions.messages.SendMessage)[0].peer is not None
@@ -433,8 +435,8 @@ def test_mydata_returns_the_callers_record(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app, tg.message(bob, "hi"), tg.message(alice, "/start promo"))
-            await tg.feed(app, tg.message(alice, "/mydata"))
+            await tg.feed(app.client, tg.message(bob, "hi"), tg.message(alice, "/start promo"))
+            await tg.feed(app.client, tg.message(alice, "/mydata"))
             data = json.loads(tg.invoke.sent_texts()[-1])
             assert data == app.store.get(1001)
             assert data["source"] == "promo" and data["messages"] == 2
@@ -452,18 +454,18 @@ def test_forget_with_the_button(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running(settings, tg) as app:
             app.on_change.append(lambda: changes.append(len(app.store)))
-            await tg.feed(app, tg.message(bob, "hi"), tg.message(alice, "/forget"))
+            await tg.feed(app.client, tg.message(bob, "hi"), tg.message(alice, "/forget"))
             assert app.store.get(1001) is not None  # nothing erased before confirming
             prompt = tg.sent[-1]
             [(_, data)] = inline_buttons(prompt)
             assert data == FORGET_CONFIRM_DATA.encode()
-            await tg.feed(app, tg.callback_query(alice, data, message_id=prompt.id))
+            await tg.feed(app.client, tg.callback_query(alice, data, message_id=prompt.id))
             assert app.store.get(1001) is None
             assert app.store.get(1002) is not None
             assert len(tg.invoke.of_type(raw.functions.messages.SetBotCallbackAnswer)) == 1
             edits = tg.invoke.of_type(raw.functions.messages.EditMessage)
             assert len(edits) == 1 and edits[0].id == prompt.id and "new record" in edits[0].message
-            await tg.feed(app, tg.message(alice, "back again"))
+            await tg.feed(app.client, tg.message(alice, "back again"))
             record = app.store.get(1001)
             assert record is not None and record["messages"] == 1
 
@@ -478,7 +480,7 @@ def test_forget_yes_in_one_message(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app, tg.message(alice, "hello"), tg.message(alice, "/forget yes"))
+            await tg.feed(app.client, tg.message(alice, "hello"), tg.message(alice, "/forget yes"))
             assert app.store.get(1001) is None
             assert "new record" in tg.invoke.sent_texts()[-1]
 
@@ -493,11 +495,11 @@ def test_forget_in_user_mode_needs_the_text_confirmation(tmp_path: Path) -> None
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app, tg.message(alice, "/forget"))
+            await tg.feed(app.client, tg.message(alice, "/forget"))
             assert app.store.get(1001) is not None
             send = tg.invoke.of_type(raw.functions.messages.SendMessage)[-1]
             assert send.reply_markup is None and "/forget yes" in send.message
-            await tg.feed(app, tg.message(alice, "/forget yes"))
+            await tg.feed(app.client, tg.message(alice, "/forget yes"))
             assert app.store.get(1001) is None
 
     run(scenario())
@@ -526,9 +528,9 @@ def test_a_failing_handler_is_logged_with_the_update_id_and_tracking_goes_on(
             app.store.seen = flaky_seen
             failing = tg.message(alice, "/start boom")
             with caplog.at_level(logging.ERROR, logger="tracker"):
-                await tg.feed(app, failing, tg.message(bob, "still tracked"))
+                await tg.feed(app.client, failing, tg.message(bob, "still tracked"))
             app.store.seen = real_seen
-            await tg.feed(app, tg.message(alice, "me too"))
+            await tg.feed(app.client, tg.message(alice, "me too"))
             assert app.store.get(1002) is not None
             record = app.store.get(1001)
             assert record is not None and record["messages"] == 1
@@ -559,7 +561,7 @@ def test_odd_names_are_stored_faithfully(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app, *(tg.message(u, "hi") for u in users))
+            await tg.feed(app.client, *(tg.message(u, "hi") for u in users))
 
     run(scenario())
     records = stored(settings)
@@ -579,7 +581,7 @@ def test_on_change_fires_for_new_users_not_for_repeat_messages(tmp_path: Path) -
         async with running(settings, tg) as app:
             app.on_change.append(lambda: calls.append(len(app.store)))
             app.on_change.insert(0, lambda: 1 / 0)  # a broken callback does not stop the others
-            await tg.feed(app, tg.message(alice, "1"), tg.message(alice, "2"), tg.message(bob, "3"))
+            await tg.feed(app.client, tg.message(alice, "1"), tg.message(alice, "2"), tg.message(bob, "3"))
 
     run(scenario())
     assert calls == [1, 2]
@@ -594,18 +596,20 @@ def test_control_handler_ping_and_forget(tmp_path: Path) -> None:
         async with running(settings, tg) as app:
             refreshed: list[bool] = []
 
-            async def refresh(force: bool) -> dict[str, Any]:
+            async def refresh(force: bool = False) -> Outcome:
                 refreshed.append(force)
-                return {"ok": True, "changed": False}
+                return Outcome(OutcomeKind.UNCHANGED, text="👥 Users: 1")
 
-            handle = control_handler(app, refresh=refresh)
-            await tg.feed(app, tg.message(alice, "hi"))
+            app.bio.refresh = refresh  # type: ignore[method-assign]
+            handle = app.handle_control
+            await tg.feed(app.client, tg.message(alice, "hi"))
             pong = await handle({"cmd": "ping"})
             assert pong["ok"] is True and pong["users"] == 1
             assert await handle({"cmd": "forget", "user_id": 1001}) == {"ok": True, "forgotten": True}
             assert await handle({"cmd": "forget", "user_id": 1001}) == {"ok": True, "forgotten": False}
             assert (await handle({"cmd": "forget", "user_id": "x"}))["ok"] is False
-            assert await handle({"cmd": "refresh-bio", "force": True}) == {"ok": True, "changed": False}
+            reply = await handle({"cmd": "refresh-bio", "force": True})
+            assert (reply["ok"], reply["changed"], reply["text"]) == (True, False, "👥 Users: 1")
             assert refreshed == [True]
             assert (await handle({"cmd": "nope"}))["ok"] is False
             assert app.store.get(1001) is None
@@ -619,9 +623,9 @@ def test_build_app_uses_the_data_folder_for_the_session(tmp_path: Path) -> None:
     async def scenario() -> None:
         app = build_app(settings)
         try:
-            assert Path(app.workdir) == settings.data_dir == tmp_path / "data"
-            assert app.name == "mybot"
-            assert app.bot_token == "12345:TEST-token"
+            assert Path(app.client.workdir) == settings.data_dir == tmp_path / "data"
+            assert app.client.name == "mybot"
+            assert app.client.bot_token == "12345:TEST-token"
             assert app.store.path == settings.store
         finally:
             app.store.close()
@@ -655,8 +659,8 @@ def test_start_is_retried_while_telegram_is_unreachable(
         app = build_app(settings, in_memory=True)
         try:
             failures: list[BaseException] = [OSError("unreachable"), ConnectionError(), TimeoutError()]
-            attempts = _flaky_start(app, failures)
-            assert await start_client(app, asyncio.Event()) is True
+            attempts = _flaky_start(app.client, failures)
+            assert await start_client(app.client, asyncio.Event()) is True
             assert len(attempts) == 4
         finally:
             app.store.close()
@@ -671,9 +675,9 @@ def test_refused_credentials_are_fatal(tmp_path: Path, error: BaseException) -> 
     async def scenario() -> None:
         app = build_app(settings, in_memory=True)
         try:
-            attempts = _flaky_start(app, [error])
+            attempts = _flaky_start(app.client, [error])
             with pytest.raises(FatalStartError):
-                await start_client(app, asyncio.Event())
+                await start_client(app.client, asyncio.Event())
             assert len(attempts) == 1
         finally:
             app.store.close()
@@ -695,11 +699,11 @@ def test_stop_during_a_hanging_start_returns_false(tmp_path: Path) -> None:
                 cancelled.append(True)
                 raise
 
-        app.start = hang
+        app.client.start = hang
         stop = asyncio.Event()
         asyncio.get_running_loop().call_later(0.05, stop.set)
         try:
-            assert await start_client(app, stop) is False
+            assert await start_client(app.client, stop) is False
             assert cancelled == [True]
         finally:
             app.store.close()
@@ -717,13 +721,13 @@ def test_a_failing_command_is_logged_with_the_message_id(
     def broken(*args: Any, **kwargs: Any) -> dict[str, Any]:
         raise ValueError("broken stats")
 
-    monkeypatch.setattr("tracker.handlers.compute_stats", broken)
+    monkeypatch.setattr("tracker.commands.compute_stats", broken)
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
             stats = tg.message(alice, "/stats")
             with caplog.at_level(logging.ERROR, logger="tracker"):
-                await tg.feed(app, stats, tg.message(alice, "/mydata"))
+                await tg.feed(app.client, stats, tg.message(alice, "/mydata"))
             assert json.loads(tg.invoke.sent_texts()[-1])["messages"] == 2  # later commands still work
             [error] = [r for r in caplog.records if r.name.startswith("tracker") and r.exc_info]
             assert f"command /stats failed for message {stats.message.id}" in error.getMessage()
@@ -742,13 +746,13 @@ def test_tracking_and_commands_never_stop_propagation(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         app = build_app(settings, in_memory=True)
-        app.add_handler(MessageHandler(later_group), group=5)  # an application's own handler
-        await tg.attach(app)
+        app.client.add_handler(MessageHandler(later_group), group=5)  # an application's own handler
+        await tg.attach(app.client)
         try:
             texts = ["/start x", "hello", "/mydata"]
-            await tg.feed(app, *(tg.message(alice, text) for text in texts))
+            await tg.feed(app.client, *(tg.message(alice, text) for text in texts))
         finally:
-            await tg.detach(app)
+            await tg.detach(app.client)
             app.store.close()
 
     run(scenario())

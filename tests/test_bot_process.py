@@ -24,34 +24,35 @@ from tracker.store import UserStore
 pytestmark = pytest.mark.bot
 
 REPO = Path(__file__).resolve().parent.parent
-TESTS = Path(__file__).resolve().parent
 
 FAKE_START = """
 import sys
-sys.path[:0] = [{repo!r}, {tests!r}]
+sys.path[:0] = [{repo!r}]
 import pyrogram
 from pyrogram import raw
-from telegram_fakes import FakeTelegram
+from tests.telegram_fakes import FakeTelegram
 from tracker import bot
 
 tg = FakeTelegram()
 tg.invoke.respond(raw.functions.bots.SetBotInfo, True)  # the bio updater's first update
 alice = tg.user(1001, "Alice", username="alice")
 bob = tg.user(1002, "Bob")
+tg.offline(pyrogram.Client)  # only the network is fake: the real start() and stop() run
+real_start, real_stop = pyrogram.Client.start, pyrogram.Client.stop
 
-async def fake_start(self, *args, **kwargs):
-    await tg.attach(self)
+async def start(self, *args, **kwargs):
+    await real_start(self, *args, **kwargs)
     await tg.feed(self, tg.message(alice, "/start from_sub"), tg.message(bob, "hi"), tg.bot_stopped(bob))
     print("READY", flush=True)
     return self
 
-async def fake_stop(self, *args, **kwargs):
-    await tg.detach(self)
+async def stop(self, *args, **kwargs):
+    await real_stop(self, *args, **kwargs)
     print("STOPPED", flush=True)
     return self
 
-pyrogram.Client.start = fake_start
-pyrogram.Client.stop = fake_stop
+pyrogram.Client.start = start
+pyrogram.Client.stop = stop
 bot.main(sys.argv[1:])
 """
 
@@ -138,13 +139,13 @@ def test_a_second_bot_on_the_same_store_gets_the_lock_error(tmp_path: Path) -> N
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_flushes_and_closes_the_store(tmp_path: Path, sig: signal.Signals) -> None:
     cfg = config(tmp_path)
-    script = FAKE_START.format(repo=str(REPO), tests=str(TESTS))
+    script = FAKE_START.format(repo=str(REPO))
     proc = spawn(["-c", script, "--config", str(cfg)], cwd=tmp_path)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.strip() == "READY", proc.stderr.read() if proc.stderr else line
-        # run() starts the services after start(): the control channel answers.
+        # The control channel answers (opened before connecting, by tracker.attach).
         sock = socket_path_for(tmp_path / "data" / "users.json")
         wait_for(sock.exists)
         assert request(sock, {"cmd": "ping"})["users"] == 2
@@ -187,3 +188,44 @@ def test_sigterm_while_telegram_is_unreachable_exits_0_with_a_closed_store(tmp_p
     # It holds the login key: owner-only, like everything the bot creates.
     for created in (session, store, Path(f"{store}.lock")):
         assert created.stat().st_mode & 0o777 == 0o600, created
+
+
+def test_forget_and_dry_run_work_while_telegram_is_unreachable(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    store = tmp_path / "data" / "users.json"
+    with UserStore(store) as seeded:
+        from datetime import UTC, datetime
+
+        from tracker.models import make_profile
+
+        seeded.seen(make_profile(1001, "Alice"), datetime(2026, 1, 1, tzinfo=UTC))
+        seeded.seen(make_profile(1002, "Bob"), datetime(2026, 1, 1, tzinfo=UTC))
+    proc = spawn([str(REPO / "bot.py"), "--config", str(cfg)], cwd=tmp_path)
+    sock = socket_path_for(store)
+    try:
+        # The control channel opens before the first connection attempt, which never succeeds here.
+        wait_for(lambda: sock.exists() or proc.poll() is not None)
+        assert proc.poll() is None, proc.communicate()[1]
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, str(REPO / "cli.py"), "--config", str(cfg), *args],
+                cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+
+        forgot = cli("forget", "1001", "--yes")
+        assert forgot.returncode == 0, forgot.stderr
+        assert request(sock, {"cmd": "ping"})["users"] == 1  # erased in the running bot
+        dry = cli("refresh-bio", "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert "👥 Users: 1" in dry.stdout
+        refresh = request(sock, {"cmd": "refresh-bio"})  # a real refresh must wait for Telegram
+        assert refresh["ok"] is False and "not connected" in refresh["error"]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert set(assert_closed_store(store)) == {1002}
+    assert not sock.exists()

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from cli_run import CLI, Invoke, process_env, tracker_fixture  # noqa: F401 (the `tracker` fixture)
 
+from tests.cli_run import CLI, Invoke, process_env, tracker_fixture  # noqa: F401 (the `tracker` fixture)
 from tracker.export import neutralise
 from tracker.store import UserStore
 

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cli_run import Invoke, tracker_fixture  # noqa: F401 (the `tracker` fixture)
 from wcwidth import wcswidth
 
+from tests.cli_run import Invoke, tracker_fixture  # noqa: F401 (the `tracker` fixture)
 from tracker.export import CSV_COLUMNS
 from tracker.store import UserStore
 

@@ -456,9 +456,9 @@ def test_the_proxy_reaches_the_bots_client(tmp_path: Path) -> None:
     path = write(tmp_path, "[pyrogram]\napi_id = 5\napi_hash = h\n[tracker]\nproxy = socks5://u:p@127.0.0.1:1080\n")
 
     async def build() -> Any:
-        app = build_app(load(path), in_memory=True)
-        app.store.close()
-        return app.proxy
+        tracking = build_app(load(path), in_memory=True)
+        tracking.store.close()
+        return tracking.client.proxy
 
     proxy = asyncio.run(build())
     hostname = proxy["hostname"] if isinstance(proxy, dict) else proxy.hostname  # 2.0.106 keeps the dict

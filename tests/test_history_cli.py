@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
-from test_audience import write_store
-from test_history_aggregates import Simulation, random_events
 
 import tracker.cli_history
+from tests.test_audience import write_store
+from tests.test_history_aggregates import Simulation, random_events
 from tracker import audience
 from tracker.cli import cli
 from tracker.periods import Grain

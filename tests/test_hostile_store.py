@@ -27,9 +27,9 @@ from typing import Any
 
 import orjson
 import pytest
-from test_store import crash_image, snapshot_folder
-from test_store_crash import LOSS_WINDOW, Writer, check_durable
 
+from tests.test_store import crash_image, snapshot_folder
+from tests.test_store_crash import LOSS_WINDOW, Writer, check_durable
 from tracker.models import Profile
 from tracker.store import StoreCorruptError, StoreError, StoreLockedError, StoreReader, Tuning, UserStore
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from test_audience import write_store
-from test_history_aggregates import Simulation, random_events
 
+from tests.test_audience import write_store
+from tests.test_history_aggregates import Simulation, random_events
 from tracker import audience, report
 from tracker.periods import Grain
 from tracker.store import StoreReader

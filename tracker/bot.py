@@ -3,10 +3,11 @@
 ``python bot.py [--config PATH]`` calls :func:`main`. The pieces are public so
 that other code (and tests) can use them:
 
-* :func:`build_app` - the client with its open writer :class:`UserStore` at
-  ``app.store`` and every handler registered; not started.
+* :func:`build_app` - a client for ``settings`` with tracking attached
+  (:func:`tracker.attach`, the one path) and the owner's plugins loaded; returns
+  the :class:`~tracker.app.Tracking`; not started.
 * :func:`run` - start (retrying while Telegram is unreachable), serve until the
-  stop event is set, then stop services, the client and the store, in that order.
+  stop event is set, then stop the client; the store is always closed.
 * :func:`main` - argument parsing, signals, and one-line errors with exit 1.
 """
 
@@ -20,34 +21,26 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pyrogram
 from pyrogram.errors import BadRequest, Unauthorized
 
 from tracker import __version__
-from tracker.bio import BioService
+from tracker.app import Tracking, attach
 from tracker.config import LOG_LEVELS, ConfigError, Settings, load, permission_warning
-from tracker.control import ControlError, ControlServer, socket_path_for
-from tracker.handlers import Clock, Tracker, register, utc_now
+from tracker.control import ControlError
+from tracker.handlers import Clock, utc_now
 from tracker.logs import describe_network_error, register_session_file, setup_logging
-from tracker.store import StoreError, UserStore
+from tracker.plugins import load_plugins
+from tracker.store import StoreError
 
 log = logging.getLogger(__name__)
 
 #: Seconds between start-up attempts while Telegram is unreachable (doubling up to the max).
 RETRY_FIRST = 1.0
 RETRY_MAX = 60.0
-
-
-class Service(Protocol):
-    """Something that runs beside the client (the bio updater, the control channel)."""
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 class FatalStartError(Exception):
@@ -59,16 +52,12 @@ def build_app(
     *,
     in_memory: bool = False,
     clock: Clock = utc_now,
-) -> pyrogram.Client:
+) -> Tracking:
     """The tracker client for ``settings``: store open, handlers registered, not started.
 
-    Attributes added to the client: ``store`` (the writer :class:`UserStore`),
-    ``settings``, ``tracker`` (the :class:`~tracker.handlers.Tracker`),
-    ``on_change`` (callbacks run after the user counts may have changed; the
-    bio updater's ``notify_changed`` is one), ``bio`` (the
-    :class:`~tracker.bio.BioService`) and ``services`` (:class:`Service` objects
-    that :func:`run` starts after ``app.start()`` and stops before
-    ``app.stop()``: the bio updater and the control-channel server).
+    The client is ``result.client``; tracking is attached with
+    :func:`tracker.attach`, exactly as in an owner's own bot, and the smart
+    plugins of ``plugins = FOLDER`` are loaded beside it.
 
     Call it from inside the event loop that will run the client (pyrogram 2.0.106
     binds the current loop in ``Client.__init__``). ``in_memory`` keeps the
@@ -77,69 +66,25 @@ def build_app(
     lock is held by another bot) before anything is created.
     """
     api_id, api_hash = settings.require_credentials()
-    store = UserStore(settings.store)
-    try:
-        app = pyrogram.Client(
-            settings.session,
-            api_id=api_id,
-            api_hash=api_hash,
-            bot_token=settings.bot_token,
-            proxy=settings.proxy,
-            # The session file lives beside the store, never in the cwd or the venv's bin/.
-            workdir=str(settings.data_dir),
-            in_memory=in_memory,
-        )
-        on_change: list[Callable[[], None]] = []
-        tracker = Tracker(store, settings, on_change=on_change, clock=clock)
-        app.store = store
-        app.settings = settings
-        app.tracker = tracker
-        app.on_change = on_change
-        register(app, tracker)
-        # The profile counter and the CLI's control channel run beside the client:
-        # run() starts them after app.start() and stops them before app.stop().
-        bio = BioService(app, store, settings)
-        on_change.append(bio.notify_changed)
-        app.bio = bio
-        app.services = [
-            bio,
-            ControlServer(socket_path_for(settings.store), control_handler(app, refresh=bio.refresh)),
-        ]
-    except BaseException:
-        store.close()
-        raise
-    return app
-
-
-def control_handler(
-    app: pyrogram.Client,
-    *,
-    refresh: Callable[[bool], Awaitable[dict[str, Any]]] | None = None,
-) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
-    """The request handler for the control channel (``tracker.control.ControlServer``).
-
-    Serves ``ping`` and ``forget``; ``refresh-bio`` is delegated to ``refresh``
-    (e.g. ``BioService.refresh``) when one is given.
-    """
-    tracker: Tracker = app.tracker
-
-    async def handle(request: dict[str, Any]) -> dict[str, Any]:
-        cmd = request.get("cmd")
-        if cmd == "ping":
-            return {"ok": True, "pid": os.getpid(), "users": len(app.store)}
-        if cmd == "forget":
-            user_id = request.get("user_id")
-            if isinstance(user_id, bool) or not isinstance(user_id, int):
-                return {"ok": False, "error": "forget needs an integer user_id"}
-            erased = app.store.forget(user_id)
-            if erased:
-                tracker.changed()
-            return {"ok": True, "forgotten": erased}
-        if cmd == "refresh-bio" and refresh is not None:
-            return await refresh(bool(request.get("force", False)))
-        return {"ok": False, "error": f"unknown command {cmd!r}"}
-
-    return handle
+    client = pyrogram.Client(
+        settings.session,
+        api_id=api_id,
+        api_hash=api_hash,
+        bot_token=settings.bot_token,
+        proxy=settings.proxy,
+        # The session file lives beside the store, never in the cwd or the venv's bin/.
+        workdir=str(settings.data_dir),
+        in_memory=in_memory,
+    )
+    tracking = attach(client, settings, clock=clock)
+    plugins = settings.plugins
+    if plugins is not None:
+        try:
+            load_plugins(client, plugins)
+        except BaseException:
+            tracking.close_store()
+            raise
+    return tracking
 
 
 async def start_client(app: pyrogram.Client, stop: asyncio.Event) -> bool:
@@ -147,7 +92,8 @@ async def start_client(app: pyrogram.Client, stop: asyncio.Event) -> bool:
 
     Returns True once started, False when stopped first. Raises
     :class:`FatalStartError` when Telegram rejects the credentials (bad token,
-    revoked session, bad api_id): retrying would not help.
+    revoked session, bad api_id): retrying would not help; a
+    :class:`ControlError` (the control channel cannot open) as it is.
     """
     delay = RETRY_FIRST
     while not stop.is_set():
@@ -164,6 +110,8 @@ async def start_client(app: pyrogram.Client, stop: asyncio.Event) -> bool:
         exc = start.exception()
         if exc is None:
             return True
+        if isinstance(exc, ControlError | StoreError):
+            raise exc  # ours, not the network's: retrying cannot help
         if isinstance(exc, Unauthorized | BadRequest):
             raise FatalStartError(f"Telegram refused to log in: {exc}") from exc
         if isinstance(exc, EOFError):
@@ -188,51 +136,31 @@ async def _disconnect_quietly(app: pyrogram.Client) -> None:
             log.debug("disconnect after an interrupted start failed: %r", exc)
 
 
-async def run(app: pyrogram.Client, settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """Run ``app`` until ``stop`` is set, then shut everything down; the store is always closed.
+async def run(tracking: Tracking, *, stop: asyncio.Event | None = None) -> None:
+    """Run the client until ``stop`` is set, then shut everything down; the store is always closed.
 
     Without ``stop``, SIGINT and SIGTERM set it. While Telegram is unreachable
-    the start is retried; once started, pyrogram itself reconnects.
+    the start is retried (the control channel is open meanwhile); once started,
+    pyrogram itself reconnects. Stopping the client stops the counter and the
+    control channel, lets the handlers finish the queued updates, then closes
+    the store (:mod:`tracker.attach`).
     """
     if stop is None:
         stop = asyncio.Event()
         _install_signal_handlers(stop)
-    store: UserStore = app.store
-    services: list[Service] = app.services
-    started_services: list[Service] = []
+    app = tracking.client
     try:
         if not await start_client(app, stop):
             return
-        me = app.me
-        log.info(
-            "tracking as %s%s (%s mode); %d users in %s",
-            "@" if me and me.username else "",
-            (me.username or me.id) if me else "?",
-            "bot" if settings.is_bot else "user",
-            len(store),
-            store.path,
-        )
         try:
-            # ---- services start here, after app.start() (bio updater, control channel) ----
-            for service in services:
-                await service.start()
-                started_services.append(service)
             await stop.wait()
         finally:
-            # ---- services stop here, before app.stop(), in reverse order ----
-            for service in reversed(started_services):
-                try:
-                    await service.stop()
-                except Exception:
-                    log.exception("stopping %r failed", service)
             try:
-                # Handler workers finish the updates already queued, then the client disconnects.
                 await app.stop()
             except Exception:
                 log.exception("stopping the client failed")
     finally:
-        store.close()
-        log.info("store %s flushed and closed", store.path)
+        await tracking.close()
 
 
 def _install_signal_handlers(stop: asyncio.Event) -> None:
@@ -243,8 +171,7 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
 
 async def _amain(settings: Settings) -> None:
     # build_app inside the loop: pyrogram binds the running loop when the client is built.
-    app = build_app(settings)
-    await run(app, settings)
+    await run(build_app(settings))
 
 
 class _HelpFormatter(argparse.HelpFormatter):
