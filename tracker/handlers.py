@@ -46,6 +46,7 @@ from pyrogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from tracker.config import Settings
 from tracker.profiles import from_raw_user, from_user
+from tracker.session_peers import forget_peer
 from tracker.stats import compute_stats
 from tracker.store import UserStore
 
@@ -58,6 +59,9 @@ COMMAND_GROUP = 0
 
 #: callback_data of the "yes, erase my data" button of /forget.
 FORGET_CONFIRM_DATA = "forget:yes"
+
+#: Meta key of the ``admins = @name`` pins: {name: the user id first seen with it}.
+ADMIN_PINS_KEY = "admin_pins"
 
 Clock = Callable[[], datetime]
 
@@ -147,6 +151,10 @@ class Tracker:
         self.clock = clock
         self._admin_ids = settings.admin_ids()
         self._admin_usernames = settings.admin_usernames()
+        self._admin_pins: dict[str, int] | None = None  # loaded from the store's meta on first use
+        #: The client the handlers are registered on (set by :func:`register`): the
+        #: control channel's forget reaches its session's peer cache through it.
+        self.client: pyrogram.Client | None = None
 
     # ----------------------------------------------------------------- helpers
 
@@ -159,6 +167,8 @@ class Tracker:
                 log.exception("on_change callback %r failed", callback)
 
     def _seen(self, user: pyrogram.types.User, *, message: bool, source: str | None = None) -> None:
+        if self._admin_usernames and user.username:
+            self._is_pinned_admin_name(user)  # pin an admin name to the first account seen with it
         if self.store.seen(from_user(user), self.clock(), message=message, source=source):
             self.changed()
 
@@ -173,12 +183,24 @@ class Tracker:
         me = client.me
         return me is not None and bool(me.is_bot)
 
-    def forget(self, user_id: int) -> bool:
-        """Erase ``user_id``'s record (the one forget: chat, button and control channel)."""
+    def forget(self, user_id: int, *, peer_later: bool = False) -> bool:
+        """Erase ``user_id``'s record and session peer (the one forget: chat, button, control channel).
+
+        ``peer_later``: the caller still has to answer the user (which needs the
+        peer, and re-caches it), so it calls :meth:`forget_peer` itself afterwards.
+        """
         erased = self.store.forget(user_id)
         if erased:
             self.changed()
+        if not peer_later:
+            self.forget_peer(user_id)
         return erased
+
+    def forget_peer(self, user_id: int, client: pyrogram.Client | None = None) -> None:
+        """Remove ``user_id`` (id, access hash, username, phone) from the session's peer cache."""
+        client = client or self.client
+        if client is not None:
+            forget_peer(client.storage, user_id)
 
     # ----------------------------------------------------------------- tracking
 
@@ -253,8 +275,39 @@ class Tracker:
             return self._is_me(client, user)
         if user.id in self._admin_ids:
             return True
-        username = (user.username or "").lower()
-        return bool(username) and username in self._admin_usernames
+        pins = self._pins()
+        if any(pins.get(name) == user.id for name in self._admin_usernames):
+            return True  # pinned through its name, whatever the account is called now
+        return self._is_pinned_admin_name(user)
+
+    def _pins(self) -> dict[str, int]:
+        if self._admin_pins is None:
+            stored = self.store.meta.get(ADMIN_PINS_KEY)
+            self._admin_pins = {
+                name: user_id
+                for name, user_id in (stored.items() if isinstance(stored, dict) else ())
+                if isinstance(name, str) and isinstance(user_id, int) and not isinstance(user_id, bool)
+            }
+        return self._admin_pins
+
+    def _is_pinned_admin_name(self, user: Any) -> bool:
+        """``admins = @name``: True when ``user`` holds the name and it is pinned to them.
+
+        The first account seen with an admin name gets it for good (kept in the
+        store's meta): a name given up and taken by someone else grants nothing.
+        """
+        name = (user.username or "").lower()
+        if name not in self._admin_usernames:
+            return False
+        pins = self._pins()
+        pinned = pins.get(name)
+        if pinned is None:
+            pins[name] = pinned = user.id
+            self.store.update_meta(**{ADMIN_PINS_KEY: dict(pins)})
+            log.info("admin @%s pinned to user %s", name, user.id)
+        elif pinned != user.id:
+            log.warning("@%s is an admin name pinned to user %s; ignoring user %s", name, pinned, user.id)
+        return pinned == user.id
 
     async def reply(
         self, client: pyrogram.Client, message: pyrogram.types.Message, text: str, **kwargs: Any
@@ -263,7 +316,7 @@ class Tracker:
         return await self.send(client, message.chat.id, text, user=message.from_user, **kwargs)
 
     async def send(
-        self, client: pyrogram.Client, chat_id: int, text: str, *, user: Any = None, **kwargs: Any
+        self, client: pyrogram.Client, chat_id: int | str, text: str, *, user: Any = None, **kwargs: Any
     ) -> pyrogram.types.Message | None:
         """Send a plain-text message; errors are logged, never raised."""
         try:
@@ -288,7 +341,8 @@ class Tracker:
     async def on_command(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
         """Route ``/start``, ``/stats``, ``/mydata``, ``/forget`` to their handlers.
 
-        Bot mode: anyone, in a private chat (``/stats`` also in groups: admins decide).
+        Bot mode: anyone, in a private chat (``/stats`` also in groups: admins only,
+        answered in private).
         User mode: the owner's own ``/stats`` anywhere (e.g. Saved Messages); other
         people get answers only in private chats; there is no ``/start``.
         """
@@ -320,11 +374,23 @@ class Tracker:
         await self.reply(client, message, self.settings.welcome.format(first_name=first_name))
 
     async def cmd_stats(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
-        """``/stats``: full figures for admins, the total for others if ``public_stats``."""
+        """``/stats``: full figures for admins, in private; the total for others if ``public_stats``.
+
+        The figures never go to a group (or, for a user account, to someone else's
+        chat): they go to the admin's private chat with the bot, or to the owner's
+        Saved Messages. Outside private chats, non-admins get no answer at all.
+        """
         user = message.from_user
         if self.is_admin(client, user):
             text = await self.stats_text()
-        elif self.settings.public_stats:
+            if self.is_bot(client):
+                await self.send(client, user.id, text, user=user)  # a bot's private chat id = the user's id
+            else:
+                await self.send(client, "me", text)  # the owner's Saved Messages
+            return
+        if message.chat is None or message.chat.type != enums.ChatType.PRIVATE:
+            return  # non-admins cannot make the bot post in a group
+        if self.settings.public_stats:
             text = f"👥 Users: {len(self.store):,}"
         elif self.is_bot(client):
             text = "Statistics are only available to the bot's admins."
@@ -367,7 +433,9 @@ class Tracker:
             return
         words = (message.text or "").split()
         if len(words) > 1 and words[1].lower() == "yes":
-            await self.reply(client, message, forget_text(self.forget(user.id)))
+            erased = self.forget(user.id, peer_later=True)
+            await self.reply(client, message, forget_text(erased))
+            self.forget_peer(user.id, client)
             return
         if self.is_bot(client):
             markup = InlineKeyboardMarkup(
@@ -385,7 +453,7 @@ class Tracker:
     @keeps_tracking(lambda query: f"forget button failed for callback query {query.id}")
     async def on_forget_button(self, client: pyrogram.Client, query: pyrogram.types.CallbackQuery) -> None:
         """The /forget confirmation button: erase the presser's record."""
-        text = forget_text(self.forget(query.from_user.id))
+        text = forget_text(self.forget(query.from_user.id, peer_later=True))
         try:
             await query.answer("Erased.")
         except RPCError as exc:
@@ -397,7 +465,7 @@ class Tracker:
                 log.warning("cannot edit message %s: %s", query.message.id, exc)
         else:
             await self.send(client, query.from_user.id, text, user=query.from_user)
-
+        self.forget_peer(query.from_user.id, client)
 
 
 def forget_text(erased: bool) -> str:
@@ -433,6 +501,7 @@ def command_of(text: str, my_username: str | None) -> str | None:
 
 def register(client: pyrogram.Client, tracker: Tracker) -> None:
     """Add the tracking and command handlers of ``tracker`` to ``client``."""
+    tracker.client = client
     for handler in (
         MessageHandler(tracker.track_message),
         EditedMessageHandler(tracker.track_edit),
