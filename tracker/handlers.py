@@ -307,7 +307,7 @@ class Tracker:
             log.info("admin @%s pinned to user %s", name, user.id)
         elif pinned != user.id:
             log.warning("@%s is an admin name pinned to user %s; ignoring user %s", name, pinned, user.id)
-        return pinned == user.id
+        return bool(pinned == user.id)
 
     async def reply(
         self, client: pyrogram.Client, message: pyrogram.types.Message, text: str, **kwargs: Any
