@@ -44,6 +44,7 @@ from pyrogram.handlers import (
 )
 from pyrogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
+from tracker.admin_pins import AdminPins
 from tracker.config import Settings
 from tracker.profiles import from_raw_user, from_user
 from tracker.session_peers import forget_peer
@@ -59,9 +60,6 @@ COMMAND_GROUP = 0
 
 #: callback_data of the "yes, erase my data" button of /forget.
 FORGET_CONFIRM_DATA = "forget:yes"
-
-#: Meta key of the ``admins = @name`` pins: {name: the user id first seen with it}.
-ADMIN_PINS_KEY = "admin_pins"
 
 Clock = Callable[[], datetime]
 
@@ -150,8 +148,7 @@ class Tracker:
         self.on_change: list[Callable[[], None]] = on_change if on_change is not None else []
         self.clock = clock
         self._admin_ids = settings.admin_ids()
-        self._admin_usernames = settings.admin_usernames()
-        self._admin_pins: dict[str, int] | None = None  # loaded from the store's meta on first use
+        self._admin_names = AdminPins(store, settings.admin_usernames())
         #: The client the handlers are registered on (set by :func:`register`): the
         #: control channel's forget reaches its session's peer cache through it.
         self.client: pyrogram.Client | None = None
@@ -167,8 +164,8 @@ class Tracker:
                 log.exception("on_change callback %r failed", callback)
 
     def _seen(self, user: pyrogram.types.User, *, message: bool, source: str | None = None) -> None:
-        if self._admin_usernames and user.username:
-            self._is_pinned_admin_name(user)  # pin an admin name to the first account seen with it
+        if self._admin_names and user.username:
+            self._admin_names.check(user.id, user.username)  # pins an admin name at first sight
         if self.store.seen(from_user(user), self.clock(), message=message, source=source):
             self.changed()
 
@@ -275,39 +272,7 @@ class Tracker:
             return self._is_me(client, user)
         if user.id in self._admin_ids:
             return True
-        pins = self._pins()
-        if any(pins.get(name) == user.id for name in self._admin_usernames):
-            return True  # pinned through its name, whatever the account is called now
-        return self._is_pinned_admin_name(user)
-
-    def _pins(self) -> dict[str, int]:
-        if self._admin_pins is None:
-            stored = self.store.meta.get(ADMIN_PINS_KEY)
-            self._admin_pins = {
-                name: user_id
-                for name, user_id in (stored.items() if isinstance(stored, dict) else ())
-                if isinstance(name, str) and isinstance(user_id, int) and not isinstance(user_id, bool)
-            }
-        return self._admin_pins
-
-    def _is_pinned_admin_name(self, user: Any) -> bool:
-        """``admins = @name``: True when ``user`` holds the name and it is pinned to them.
-
-        The first account seen with an admin name gets it for good (kept in the
-        store's meta): a name given up and taken by someone else grants nothing.
-        """
-        name = (user.username or "").lower()
-        if name not in self._admin_usernames:
-            return False
-        pins = self._pins()
-        pinned = pins.get(name)
-        if pinned is None:
-            pins[name] = pinned = user.id
-            self.store.update_meta(**{ADMIN_PINS_KEY: dict(pins)})
-            log.info("admin @%s pinned to user %s", name, user.id)
-        elif pinned != user.id:
-            log.warning("@%s is an admin name pinned to user %s; ignoring user %s", name, pinned, user.id)
-        return bool(pinned == user.id)
+        return self._admin_names.check(user.id, user.username)  # see tracker.admin_pins
 
     async def reply(
         self, client: pyrogram.Client, message: pyrogram.types.Message, text: str, **kwargs: Any
@@ -434,8 +399,10 @@ class Tracker:
         words = (message.text or "").split()
         if len(words) > 1 and words[1].lower() == "yes":
             erased = self.forget(user.id, peer_later=True)
-            await self.reply(client, message, forget_text(erased))
-            self.forget_peer(user.id, client)
+            try:
+                await self.reply(client, message, forget_text(erased))
+            finally:
+                self.forget_peer(user.id, client)
             return
         if self.is_bot(client):
             markup = InlineKeyboardMarkup(
@@ -465,7 +432,7 @@ class Tracker:
                 log.warning("cannot edit message %s: %s", query.message.id, exc)
         else:
             await self.send(client, query.from_user.id, text, user=query.from_user)
-        self.forget_peer(query.from_user.id, client)
+        self.forget_peer(query.from_user.id, client)  # last: answering needed the peer (and re-cached it)
 
 
 def forget_text(erased: bool) -> str:
