@@ -1,7 +1,7 @@
 """The chat commands: ``/start``, ``/stats``, ``/mydata``, ``/forget`` (group :data:`COMMAND_GROUP`).
 
-Bot mode: anyone, in a private chat (``/stats`` also in groups: admins decide).
-User mode: the owner's own ``/stats`` anywhere (e.g. Saved Messages); other
+Bot mode: anyone, in a private chat (``/stats`` also in groups: admins only,
+answered in private). User mode: the owner's own ``/stats`` anywhere (e.g. Saved Messages); other
 people get answers only in private chats; there is no ``/start``. Only these
 commands match the command handler's filter, so an owner's other commands in
 the same group reach their own handlers.
@@ -56,8 +56,7 @@ class ChatCommands(Tracker):
             return self._is_me(client, user)
         if user.id in self._admin_ids:
             return True
-        username = (user.username or "").lower()
-        return bool(username) and username in self._admin_usernames
+        return self._admin_names.check(user.id, user.username)  # see tracker.admin_pins
 
     async def reply(
         self, client: pyrogram.Client, message: pyrogram.types.Message, text: str, **kwargs: Any
@@ -66,7 +65,7 @@ class ChatCommands(Tracker):
         return await self.send(client, message.chat.id, text, user=message.from_user, **kwargs)
 
     async def send(
-        self, client: pyrogram.Client, chat_id: int, text: str, *, user: Any = None, **kwargs: Any
+        self, client: pyrogram.Client, chat_id: int | str, text: str, *, user: Any = None, **kwargs: Any
     ) -> pyrogram.types.Message | None:
         """Send a plain-text message; errors are logged, never raised."""
         try:
@@ -91,8 +90,8 @@ class ChatCommands(Tracker):
     async def on_command(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
         """Route ``/start``, ``/stats``, ``/mydata``, ``/forget`` to their handlers.
 
-        Bot mode: anyone, in a private chat (``/stats`` also in groups: admins decide).
-        User mode: the owner's own ``/stats`` anywhere (e.g. Saved Messages); other
+        Bot mode: anyone, in a private chat (``/stats`` also in groups: admins only,
+        answered in private). User mode: the owner's own ``/stats`` anywhere (e.g. Saved Messages); other
         people get answers only in private chats; there is no ``/start``.
         """
         me = client.me
@@ -123,11 +122,23 @@ class ChatCommands(Tracker):
         await self.reply(client, message, self.settings.welcome.format(first_name=first_name))
 
     async def cmd_stats(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
-        """``/stats``: full figures for admins, the total for others if ``public_stats``."""
+        """``/stats``: full figures for admins, in private; the total for others if ``public_stats``.
+
+        The figures never go to a group (or, for a user account, to someone else's
+        chat): they go to the admin's private chat with the bot, or to the owner's
+        Saved Messages. Outside private chats, non-admins get no answer at all.
+        """
         user = message.from_user
         if self.is_admin(client, user):
             text = await self.stats_text()
-        elif self.settings.public_stats:
+            if self.is_bot(client):
+                await self.send(client, user.id, text, user=user)  # a bot's private chat id = the user's id
+            else:
+                await self.send(client, "me", text)  # the owner's Saved Messages
+            return
+        if message.chat is None or message.chat.type != enums.ChatType.PRIVATE:
+            return  # non-admins cannot make the bot post in a group
+        if self.settings.public_stats:
             text = f"👥 Users: {len(self.store):,}"
         elif self.is_bot(client):
             text = "Statistics are only available to the bot's admins."
@@ -170,7 +181,11 @@ class ChatCommands(Tracker):
             return
         words = (message.text or "").split()
         if len(words) > 1 and words[1].lower() == "yes":
-            await self.reply(client, message, forget_text(self.forget(user.id)))
+            erased = self.forget(user.id, peer_later=True)
+            try:
+                await self.reply(client, message, forget_text(erased))
+            finally:
+                self.forget_peer(user.id, client)
             return
         if self.is_bot(client):
             markup = InlineKeyboardMarkup(
@@ -188,7 +203,7 @@ class ChatCommands(Tracker):
     @keeps_tracking(lambda query: f"forget button failed for callback query {query.id}")
     async def on_forget_button(self, client: pyrogram.Client, query: pyrogram.types.CallbackQuery) -> None:
         """The /forget confirmation button: erase the presser's record."""
-        text = forget_text(self.forget(query.from_user.id))
+        text = forget_text(self.forget(query.from_user.id, peer_later=True))
         try:
             await query.answer("Erased.")
         except RPCError as exc:
@@ -200,6 +215,7 @@ class ChatCommands(Tracker):
                 log.warning("cannot edit message %s: %s", query.message.id, exc)
         else:
             await self.send(client, query.from_user.id, text, user=query.from_user)
+        self.forget_peer(query.from_user.id, client)  # last: answering needed the peer (and re-cached it)
 
 
 def forget_text(erased: bool) -> str:
@@ -239,6 +255,7 @@ def command_of(text: str, my_username: str | None) -> str | None:
 
 def register(client: pyrogram.Client, tracker: ChatCommands) -> None:
     """Add the tracking and command handlers of ``tracker`` to ``client``."""
+    tracker.client = client
     for handler in (
         MessageHandler(tracker.track_message),
         EditedMessageHandler(tracker.track_edit),

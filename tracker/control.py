@@ -6,6 +6,10 @@ line each way: the client sends a request such as ``{"cmd": "ping"}``, the
 server answers ``{"ok": true, ...}`` or ``{"ok": false, "error": "one line"}``
 and closes the connection. Every read and write has a bounded timeout, so a
 stuck peer can never hang the CLI or pile up connections in the bot.
+
+Anything a client sends (too long, not UTF-8, not JSON, nested too deeply, a
+number too long to convert, not an object, an unknown or oversized ``cmd``) gets
+one JSON error line back; only a handler's own bug is logged with a traceback.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ MAX_LINE = 64 * 1024
 READ_TIMEOUT = 5.0
 #: How long the server lets a handler run before answering with an error.
 HANDLER_TIMEOUT = 60.0
+#: Longest ``cmd`` accepted (every real command is a short word; errors quote it).
+MAX_CMD = 64
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -150,8 +156,12 @@ class ControlServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            reply = await self._reply(reader)
-            writer.write(json.dumps(reply, ensure_ascii=False).encode("utf-8") + b"\n")
+            try:
+                reply = await self._reply(reader)
+            except Exception as exc:  # no connection without an answer, no traceback from a client's bytes
+                log.warning("control request failed: %s: %s", type(exc).__name__, exc)
+                reply = {"ok": False, "error": f"bad request: {type(exc).__name__}"}
+            writer.write(_encode_reply(reply))
             await asyncio.wait_for(writer.drain(), READ_TIMEOUT)
         except (OSError, TimeoutError) as exc:
             log.debug("control client went away: %s", exc)
@@ -167,12 +177,9 @@ class ControlServer:
             return {"ok": False, "error": f"no request line within {READ_TIMEOUT:g} s"}
         except (asyncio.LimitOverrunError, ValueError):
             return {"ok": False, "error": f"request longer than {MAX_LINE} bytes"}
-        try:
-            request_obj = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return {"ok": False, "error": f"bad request: not JSON ({exc})"}
-        if not isinstance(request_obj, dict) or not isinstance(request_obj.get("cmd"), str):
-            return {"ok": False, "error": 'bad request: expected an object like {"cmd": "ping"}'}
+        request_obj, problem = _parse_request(line)
+        if request_obj is None:
+            return {"ok": False, "error": f"bad request: {problem}"}
         try:
             reply = await asyncio.wait_for(self._handler(request_obj), HANDLER_TIMEOUT)
         except TimeoutError:
@@ -183,6 +190,39 @@ class ControlServer:
         if not isinstance(reply, dict) or "ok" not in reply:
             return {"ok": False, "error": f"{request_obj['cmd']}: the handler gave no valid reply"}
         return reply
+
+
+def _parse_request(line: bytes) -> tuple[dict[str, Any] | None, str]:
+    """The request object of one line, or None and what is wrong with it (one line)."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 (byte {exc.start})"
+    try:
+        request_obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, f"not JSON ({exc})"
+    except ValueError:  # not a JSONDecodeError: an integer beyond int_max_str_digits
+        return None, "a number in it is too long"
+    except RecursionError:
+        return None, "nested too deeply"
+    if not isinstance(request_obj, dict) or not isinstance(request_obj.get("cmd"), str):
+        return None, 'expected an object like {"cmd": "ping"}'
+    if len(request_obj["cmd"]) > MAX_CMD:
+        return None, f"cmd longer than {MAX_CMD} characters"
+    return request_obj, ""
+
+
+def _encode_reply(reply: dict[str, Any]) -> bytes:
+    """One reply line. ASCII escapes: a lone surrogate (valid in JSON input) cannot break UTF-8."""
+    try:
+        data = json.dumps(reply, ensure_ascii=True).encode("ascii") + b"\n"
+    except (TypeError, ValueError, RecursionError) as exc:
+        log.warning("control reply not encodable: %s: %s", type(exc).__name__, exc)
+        data = b'{"ok": false, "error": "the reply could not be encoded"}\n'
+    if len(data) > MAX_LINE:
+        data = json.dumps({"ok": False, "error": f"reply longer than {MAX_LINE} bytes"}).encode() + b"\n"
+    return data
 
 
 def request(socket_path: Path, payload: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:

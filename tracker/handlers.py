@@ -32,8 +32,10 @@ from typing import Any, TypeVar, cast
 import pyrogram
 from pyrogram import raw
 
+from tracker.admin_pins import AdminPins
 from tracker.config import Settings
 from tracker.profiles import from_raw_user, from_user
+from tracker.session_peers import forget_peer
 from tracker.store import UserStore
 
 log = logging.getLogger(__name__)
@@ -122,7 +124,10 @@ class Tracker:
         self.on_change: list[Callable[[], None]] = on_change if on_change is not None else []
         self.clock = clock
         self._admin_ids = settings.admin_ids()
-        self._admin_usernames = settings.admin_usernames()
+        self._admin_names = AdminPins(store, settings.admin_usernames())
+        #: The client the handlers are registered on (set by ``register``): the
+        #: control channel's forget reaches its session's peer cache through it.
+        self.client: pyrogram.Client | None = None
 
     # ----------------------------------------------------------------- helpers
 
@@ -135,6 +140,8 @@ class Tracker:
                 log.exception("on_change callback %r failed", callback)
 
     def _seen(self, user: pyrogram.types.User, *, message: bool, source: str | None = None) -> None:
+        if self._admin_names and user.username:
+            self._admin_names.check(user.id, user.username)  # pins an admin name at first sight
         if self.store.seen(from_user(user), self.clock(), message=message, source=source):
             self.changed()
 
@@ -149,12 +156,24 @@ class Tracker:
         me = client.me
         return me is not None and bool(me.is_bot)
 
-    def forget(self, user_id: int) -> bool:
-        """Erase ``user_id``'s record (the one forget: chat, button and control channel)."""
+    def forget(self, user_id: int, *, peer_later: bool = False) -> bool:
+        """Erase ``user_id``'s record and session peer (the one forget: chat, button, control channel).
+
+        ``peer_later``: the caller still has to answer the user (which needs the
+        peer, and re-caches it), so it calls :meth:`forget_peer` itself afterwards.
+        """
         erased = self.store.forget(user_id)
         if erased:
             self.changed()
+        if not peer_later:
+            self.forget_peer(user_id)
         return erased
+
+    def forget_peer(self, user_id: int, client: pyrogram.Client | None = None) -> None:
+        """Remove ``user_id`` (id, access hash, username, phone) from the session's peer cache."""
+        client = client or self.client
+        if client is not None:
+            forget_peer(client.storage, user_id)
 
     # ----------------------------------------------------------------- tracking
 
