@@ -21,9 +21,9 @@ from pyrogram import raw
 from tests.telegram_fakes import FakeTelegram, inline_buttons, run
 from tracker.app import Tracking
 from tracker.bot import build_app
+from tracker.commands import FORGET_CONFIRM_DATA
 from tracker.config import Settings, load
 from tracker.control import request, socket_path_for
-from tracker.commands import FORGET_CONFIRM_DATA
 from tracker.session_peers import forget_peer_in_file
 from tracker.store import UserStore
 
