@@ -11,14 +11,16 @@ row never wraps.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracker.models import parse_ts
+
+# ``stats`` imports this module (for printable), ``stats --json`` included:
+# what only drawing tables needs is imported where it is used.
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 __all__ = [
     "Column",
@@ -96,6 +98,8 @@ def _cut(text: str, width: int) -> tuple[str, int]:
 
 def terminal_width() -> int:
     """$COLUMNS, else the real terminal's width, else :data:`DEFAULT_WIDTH`."""
+    import shutil
+
     return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
 
 
@@ -148,8 +152,7 @@ def _parse(stamp: Any) -> datetime | None:
 Row = Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class Column:
+class Column(NamedTuple):
     """One table column: a title, how to render a row, and how it may give way.
 
     ``flexible`` columns share the room left over and are cut with ``…`` down to
@@ -207,8 +210,7 @@ def render_users(rows: Sequence[Row], *, width: int, tz: ZoneInfo, now: datetime
     return "\n".join(_cut(line, width)[0] if display_width(line) > width else line for line in lines)
 
 
-@dataclass(frozen=True)
-class _Layout:
+class _Layout(NamedTuple):
     columns: list[Column]
     cells: list[list[str]]
     widths: list[int]
@@ -258,7 +260,7 @@ def _share(room: int, widths: list[int], wanted: list[int]) -> list[int]:
 
 def _narrowest(columns: list[Column], cells: list[list[str]]) -> _Layout:
     kept = [k for k, c in enumerate(columns) if c.drop_rank == 0]
-    narrow = [replace(columns[k], minimum=min(columns[k].minimum, 4)) for k in kept]
+    narrow = [columns[k]._replace(minimum=min(columns[k].minimum, 4)) for k in kept]
     widths = [min(c.minimum, len(c.title)) if c.flexible else _natural(c, cells[k])
               for c, k in zip(narrow, kept, strict=True)]
     return _Layout(narrow, [cells[k] for k in kept], widths)
