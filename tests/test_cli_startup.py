@@ -180,3 +180,26 @@ def test_forget_says_when_a_session_file_cannot_be_cleaned(runner: str, tmp_path
     assert str(broken) in out.stderr and "erased user 1001 from the store" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert StoreReader(settings.store).get(ALICE_ID) is None
+
+
+# ------------------------------------------------------------ invisible characters
+
+
+def test_invisible_characters_show_in_tables_and_are_escaped_by_show(tracker: Invoke, tmp_path: Path) -> None:
+    """``ref\\u200b1`` must not look like ``ref1`` (a --source that would match nothing), nor a
+    name of Hangul fillers like no name; emoji joined by ZWJ stay as they are."""
+    store = tmp_path / "users.json"
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+    with UserStore(store) as writer:
+        at = datetime(2024, 5, 1, tzinfo=UTC)
+        writer.seen(make_profile(7, "\u3164\u3164", username="blank"), at, source="ref\u200b1")
+        writer.seen(make_profile(8, family, username="fam"), at + timedelta(hours=1), source="ref1")
+
+    table = tracker(["--store", str(store), "users"], env={"COLUMNS": "132"}, cwd=tmp_path)
+    shown = tracker(["--store", str(store), "show", "7"], cwd=tmp_path)
+
+    assert table.code == 0 and shown.code == 0
+    row = next(line for line in table.stdout.splitlines() if "@blank" in line)
+    assert "ref?1" in row and "??" in row and "\u200b" not in row and "\u3164" not in row
+    assert family in next(line for line in table.stdout.splitlines() if "@fam" in line)
+    assert "ref\\u200b1" in shown.stdout and "\\u3164\\u3164" in shown.stdout

@@ -36,8 +36,15 @@ __all__ = [
 ]
 
 #: C0/C1 controls and the bidi embedding/override/isolate/mark characters: a
-#: name holding them could move the cursor, hide text or reorder a line.
-UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+#: name holding them could move the cursor, hide text or reorder a line. Also
+#: the invisible ones that make two different values look alike (``ref\u200b1``
+#: and ``ref1`` as a --source, a "blank" name of Hangul fillers): zero-width
+#: space, word joiner and invisible operators, BOM, Mongolian vowel separator,
+#: Hangul fillers. Zero-width (non-)joiners stay: emoji and scripts need them.
+UNSAFE_CHARS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+    "\u200b\u2060-\u2064\ufeff\u180e\u115f\u1160\u3164\uffa0]"
+)
 
 #: Gap between two table columns.
 GAP = "  "
