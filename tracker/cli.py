@@ -271,7 +271,7 @@ def show(ctx: click.Context, who: UserRef, as_json: bool) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
 def forget(ctx: click.Context, who: UserRef, yes: bool) -> None:
-    """Erase one user's record, and the user from the sessions' peer caches.
+    """Erase one user: the record and the sessions' cached peer.
 
     While the bot runs this goes through its control channel; otherwise the
     store is opened for writing.
