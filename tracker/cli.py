@@ -11,24 +11,21 @@ in :mod:`tracker.filters`, parameter types in :mod:`tracker.params`, and the
 plumbing every command shares (settings, reader, errors, output, the group
 class) in :mod:`tracker.cli_support`.
 
-Start-up time matters (``stats`` is meant to answer at once), so this module
-imports neither pyrogram nor asyncio: ``refresh-bio`` and the control channel
-are imported inside the commands that need them.
+Start-up time matters: ``tracker --help`` should cost little more than
+importing Click, and ``stats`` is meant to answer at once. So this module (and
+:mod:`tracker.cli_support`, :mod:`tracker.params`) imports only Click at the
+top; each command imports what it needs (the store, orjson, zoneinfo, the
+table renderer, pyrogram for ``refresh-bio``) when it runs. ``python -m bench
+startup`` measures it; tests/test_cli_startup.py checks what ``--help`` loads.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import sys
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from heapq import nlargest
-from typing import Any
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any
 
 import click
-import orjson
 
 from tracker import __version__
 from tracker.cli_support import (
@@ -39,18 +36,21 @@ from tracker.cli_support import (
     filter_options,
     filters_of,
     open_reader,
+    progress_for,
     protected_paths,
     settings_of,
     source_option,
 )
-from tracker.config import Settings
-from tracker.filters import Filters
-from tracker.models import RECORD_FIELDS, Record
-from tracker.params import TimeZone, UserRef, UserRefType
-from tracker.store import StoreError, StoreLockedError, StoreReader, UserStore
+from tracker.params import TimeZone, UserRefType
 
-#: Exports larger than this show a progress bar (when stderr is a terminal).
-PROGRESS_MIN_ROWS = 50_000
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from tracker.config import Settings
+    from tracker.filters import Filters
+    from tracker.models import Record
+    from tracker.params import UserRef
+    from tracker.store import StoreReader
 
 SORT_KEYS = ("last_seen", "first_seen", "messages")
 
@@ -108,6 +108,9 @@ def _matching(
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool, tz: ZoneInfo | None, sources: tuple[str | None, ...]) -> None:
     """Totals, activity, languages, sources and new users per day."""
+    import orjson
+
+    from tracker.filters import Filters
     from tracker.stats import STATS_FIELDS, render_stats, scan
 
     settings = settings_of(ctx)
@@ -158,7 +161,7 @@ def export(
     with errors():
         if fmt == "csv":
             columns, _ = _matching(reader, export_mod.CSV_COLUMNS, filters, settings.tz)
-            with _progress(target, len(columns["id"])) as progress:
+            with progress_for(target, len(columns["id"])) as progress:
                 count = export_mod.export_columns(
                     columns, target, excel=excel, safe=not raw, progress=progress
                 )
@@ -168,19 +171,11 @@ def export(
             ids, total = _matching(reader, ("id",), filters, settings.tz)
             wanted = None if filters.is_empty else set(ids["id"])
             records = (r for r in reader.records() if wanted is None or r.get("id") in wanted)
-            with _progress(target, total if wanted is None else len(wanted)) as progress:
+            with progress_for(target, total if wanted is None else len(wanted)) as progress:
                 count = export_mod.export(records, target, fmt=fmt, progress=progress)
     if target != "-":
         click.echo(f"exported {count:,} users to {target}", err=True)
 
-
-@contextlib.contextmanager
-def _progress(target: str, total: int) -> Iterator[Callable[[int], None] | None]:
-    if target == "-" or total < PROGRESS_MIN_ROWS or not sys.stderr.isatty():
-        yield None
-        return
-    with click.progressbar(length=total, label="exporting", file=sys.stderr) as bar:
-        yield bar.update
 
 
 # ------------------------------------------------------------------ users
@@ -199,6 +194,8 @@ def _progress(target: str, total: int) -> Iterator[Callable[[int], None] | None]
 def users(ctx: click.Context, /, sort: str, limit: int, fmt: str, as_json: bool, **kwargs: Any) -> None:
     """List users as a table that fits the terminal, with search and filters."""
     from tracker import table
+    from tracker.filters import top_rows
+    from tracker.models import RECORD_FIELDS
 
     filters = filters_of(kwargs)
     settings = settings_of(ctx)
@@ -207,7 +204,7 @@ def users(ctx: click.Context, /, sort: str, limit: int, fmt: str, as_json: bool,
     # The table shows fewer fields than the programs' formats carry: read only those.
     fields = TABLE_FIELDS if fmt == "table" else RECORD_FIELDS
     columns, total = _matching(reader, fields, filters, settings.tz)
-    rows = _top_rows(columns, sort, limit)
+    rows = top_rows(columns, sort, limit)
     if fmt == "table":
         echo(table.render_users(rows, width=table.terminal_width(), tz=settings.tz, now=_now()))
     else:
@@ -215,20 +212,9 @@ def users(ctx: click.Context, /, sort: str, limit: int, fmt: str, as_json: bool,
     click.echo(f"{len(rows):,} of {len(columns['id']):,} matching users ({total:,} in total)", err=True)
 
 
-def _top_rows(columns: dict[str, list[Any]], sort: str, limit: int) -> list[Record]:
-    """The ``limit`` largest rows by ``sort`` (then id), as dicts: only these are built."""
-    ids = [i if isinstance(i, int) else 0 for i in columns["id"]]
-    values = columns[sort]
-    if sort == "messages":
-        keys: list[Any] = [v if isinstance(v, int) and not isinstance(v, bool) else 0 for v in values]
-    else:
-        keys = [v if isinstance(v, str) else "" for v in values]
-    order = zip(keys, ids, range(len(ids)), strict=True)  # tuples compare in C: no key function per user
-    best = nlargest(limit, order) if limit else sorted(order, reverse=True)
-    return [{name: column[k] for name, column in columns.items()} for _, _, k in best]
-
-
 def _serialise(rows: list[Record], fmt: str) -> str:
+    import orjson
+
     if fmt == "json":
         return orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode()
     if fmt == "ndjson":
@@ -248,24 +234,15 @@ def _serialise(rows: list[Record], fmt: str) -> str:
 
 def _lookup(reader: StoreReader, who: UserRef) -> Record:
     """The record of ``who``, rebuilt from the columns (no dict per user is ever made)."""
+    from tracker.filters import find_row
+    from tracker.models import RECORD_FIELDS
+
     with errors():
         columns = reader.columns(RECORD_FIELDS)
-    if who.user_id is not None:
-        found = [k for k in (_index(columns["id"], who.user_id),) if k is not None]
-    else:
-        wanted = (who.username or "").lower()
-        names = columns["username"]
-        found = [k for k, name in enumerate(names) if isinstance(name, str) and name.lower() == wanted]
-    if not found:
+    found = find_row(columns, user_id=who.user_id, username=who.username)
+    if found is None:
         raise click.ClickException(f"no user {who} in {reader.path}")
-    return {name: column[found[0]] for name, column in columns.items()}
-
-
-def _index(values: list[Any], wanted: Any) -> int | None:
-    try:
-        return values.index(wanted)
-    except ValueError:
-        return None
+    return {name: column[found] for name, column in columns.items()}
 
 
 @cli.command()
@@ -274,6 +251,8 @@ def _index(values: list[Any], wanted: Any) -> int | None:
 @click.pass_context
 def show(ctx: click.Context, who: UserRef, as_json: bool) -> None:
     """Show every field of one user (times in the configured zone)."""
+    import orjson
+
     from tracker.table import render_record
 
     settings = settings_of(ctx)
@@ -292,7 +271,7 @@ def show(ctx: click.Context, who: UserRef, as_json: bool) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
 def forget(ctx: click.Context, who: UserRef, yes: bool) -> None:
-    """Erase one user's record.
+    """Erase one user: the record and the sessions' cached peer.
 
     While the bot runs this goes through its control channel; otherwise the
     store is opened for writing.
@@ -307,9 +286,18 @@ def forget(ctx: click.Context, who: UserRef, yes: bool) -> None:
         name = " ".join(str(p) for p in (record.get("first_name"), record.get("last_name"), handle) if p)
         shown = fit(printable(name), 60).rstrip() or "no name"
         click.confirm(f"Erase user {user_id} ({shown})?", abort=True)
-    if _forget_through_bot(settings, user_id):
-        echo(f"erased user {user_id} (through the running bot)")
-        return
+    through_bot = _forget_through_bot(settings, user_id)
+    if not through_bot:
+        _forget_in_store(settings, user_id)
+    # A running bot has cleared its own session; the CLI's session is never the bot's to clear.
+    _forget_cached_peer(settings, user_id, bot_session=not through_bot)
+    echo(f"erased user {user_id}" + (" (through the running bot)" if through_bot else ""))
+
+
+def _forget_in_store(settings: Settings, user_id: int) -> None:
+    """Erase the record with the store opened for writing (no bot may hold it)."""
+    from tracker.store import StoreError, StoreLockedError, UserStore
+
     try:
         with UserStore(settings.store) as writer:
             erased = writer.forget(user_id)
@@ -321,7 +309,29 @@ def forget(ctx: click.Context, who: UserRef, yes: bool) -> None:
         raise click.ClickException(str(exc)) from None
     if not erased:
         raise click.ClickException(f"no user {user_id} in {settings.store}")
-    echo(f"erased user {user_id}")
+
+
+def _forget_cached_peer(settings: Settings, user_id: int, *, bot_session: bool) -> None:
+    """Remove ``user_id`` from the Pyrogram session files in the data folder (those that exist).
+
+    Pyrogram caches every user it met (id, access hash, username, phone number)
+    in its ``.session`` file: the bot's, and the CLI's own ``<session>-cli``
+    used by ``refresh-bio``. A file that cannot be cleaned is an error (exit 1)
+    after the record itself was erased: the user must hear it was not complete.
+    """
+    import sqlite3
+
+    from tracker.session_peers import forget_peer_in_file
+
+    names = [settings.session] if bot_session else []
+    for name in [*names, f"{settings.session}-cli"]:
+        path = settings.data_dir / f"{name}.session"
+        try:
+            forget_peer_in_file(path, user_id)
+        except (sqlite3.Error, OSError) as exc:
+            raise click.ClickException(
+                f"erased user {user_id} from the store, but not from the session file {path}: {exc}"
+            ) from None
 
 
 def _forget_through_bot(settings: Settings, user_id: int) -> bool:
@@ -390,7 +400,6 @@ def run(ctx: click.Context, bot_args: tuple[str, ...]) -> None:
     main(args, prog="tracker run")
 
 
-from tracker.cli_history import COMMANDS as _HISTORY_COMMANDS  # noqa: E402  (history, retention, sources, report)
-
-for _command in _HISTORY_COMMANDS:
-    cli.add_command(_command)
+# The audience commands live in tracker.cli_history, imported only when one of
+# them runs or --help lists every command (its queries are not cheap to import).
+cli.add_lazy_commands("tracker.cli_history", ("history", "retention", "sources", "report"))

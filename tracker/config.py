@@ -10,17 +10,20 @@ whose one-line message names the file and the key.
 
 from __future__ import annotations
 
-import configparser
 import os
 import re
 import stat
-import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any
+
+# The CLI imports this module for ``tracker --help`` too (for its types): what
+# only loading or using settings needs (the INI parser, zoneinfo, URL parsing,
+# string.Formatter) is imported by the functions that use it.
+if TYPE_CHECKING:
+    import configparser
+    from zoneinfo import ZoneInfo
 
 DEFAULT_CONFIG = "config.ini"
 CONFIG_ENV = "TRACKER_CONFIG"
@@ -111,6 +114,8 @@ class Settings:
     @property
     def tz(self) -> ZoneInfo:
         """The configured time zone (validated by :func:`load`)."""
+        from zoneinfo import ZoneInfo
+
         return ZoneInfo(self.timezone)
 
     def admin_ids(self) -> frozenset[int]:
@@ -152,6 +157,8 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 def template_fields(template: str) -> set[str]:
     """The ``{placeholder}`` names used by a str.format template (raises ValueError)."""
+    import string
+
     return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
 
 
@@ -193,6 +200,8 @@ def load(path: str | os.PathLike[str] | None = None, *, require_file: bool = Fal
 
 
 def _read_file(cfg_path: Path, *, required: bool) -> configparser.ConfigParser:
+    import configparser
+
     parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"), interpolation=None)
     if not (required or cfg_path.exists()):
         return parser
@@ -221,6 +230,8 @@ def _api_id(reader: _Reader) -> int | None:
 
 
 def _timezone(reader: _Reader) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     timezone = reader.get("timezone")
     try:
         ZoneInfo(timezone)
@@ -295,6 +306,8 @@ def parse_proxy(url: str) -> dict[str, Any] | None:
     """
     if not url:
         return None
+    from urllib.parse import unquote, urlsplit
+
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -324,6 +337,8 @@ def check_template(template: str, placeholders: frozenset[str], sample: Mapping[
     rendering would exhaust memory (``{users:>99999999999}``, checked before
     rendering).
     """
+    import string
+
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:

@@ -12,17 +12,19 @@ import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from heapq import nlargest
 from itertools import compress
 from operator import and_
-from typing import Any
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any
 
 from tracker.models import format_ts
 
-__all__ = ["NO_SOURCE", "Filters", "fold"]
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
-#: What ``--source`` takes for "users who came without a deep-link payload".
-NO_SOURCE = "none"
+    from tracker.models import Record
+
+__all__ = ["Filters", "find_row", "fold", "top_rows"]
 
 Columns = dict[str, list[Any]]
 #: A test over columns: one keep/drop flag per user.
@@ -131,3 +133,33 @@ def _search(text: str) -> ColumnTest:
         ]
 
     return test
+
+
+# ----------------------------------------------------------- picking rows
+
+
+def top_rows(columns: Columns, sort: str, limit: int) -> list[Record]:
+    """The ``limit`` (0: all) largest rows by ``sort`` (then id), as dicts: only these are built."""
+    ids = [i if isinstance(i, int) else 0 for i in columns["id"]]
+    values = columns[sort]
+    if sort == "messages":
+        keys: list[Any] = [v if isinstance(v, int) and not isinstance(v, bool) else 0 for v in values]
+    else:
+        keys = [v if isinstance(v, str) else "" for v in values]
+    order = zip(keys, ids, range(len(ids)), strict=True)  # tuples compare in C: no key function per user
+    best = nlargest(limit, order) if limit else sorted(order, reverse=True)
+    return [{name: column[k] for name, column in columns.items()} for _, _, k in best]
+
+
+def find_row(columns: Columns, *, user_id: int | None = None, username: str | None = None) -> int | None:
+    """The row of ``user_id``, else of ``username`` (case-insensitive, no ``@``); None when absent."""
+    if user_id is not None:
+        try:
+            return columns["id"].index(user_id)
+        except ValueError:
+            return None
+    wanted = (username or "").lower()
+    for row, name in enumerate(columns["username"]):
+        if isinstance(name, str) and name.lower() == wanted:
+            return row
+    return None

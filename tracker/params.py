@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any, ClassVar, NamedTuple
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import click
 
-from tracker.filters import NO_SOURCE
+# Every command's options are built from these types when the CLI starts, even
+# for ``--help``: what converting a value needs (zoneinfo) is imported on use.
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
-__all__ = ["MAX_SPAN", "Duration", "SourceName", "TimeZone", "UserRef", "UserRefType"]
+__all__ = ["MAX_SPAN", "NO_SOURCE", "Duration", "SourceName", "TimeZone", "UserRef", "UserRefType"]
+
+#: What ``--source`` takes for "users who came without a deep-link payload" (None in the store).
+NO_SOURCE = "none"
 
 #: Longest ``--active-within`` span: beyond this "now minus the span" leaves the calendar.
 MAX_SPAN = timedelta(days=365 * 200)
@@ -58,6 +63,8 @@ class TimeZone(click.ParamType):  # type: ignore[type-arg]
     name = "zone"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> ZoneInfo:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
         if isinstance(value, ZoneInfo):
             return value
         try:

@@ -11,14 +11,16 @@ row never wraps.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracker.models import parse_ts
+
+# ``stats`` imports this module (for printable), ``stats --json`` included:
+# what only drawing tables needs is imported where it is used.
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 __all__ = [
     "Column",
@@ -34,8 +36,15 @@ __all__ = [
 ]
 
 #: C0/C1 controls and the bidi embedding/override/isolate/mark characters: a
-#: name holding them could move the cursor, hide text or reorder a line.
-UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+#: name holding them could move the cursor, hide text or reorder a line. Also
+#: the invisible ones that make two different values look alike (``ref\u200b1``
+#: and ``ref1`` as a --source, a "blank" name of Hangul fillers): zero-width
+#: space, word joiner and invisible operators, BOM, Mongolian vowel separator,
+#: Hangul fillers. Zero-width (non-)joiners stay: emoji and scripts need them.
+UNSAFE_CHARS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+    "\u200b\u2060-\u2064\ufeff\u180e\u115f\u1160\u3164\uffa0]"
+)
 
 #: Gap between two table columns.
 GAP = "  "
@@ -96,6 +105,8 @@ def _cut(text: str, width: int) -> tuple[str, int]:
 
 def terminal_width() -> int:
     """$COLUMNS, else the real terminal's width, else :data:`DEFAULT_WIDTH`."""
+    import shutil
+
     return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
 
 
@@ -148,8 +159,7 @@ def _parse(stamp: Any) -> datetime | None:
 Row = Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class Column:
+class Column(NamedTuple):
     """One table column: a title, how to render a row, and how it may give way.
 
     ``flexible`` columns share the room left over and are cut with ``…`` down to
@@ -207,8 +217,7 @@ def render_users(rows: Sequence[Row], *, width: int, tz: ZoneInfo, now: datetime
     return "\n".join(_cut(line, width)[0] if display_width(line) > width else line for line in lines)
 
 
-@dataclass(frozen=True)
-class _Layout:
+class _Layout(NamedTuple):
     columns: list[Column]
     cells: list[list[str]]
     widths: list[int]
@@ -258,7 +267,7 @@ def _share(room: int, widths: list[int], wanted: list[int]) -> list[int]:
 
 def _narrowest(columns: list[Column], cells: list[list[str]]) -> _Layout:
     kept = [k for k, c in enumerate(columns) if c.drop_rank == 0]
-    narrow = [replace(columns[k], minimum=min(columns[k].minimum, 4)) for k in kept]
+    narrow = [columns[k]._replace(minimum=min(columns[k].minimum, 4)) for k in kept]
     widths = [min(c.minimum, len(c.title)) if c.flexible else _natural(c, cells[k])
               for c, k in zip(narrow, kept, strict=True)]
     return _Layout(narrow, [cells[k] for k in kept], widths)

@@ -1,0 +1,103 @@
+"""``python -m bench startup``: how long the CLI takes to start, as whole processes.
+
+Each command below runs ``--runs`` times as a fresh process, the commands
+taking turns (so a busy spell on the machine hits them all alike); the figure
+is the median wall time, and beside it the difference to a bare interpreter
+(``python -c pass``) measured in the same rounds:
+
+* ``python -c pass`` - the floor every Python program pays;
+* ``python -c "import click"`` - the floor of any Click CLI (for reference:
+  the part of the CLI's start-up that is not the tracker's);
+* ``tracker --help``, ``tracker stats --json`` on a small store (``--users``),
+  ``python -m tracker --version``.
+
+Target (issue 11): ``tracker --help`` within 30 ms of the bare interpreter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: ``tracker --help`` may take at most this much longer than ``python -c pass``.
+HELP_BUDGET_MS = 30.0
+
+
+def make_store(folder: Path, users: int) -> Path:
+    """A store of ``users`` users written through ``UserStore.seen`` (with its column file)."""
+    from tracker.models import make_profile
+    from tracker.store import UserStore
+
+    path = folder / "users.json"
+    start = datetime.now(UTC) - timedelta(days=60)
+    with UserStore(path) as store:
+        for i in range(users):
+            profile = make_profile(1_000 + i, first_name=f"User {i}", last_name=None,
+                                   username=f"user{i}" if i % 2 else None, language_code="en",
+                                   is_bot=False, is_premium=None)
+            store.seen(profile, start + timedelta(minutes=i), source="ads" if i % 5 == 0 else None)
+    return path
+
+
+def commands(store: Path) -> dict[str, list[str]]:
+    """What is timed, by label (the venv's ``tracker`` script when there is one)."""
+    py = sys.executable
+    script = Path(py).with_name("tracker")
+    tracker = [str(script)] if script.is_file() else [py, "-m", "tracker"]
+    return {
+        "python -c pass": [py, "-c", "pass"],
+        "python -c 'import click'": [py, "-c", "import click"],
+        "tracker --help": [*tracker, "--help"],
+        "tracker stats --json": [*tracker, "--store", str(store), "stats", "--json"],
+        "python -m tracker --version": [py, "-m", "tracker", "--version"],
+    }
+
+
+def run_once(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    """Wall time of one run of ``cmd`` in milliseconds (a failure stops the bench)."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = (time.perf_counter() - start) * 1000
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.decode(errors='replace')}")
+    return elapsed
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench startup", description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=41, help="runs of each command (the median is kept)")
+    parser.add_argument("--users", type=int, default=1_000, help="users in the store of stats --json")
+    args = parser.parse_args(argv)
+    # No config file and no TRACKER_* overrides: every run starts from the same defaults.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+    env["PYTHONPATH"] = str(REPO)
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; median of {args.runs} runs each, "
+          "commands taking turns; whole processes")
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        folder = Path(tmp)
+        timed = commands(make_store(folder, args.users))
+        times: dict[str, list[float]] = {label: [] for label in timed}
+        for cmd in timed.values():  # one unmeasured round: file caches warm
+            run_once(cmd, folder, env)
+        for _ in range(args.runs):
+            for label, cmd in timed.items():
+                times[label].append(run_once(cmd, folder, env))
+    medians = {label: statistics.median(values) for label, values in times.items()}
+    bare = medians["python -c pass"]
+    print(f"\n{'command':<30}{'median':>10}{'vs bare':>12}{'fastest':>10}")
+    for label, median in medians.items():
+        print(f"{label:<30}{median:8.1f} ms{median - bare:+9.1f} ms{min(times[label]):7.1f} ms")
+    over = medians["tracker --help"] - bare
+    click_alone = medians["python -c 'import click'"] - bare
+    print(f"\ntracker --help: {over:.1f} ms over the bare interpreter; target <= {HELP_BUDGET_MS:.0f} ms: "
+          f"{'ok' if over <= HELP_BUDGET_MS else 'MISSED'} (importing click alone: "
+          f"{click_alone:+.1f} ms)")
