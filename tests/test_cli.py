@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -67,9 +68,14 @@ def test_the_commands_of_the_contract_exist() -> None:
     assert "--store" in run("--help").output and "--config" in run("--help").output
 
 
-@pytest.mark.parametrize("name", sorted(cli.commands))
+#: Every command, the lazily registered ones included (``cli.commands`` holds only the loaded ones).
+ALL_COMMANDS = sorted(cli.list_commands(click.Context(cli)))
+
+
+@pytest.mark.parametrize("name", ALL_COMMANDS)
 def test_every_command_has_help_text(name: str) -> None:
-    command = cli.commands[name]
+    command = cli.get_command(click.Context(cli), name)
+    assert command is not None
     result = run(name, "--help")
     assert result.exit_code == 0
     assert command.help and command.help.split("\n")[0] in result.output
