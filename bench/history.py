@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from tracker import audience
-from tracker.history_aggregates import Activity, HistoryKeeper
+from tracker.store.history import Activity, HistoryKeeper
 from tracker.periods import Grain, local_midnight_utc
 from tracker.store import UserStore
 
