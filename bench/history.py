@@ -37,9 +37,9 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from tracker import audience
-from tracker.store.history import Activity, HistoryKeeper
 from tracker.periods import Grain, local_midnight_utc
 from tracker.store import UserStore
+from tracker.store.history import Activity, HistoryKeeper
 
 TZ = ZoneInfo("Europe/Berlin")
 START = date(2026, 9, 1)
