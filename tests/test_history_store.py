@@ -153,17 +153,8 @@ def expected_history(sim: StoreSim, grain: str, periods: list[str]) -> list[dict
         end = Grain(grain).next_start(start)
         end_utc = ts(datetime(end.year, end.month, end.day, tzinfo=sim.tz))
         (total,) = users.execute("SELECT COUNT(*) FROM users WHERE first_seen < ?", (end_utc,)).fetchone()
-        rows.append(
-            {
-                "period": period,
-                "new": doc.get("new", 0),
-                "active": doc.get("active", 0),
-                "messages": doc.get("messages", 0),
-                "total": total,
-                "commands": doc.get("commands", {}),
-                "buttons": doc.get("buttons", 0),
-            }
-        )
+        counts = {key: doc.get(key, 0) for key in ("new", "active", "messages", "buttons")}
+        rows.append({"period": period, **counts, "total": total, "commands": doc.get("commands", {})})
     return rows
 
 
