@@ -35,7 +35,7 @@ from tests.test_history_aggregates import GRAIN_COLUMNS, Simulation, random_even
 from tracker.cli import cli
 from tracker.models import make_profile
 from tracker.periods import Grain
-from tracker.store import StoreCorruptError, StoreReader, UserStore, history_path
+from tracker.store import StoreCorruptError, StoreFileKindError, StoreReader, UserStore, history_path
 from tracker.store import reader as reader_module
 from tracker.store.history import command_name
 
@@ -423,3 +423,16 @@ def test_history_survives_sigkill_and_sigterm(tmp_path: Path) -> None:
         else:
             assert reports[-1] == {"closed": done}  # nothing lost on SIGTERM
     assert 0 < done < len(events)
+
+
+def test_a_fifo_where_the_side_file_goes_is_refused_not_waited_on(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    with UserStore(path) as store:
+        store.seen(make_profile(1), datetime(2024, 1, 1, tzinfo=UTC))
+    side = history_path(path)
+    side.unlink()
+    os.mkfifo(side)
+    for open_it in (lambda: StoreReader(path).table("history_day"), lambda: UserStore(path)):
+        with pytest.raises(StoreFileKindError, match="named pipe") as raised:
+            open_it()
+        assert str(side) in str(raised.value)
