@@ -88,7 +88,7 @@ class UserStore(StoreFiles):
     lock until :meth:`close`; a reader loads the file plus its journal once and
     never writes. ``timezone`` (a zone name or ``ZoneInfo``) is where the audience
     history's days, weeks and months are; a store that has recorded history
-    keeps the zone it recorded in (see :attr:`history`).
+    keeps the zone it recorded in (see :attr:`timezone`).
     """
 
     def __init__(
