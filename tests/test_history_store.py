@@ -20,6 +20,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -436,3 +437,27 @@ def test_a_fifo_where_the_side_file_goes_is_refused_not_waited_on(tmp_path: Path
         with pytest.raises(StoreFileKindError, match="named pipe") as raised:
             open_it()
         assert str(side) in str(raised.value)
+
+
+def test_a_malformed_history_entry_in_the_journal_is_one_line_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    store = UserStore(path, flush_interval=60)
+    store.seen(make_profile(1), datetime(2024, 1, 1, tzinfo=UTC), command="/start")
+    store.flush()
+    saved = {p: p.read_bytes() for p in (path, path.with_name("users.json.journal"))}
+    store.close()
+    for p, data in saved.items():  # the files as a SIGKILL would have left them
+        p.write_bytes(data)
+    journal = path.with_name("users.json.journal")
+    lines = journal.read_bytes().split(b"\n")[:-1]
+    (number,) = [i for i, line in enumerate(lines) if line.startswith(b'["h"')]
+    lines[number] = b'["h",{"history_day":[1,2]}]'
+    commit = next(i for i in range(number, len(lines)) if lines[i].startswith(b'["c"'))
+    crc = zlib.crc32(b"".join(line + b"\n" for line in lines[:commit]))  # the first batch: since the start
+    lines[commit] = json.dumps(["c", crc]).encode()
+    journal.write_bytes(b"".join(line + b"\n" for line in lines))
+    for open_it in (lambda: UserStore(path, readonly=True), lambda: UserStore(path)):
+        with pytest.raises(StoreCorruptError) as raised:
+            open_it()
+        message = str(raised.value)
+        assert f"{journal} line {number + 1}" in message and "history_day" in message and "\n" not in message
