@@ -461,3 +461,13 @@ def test_a_malformed_history_entry_in_the_journal_is_one_line_naming_it(tmp_path
             open_it()
         message = str(raised.value)
         assert f"{journal} line {number + 1}" in message and "history_day" in message and "\n" not in message
+
+
+def test_export_refuses_the_history_side_file(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    with UserStore(path) as store:
+        store.seen(make_profile(1), datetime(2024, 1, 1, tzinfo=UTC))
+    side = history_path(path)
+    before = side.read_bytes()
+    result = CliRunner().invoke(cli, ["--store", str(path), "export", str(side), "--format", "json"])
+    assert result.exit_code in (1, 2) and side.read_bytes() == before
