@@ -37,9 +37,10 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from tracker import audience
-from tracker.history_aggregates import Activity, HistoryKeeper
+from tracker.models import make_profile
 from tracker.periods import Grain, local_midnight_utc
-from tracker.store import UserStore
+from tracker.store import UserStore, history_path
+from tracker.store.history import Activity, HistoryKeeper
 
 TZ = ZoneInfo("Europe/Berlin")
 START = date(2026, 9, 1)
@@ -208,21 +209,72 @@ def best_of(runs: int, func: Callable[[], Any]) -> tuple[float, Any]:
     return best, result
 
 
-def seen_cost(users: int, updates: int) -> float:
-    """Seconds per UserStore.seen() on existing users (journal work included via flush)."""
+class _NoHistory(HistoryKeeper):
+    """A keeper that counts nothing: ``seen()`` as before the audience history (but the call)."""
+
+    def record(self, activity: Activity) -> None:
+        pass
+
+    def record_block(self, at: str, blocked: bool) -> None:
+        pass
+
+
+def seen_cost(users: int, updates: int, *, session: int, runs: int = 15) -> tuple[float, float]:
+    """Seconds per ``UserStore.seen()`` with the history and with a keeper that counts nothing.
+
+    The same store and updates: known users at rising times (0.4 s apart, so days
+    turn between runs), each picked user sending ``session`` updates in a row (the
+    first is their first of the day; one in ten a command). The two modes
+    alternate ``runs`` times and the best of each counts, in this thread's CPU
+    time: the machine may be busy, and the minimum is the run least disturbed.
+    The journal flush after each run is included.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "users.json"
-        at = datetime(2026, 9, 1, tzinfo=UTC)
-        with UserStore(path) as store:
-            for i in range(users):
-                store.seen({"id": i + 1, "first_name": f"U{i}"}, at)
-            rng = random.Random(3)
-            ids = [rng.randrange(users) + 1 for _ in range(updates)]
-            started = time.perf_counter()
-            for n, uid in enumerate(ids):
-                store.seen({"id": uid, "first_name": f"U{uid - 1}"}, at + timedelta(seconds=n))
+        at = datetime(2026, 9, 1, 20, tzinfo=UTC)
+        profiles = [make_profile(i + 1, f"U{i}", language_code="en") for i in range(users)]
+        rng = random.Random(3)
+        picks = [profiles[rng.randrange(users)] for _ in range(updates // session) for _ in range(session)]
+        commands = [("/help" if n % 10 == 0 else None) for n in range(len(picks))]
+        best = {"with": float("inf"), "without": float("inf")}
+        with UserStore(path, timezone=TZ, flush_interval=3600) as store:
+            for profile in profiles:
+                store.seen(profile, at)
             store.flush()
-            return (time.perf_counter() - started) / updates
+            real = store._keeper
+            for run in range(runs):
+                for mode in ("with", "without"):
+                    store._keeper = real if mode == "with" else _NoHistory(TZ)
+                    seen, start = store.seen, at + timedelta(days=run + 1)
+                    gc.disable()
+                    started = time.thread_time()
+                    for n, (profile, command) in enumerate(zip(picks, commands, strict=True)):
+                        seen(profile, start + timedelta(seconds=n * 0.4), command=command)
+                    store.flush()
+                    best[mode] = min(best[mode], (time.thread_time() - started) / len(picks))
+                    gc.enable()
+            store._keeper = real
+        return best["with"], best["without"]
+
+
+def history_bytes_per_day(days: int, users_per_day: int = 1000) -> tuple[int, int, int]:
+    """The history a real store keeps over ``days`` days: bytes in the store file, side file, per day."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "users.json"
+        rng = random.Random(9)
+        at = datetime(2026, 9, 1, tzinfo=UTC)
+        with UserStore(path, timezone=TZ) as store:
+            known = 0
+            for day in range(days):
+                for _ in range(users_per_day):
+                    uid = known + 1 if rng.random() < 0.3 or known == 0 else rng.randrange(known) + 1
+                    known = max(known, uid)
+                    moment = at + timedelta(days=day, seconds=rng.randrange(86_400))
+                    store.seen(make_profile(uid), moment, command=rng.choice(["/start", "/help", None]))
+            tables = store.history_tables()
+        size = len(orjson.dumps({name: docs for name, docs in tables.items() if docs}))
+        side = history_path(path).stat().st_size
+        return size, side, size // days
 
 
 class Keeper(Protocol):
@@ -274,13 +326,15 @@ def bench_size(users: int, days: int, runs: int) -> None:
     run_workload(w, db)
     fill_users(db, w)
     per_update = w.keeper_seconds / w.updates
-    seen = seen_cost(min(users, 200_000), 200_000)
-    print(
-        f"keeper: {w.updates:,} updates, {per_update * 1e6:.2f} µs per update; UserStore.seen() "
-        f"{seen * 1e6:.2f} µs -> +{100 * per_update / seen:.1f}% per seen()"
-    )
+    for session in (3, 1):
+        seen, without = seen_cost(min(users, 200_000), 30_000, session=session)
+        print(
+            f"UserStore.seen(), sessions of {session}: {seen * 1e6:.2f} µs with the history, "
+            f"{without * 1e6:.2f} µs with a keeper that counts nothing -> {100 * (seen / without - 1):+.1f}%"
+        )
+    print(f"keeper alone: {w.updates:,} updates, {per_update * 1e6:.2f} µs per update")
     for case, seconds in per_case(lambda: HistoryKeeper(TZ)).items():
-        print(f"  {case:<22}{seconds * 1e6:>6.2f} µs per update -> +{100 * seconds / seen:.1f}% per seen()")
+        print(f"  {case:<22}{seconds * 1e6:>6.2f} µs per update -> +{100 * seconds / without:.1f}% of seen()")
     bench_queries(w, db, runs)
 
 
@@ -351,11 +405,20 @@ def check(name: str, ours: Any, theirs: Any) -> str:
     return "yes" if sorted(got, key=str) == sorted((tuple(r) for r in theirs), key=str) else "NO"
 
 
+def bench_bytes(days: int) -> None:
+    size, side, per_day = history_bytes_per_day(days)
+    print(
+        f"\n== bytes of history in a real store: {days} days, 1,000 updates a day: {size:,} bytes "
+        f"({per_day:,} per day); side file {side:,} bytes"
+    )
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench history", description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated user counts")
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--runs", type=int, default=3, help="best of N for each query")
     args = parser.parse_args(argv)
+    bench_bytes(args.days)
     for size in (int(s) for s in args.sizes.split(",")):
         bench_size(size, args.days, args.runs)

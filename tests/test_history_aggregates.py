@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tracker.history_aggregates import (
+from tracker.store.history import (
     MAX_COMMANDS,
     TABLES,
     Activity,

@@ -340,9 +340,11 @@ def test_close_folds_the_journal_into_the_store_file(path: Path) -> None:
     store.flush()
     store.seen(user(2), AT)
     store.close()
-    # The journal is gone; what stays is the store, its column file (a derived
-    # cache) and the lock file.
-    assert sorted(os.listdir(path.parent)) == ["users.json", "users.json.columns", "users.json.lock"]
+    # The journal is gone; what stays is the store, its column and history files
+    # (derived caches) and the lock file.
+    assert sorted(os.listdir(path.parent)) == [
+        "users.json", "users.json.columns", "users.json.history", "users.json.lock"
+    ]
     assert set(json.loads(path.read_bytes())["users"]) == {"1", "2"}
     with pytest.raises(StoreError):
         store.seen(user(3), AT)

@@ -318,7 +318,9 @@ def test_close_loses_nothing_and_leaves_a_plain_tinydb_file(tmp_path: Path) -> N
     run = Writer(path, "--batches", "40", "--pause", "0")
     assert run.finish() == 0, run.stderr
     assert run.lines[-1].get("event") == "closed"
-    assert sorted(os.listdir(tmp_path)) == ["users.json", "users.json.columns", "users.json.lock"]
+    assert sorted(os.listdir(tmp_path)) == [
+        "users.json", "users.json.columns", "users.json.history", "users.json.lock"
+    ]
     db = TinyDB(path, access_mode="r")
     try:
         users = db.table("users")

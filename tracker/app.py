@@ -176,7 +176,7 @@ def attach(
     owner's handlers in any group still see every update.
     """
     settings = config if isinstance(config, Settings) else load(config)
-    store = UserStore(settings.store)
+    store = UserStore(settings.store, timezone=settings.tz)
     try:
         tracking = Tracking(client, store, settings, clock=clock)
         register(client, tracking.tracker)

@@ -25,8 +25,8 @@ from itertools import compress, repeat
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from tracker.history_aggregates import INFO_TABLE, HistoryKeeper
 from tracker.periods import Grain, local_date, local_midnight_utc
+from tracker.store.history import INFO_TABLE, HistoryKeeper
 
 _TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
 

@@ -254,7 +254,10 @@ def protected_paths(settings: Settings) -> list[Path]:
     sessions = [settings.data_dir / f"{name}.session" for name in names]
     return [
         store,
-        *(store.with_name(store.name + suffix) for suffix in (".journal", ".columns", ".lock", ".sock")),
+        *(
+            store.with_name(store.name + suffix)
+            for suffix in (".journal", ".columns", ".history", ".lock", ".sock")
+        ),
         *sessions,
         *(path.with_name(path.name + "-journal") for path in sessions),
     ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 import pyrogram
@@ -28,6 +29,7 @@ from pyrogram.handlers import (
 from pyrogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from tracker.handlers import TRACKING_GROUP, Tracker, chat_id_of, keeps_tracking
+from tracker.periods import Grain
 from tracker.stats import compute_stats
 
 log = logging.getLogger(__name__)
@@ -161,8 +163,22 @@ class ChatCommands(Tracker):
             f"🟢 Active 24h: {stats['active_24h']:,}\n"
             f"📅 Active 7d: {stats['active_7d']:,}\n"
             f"🗓 Active 30d: {stats['active_30d']:,}\n"
-            f"⛔ Blocked: {stats['blocked_users']:,}"
+            f"⛔ Blocked: {stats['blocked_users']:,}\n"
+            f"{self.active_today_text(now)}"
         )
+
+    def active_today_text(self, now: datetime) -> str:
+        """Today's active users (from the audience history) and the change against the same day last week."""
+        today = now.astimezone(self.store.timezone).date()
+        this_day = self.store.history_period(Grain.DAY, today)
+        last_week = self.store.history_period(Grain.DAY, today - timedelta(days=7))
+        active = this_day["active"] if this_day else 0
+        text = f"📈 Active today: {active:,}"
+        if last_week is None:
+            return f"{text} (no figure for {today - timedelta(days=7):%a %d %b} yet)"
+        change = active - last_week["active"]
+        percent = f", {change * 100 / last_week['active']:+.0f}%" if last_week["active"] else ""
+        return f"{text} ({change:+,}{percent} vs {today - timedelta(days=7):%a %d %b})"
 
     async def cmd_mydata(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
         """``/mydata``: the caller's own record as JSON."""

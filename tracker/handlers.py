@@ -37,6 +37,7 @@ from tracker.config import Settings
 from tracker.profiles import from_raw_user, from_user
 from tracker.session_peers import forget_peer
 from tracker.store import UserStore
+from tracker.store.history import command_name
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +140,20 @@ class Tracker:
             except Exception:
                 log.exception("on_change callback %r failed", callback)
 
-    def _seen(self, user: pyrogram.types.User, *, message: bool, source: str | None = None) -> None:
+    def _seen(
+        self,
+        user: pyrogram.types.User,
+        *,
+        message: bool,
+        source: str | None = None,
+        command: str | None = None,
+        button: bool = False,
+    ) -> None:
         if self._admin_names and user.username:
             self._admin_names.check(user.id, user.username)  # pins an admin name at first sight
-        if self.store.seen(from_user(user), self.clock(), message=message, source=source):
+        if self.store.seen(
+            from_user(user), self.clock(), message=message, source=source, command=command, button=button
+        ):
             self.changed()
 
     @staticmethod
@@ -189,11 +200,13 @@ class Tracker:
                 # Service messages (joins, pins, ...) are interactions, not messages.
                 self._seen(sender, message=False)
             else:
-                source = None
+                source = command = None
                 text = message.text
-                if me is not None and me.is_bot and text is not None and text.startswith("/start"):
-                    source = start_payload(text, me.username)
-                self._seen(sender, message=True, source=source)
+                if text is not None and text[:1] == "/":  # every /command counts in the history
+                    command = command_name(text, me.username if me is not None else None)
+                    if me is not None and me.is_bot and command == "/start":
+                        source = start_payload(text, me.username)
+                self._seen(sender, message=True, source=source, command=command)
         members = message.new_chat_members
         if members:
             for member in members:
@@ -209,10 +222,10 @@ class Tracker:
 
     @keeps_tracking(_query_failure)
     async def track_query(self, client: pyrogram.Client, query: Any) -> None:
-        """A callback query, inline query or chosen inline result: the user was active."""
+        """A callback query (a button press), inline query or chosen inline result: the user was active."""
         user = query.from_user
         if user is not None and not self._is_me(client, user):
-            self._seen(user, message=False)
+            self._seen(user, message=False, button=isinstance(query, pyrogram.types.CallbackQuery))
 
     async def track_raw(
         self, client: pyrogram.Client, update: Any, users: Mapping[int, Any], chats: Mapping[int, Any]

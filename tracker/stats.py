@@ -52,6 +52,7 @@ STATS_KEYS: tuple[str, ...] = (
     "languages",
     "sources",
     "new_per_day",
+    "active_today",
 )
 
 #: The fields :func:`scan` reads.
@@ -87,6 +88,8 @@ class Stats:
     #: Deep-link payload -> users, most first; users without one are left out.
     sources: Mapping[str, int]
     new_per_day: tuple[DayCount, ...]
+    #: Users whose last_seen is today in the zone.
+    active_today: int = 0
 
     @property
     def reachable_users(self) -> int:
@@ -109,6 +112,7 @@ class Stats:
             "languages": dict(self.languages),
             "sources": dict(self.sources),
             "new_per_day": [{"date": d.day.isoformat(), "users": d.users} for d in self.new_per_day],
+            "active_today": self.active_today,
         }
 
 
@@ -169,6 +173,7 @@ def scan(columns: Mapping[str, Sequence[Any]], *, now: datetime, tz: ZoneInfo) -
         languages=_ordered(_count_names(columns["language_code"], none_as=UNKNOWN_LANGUAGE)),
         sources=_ordered(_count_names(columns["source"], none_as=None)),
         new_per_day=tuple(DayCount(d, n) for d, n in zip(dates, per_day, strict=True)),
+        active_today=sum(1 for t in within_7d if bounds[-2] <= t < bounds[-1]),
     )
 
 

@@ -22,6 +22,12 @@ generation marker is written to the journal before the first chunk: every
 change after the marker is journaled under the new generation, and replaying
 those full-record lines on top of the snapshot yields the latest state.
 
+The writer also keeps the audience history (:mod:`.history`: per-day, week and
+month aggregates and cohort retention, O(1) per update) under the same lock; its
+documents go through the journal (``"h"`` entries) and into the store file as
+TinyDB tables of their own at each snapshot, plus a small side file for readers
+(:mod:`.history_cache`).
+
 One process writes (:mod:`.lock`); readers (:class:`StoreReader`) take no lock
 and pair the store file with its journal by generation (:mod:`.reader`). The
 disk side of the writer is :mod:`.writer`; every file is checked as it is read
@@ -33,10 +39,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from tracker.history_tables import copy_doc
 from tracker.models import PROFILE_FIELDS, Profile, Record, TimestampCache, encodable_text
 from tracker.store.columns import COLUMN_ORDER, columns_path
 from tracker.store.errors import (
@@ -47,10 +55,14 @@ from tracker.store.errors import (
     StoreNotFoundError,
 )
 from tracker.store.format import OWN_META_KEYS, SCHEMA
+from tracker.store.history import Activity, Grain
+from tracker.store.history_cache import history_path
 from tracker.store.persister import Tuning
 from tracker.store.reader import StoreReader, find_username, load_columns
 from tracker.store.records import as_profile, encodable_values, new_record, profile_values
 from tracker.store.writer import StoreFiles
+
+_new_activity = tuple.__new__
 
 __all__ = [
     "COLUMN_ORDER",
@@ -64,15 +76,19 @@ __all__ = [
     "Tuning",
     "UserStore",
     "columns_path",
+    "history_path",
     "load_columns",
 ]
+
 
 class UserStore(StoreFiles):
     """The users of one bot, in memory, persisted to a TinyDB JSON file.
 
     Use as a context manager. A writer (``readonly=False``) holds an exclusive
     lock until :meth:`close`; a reader loads the file plus its journal once and
-    never writes.
+    never writes. ``timezone`` (a zone name or ``ZoneInfo``) is where the audience
+    history's days, weeks and months are; a store that has recorded history
+    keeps the zone it recorded in (see :attr:`timezone`).
     """
 
     def __init__(
@@ -80,13 +96,15 @@ class UserStore(StoreFiles):
         path: str | os.PathLike[str],
         readonly: bool = False,
         *,
+        timezone: str | ZoneInfo = "UTC",
         flush_interval: float | None = None,
         tuning: Tuning | None = None,
     ) -> None:
         tuning = tuning or Tuning()
         if flush_interval is not None:
             tuning = dataclasses.replace(tuning, flush_interval=flush_interval)
-        super().__init__(Path(path), readonly, tuning)
+        tz = timezone if isinstance(timezone, ZoneInfo) else ZoneInfo(timezone)
+        super().__init__(Path(path), readonly, tuning, tz)
         self._timestamp = TimestampCache()
         if readonly:
             self._load_for_reading()
@@ -134,17 +152,43 @@ class UserStore(StoreFiles):
             self._meta = {**fields, **own}
             self._pending.meta = True
 
+    @property
+    def timezone(self) -> ZoneInfo:
+        """The zone of the audience history's periods."""
+        return self._keeper.timezone
+
+    def history_period(self, grain: Grain, start: date) -> dict[str, Any] | None:
+        """A copy of the history document of the period starting on ``start`` (None: nothing recorded)."""
+        with self._lock:
+            doc = self._keeper.period(grain, start)
+            return copy_doc(dict(doc)) if doc is not None else None
+
+    def history_tables(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Every audience-history table as it is now (copies): what the next snapshot writes."""
+        with self._lock:
+            return self._keeper.tables()
+
     # ----------------------------------------------------------------- writes
 
     def seen(
-        self, profile: Profile, at: datetime, *, message: bool = True, source: str | None = None
+        self,
+        profile: Profile,
+        at: datetime,
+        *,
+        message: bool = True,
+        source: str | None = None,
+        command: str | None = None,
+        button: bool = False,
     ) -> bool:
         """Record a sighting of ``profile`` at ``at``; return True when the user is new.
 
         The profile replaces the stored one and ``last_seen`` moves forward only
         when this sighting is at least as new as the last one (a late-delivered
         older update must not undo a rename). Counts a message when ``message``;
-        ``source`` is kept only if the record has none yet.
+        ``source`` is kept only if the record has none yet. The audience history
+        counts the sighting in ``at``'s day, week and month, with ``command`` (a
+        name from :func:`~tracker.store.history.command_name`) and ``button`` (a
+        button press).
         """
         if type(profile) is not Profile:
             profile = as_profile(profile)
@@ -157,6 +201,7 @@ class UserStore(StoreFiles):
             if record is None:
                 record = new_record(profile, seen_at)
                 self._records[user_id] = record
+                last_seen = None
             else:
                 last_seen = record["last_seen"]
                 if last_seen is None or seen_at >= last_seen:  # None: a hand-edited record
@@ -172,6 +217,12 @@ class UserStore(StoreFiles):
             if source and not record["source"]:
                 record["source"] = encodable_text(source)
                 whole_record_changed = True
+            # Built with tuple.__new__: the keyword-free fast path of a NamedTuple (hot path).
+            self._keeper.record(
+                _new_activity(
+                    Activity, (seen_at, record["first_seen"], last_seen, is_new, message, command, button)
+                )
+            )
             pending = self._pending.changed if whole_record_changed else self._pending.touched
             pending.add(user_id)
             if len(pending) >= self.tuning.flush_early_at:
@@ -188,11 +239,15 @@ class UserStore(StoreFiles):
                 return False
             record["blocked"] = blocked
             record["blocked_at"] = blocked_at if blocked else None
+            self._keeper.record_block(blocked_at, blocked)
             self._pending.changed.add(user_id)
             return True
 
     def forget(self, user_id: int) -> bool:
-        """Erase the record of ``user_id``; True when there was one."""
+        """Erase the record of ``user_id``; True when there was one.
+
+        The audience history keeps what it counted (counts are counts, not people).
+        """
         with self._lock:
             self._check_writable()
             if self._records.pop(user_id, None) is None:

@@ -11,6 +11,8 @@ A journal is JSON lines, one entry each, written by the writer in batches:
   re-serialising the whole record);
 * ``["d", [id, ...]]`` — deletions;
 * ``["m", meta]`` — the whole meta document;
+* ``["h", {table: {doc_id: doc}}]`` — audience-history documents (whole, as the
+  keeper's ``take_changes`` gives them), upserted by doc id on replay;
 * ``["c", crc]`` — commit: the batch above it is complete; ``crc`` is the
   CRC-32 of every byte since the previous commit line (or the start of the
   file), so damage that still parses as JSON is detected, not applied.
@@ -45,6 +47,7 @@ class Kind(Enum):
     TOUCH = "t"
     DELETE = "d"
     META = "m"
+    HISTORY = "h"
     COMMIT = "c"
 
 
@@ -79,13 +82,19 @@ class MetaChange(NamedTuple):
     meta: dict[str, Any]
 
 
+class HistoryChange(NamedTuple):
+    """Whole audience-history documents, table -> doc id -> document (an upsert each)."""
+
+    tables: dict[str, dict[str, dict[str, Any]]]
+
+
 class Commit(NamedTuple):
     """The end of a complete batch, with the CRC-32 of the bytes since the previous commit."""
 
     crc: int | None = None
 
 
-Change = Upsert | Touch | Delete | MetaChange
+Change = Upsert | Touch | Delete | MetaChange | HistoryChange
 Entry = Generation | Change | Commit
 
 KIND_OF: dict[type[Entry], Kind] = {
@@ -94,6 +103,7 @@ KIND_OF: dict[type[Entry], Kind] = {
     Touch: Kind.TOUCH,
     Delete: Kind.DELETE,
     MetaChange: Kind.META,
+    HistoryChange: Kind.HISTORY,
     Commit: Kind.COMMIT,
 }
 
@@ -166,6 +176,18 @@ def _decode_meta(body: list[Any]) -> MetaChange:
     return MetaChange(body[0])
 
 
+def _decode_history(body: list[Any]) -> HistoryChange:
+    # The documents' own shapes are checked where they are loaded (history_tables.load_tables).
+    if len(body) != 1 or type(body[0]) is not dict or not writable(body[0]):
+        raise _Malformed("history is not an object of tables")
+    for name, docs in body[0].items():
+        if type(docs) is not dict or not all(
+            type(doc_id) is str and doc_id.isdigit() and type(doc) is dict for doc_id, doc in docs.items()
+        ):
+            raise _Malformed(f"history table {name[:40]!r} is not an object of documents")
+    return HistoryChange(body[0])
+
+
 def _decode_commit(body: list[Any]) -> Commit:
     if not body:
         return Commit()
@@ -182,6 +204,7 @@ DECODERS: dict[str, Callable[[list[Any]], Entry]] = {
     Kind.TOUCH.value: _decode_touch,
     Kind.DELETE.value: _decode_delete,
     Kind.META.value: _decode_meta,
+    Kind.HISTORY.value: _decode_history,
     Kind.COMMIT.value: _decode_commit,
 }
 
@@ -256,13 +279,15 @@ class Effect:
 
     ``records``: the latest whole record of each user the changes wrote (None:
     erased); ``touches``: the latest ``(last_seen, messages)`` of other users;
-    ``meta``: the latest meta document, if any. Records keep this in a dict,
-    the column cache in lists; both apply the same effect.
+    ``meta``: the latest meta document, if any; ``history``: the latest version of
+    each audience-history document written (table -> doc id -> doc). Records keep
+    this in a dict, the column cache in lists; both apply the same effect.
     """
 
     records: dict[int, Record | None] = field(default_factory=dict)
     touches: dict[int, tuple[str, int]] = field(default_factory=dict)
     meta: dict[str, Any] | None = None
+    history: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 def _fold_upsert(effect: Effect, change: Upsert) -> None:
@@ -291,11 +316,17 @@ def _fold_meta(effect: Effect, change: MetaChange) -> None:
     effect.meta = change.meta
 
 
+def _fold_history(effect: Effect, change: HistoryChange) -> None:
+    for name, docs in change.tables.items():
+        effect.history.setdefault(name, {}).update(docs)
+
+
 FOLDERS: dict[type[Change], Callable[[Effect, Any], None]] = {
     Upsert: _fold_upsert,
     Touch: _fold_touch,
     Delete: _fold_delete,
     MetaChange: _fold_meta,
+    HistoryChange: _fold_history,
 }
 
 
@@ -305,6 +336,15 @@ def fold(changes: Iterable[Change]) -> Effect:
     for change in changes:
         FOLDERS[type(change)](effect, change)
     return effect
+
+
+def apply_to_tables(effect: Effect, tables: dict[str, Any]) -> None:
+    """Upsert ``effect``'s history documents into ``tables`` (name -> doc id -> doc), in place."""
+    for name, docs in effect.history.items():
+        table = tables.get(name)
+        if not isinstance(table, dict):
+            table = tables[name] = {}
+        table.update(docs)
 
 
 def apply_to_records(effect: Effect, records: dict[int, Record]) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from tracker.files import read_regular
+from tracker.history_tables import TABLES as HISTORY_TABLES
 from tracker.models import Record
 from tracker.store.columns import ColumnCache, Columns, StaleColumnsError, apply_to_columns
 from tracker.store.errors import (
@@ -33,7 +34,15 @@ from tracker.store.format import (
     read_store,
     store_id_of,
 )
-from tracker.store.journal import Effect, apply_to_records, committed_changes, first_generation, fold
+from tracker.store.history_cache import HistoryCache, HistoryTables, StaleHistoryError
+from tracker.store.journal import (
+    Effect,
+    apply_to_records,
+    apply_to_tables,
+    committed_changes,
+    first_generation,
+    fold,
+)
 
 READ_RETRIES = 20
 
@@ -115,6 +124,7 @@ def load_state(store_path: Path, *, compact: bool = False) -> StoreState:
     snapshot, gen, journal = read_consistent(load_snapshot, store_path, journal_path)
     effect = effect_of(journal, gen, journal_path, store_id_of(snapshot.meta))
     apply_to_records(effect, snapshot.records)
+    apply_to_tables(effect, snapshot.other_tables)
     meta = merge_meta(snapshot.meta, effect.meta)
     return StoreState(snapshot.records, meta, snapshot.other_tables, gen, snapshot.size)
 
@@ -127,6 +137,7 @@ class StoreReader:
         self.path = Path(path)
         self.journal_path = journal_path_of(self.path)
         self._columns = ColumnCache(self.path)
+        self._history = HistoryCache(self.path)
         try:
             os.stat(self.path)
         except FileNotFoundError:
@@ -185,8 +196,31 @@ class StoreReader:
         return len(self.columns(["id"])["id"])
 
     def table(self, name: str) -> dict[str, Any]:
-        """Any TinyDB table (``{doc_id: doc}``), journal applied; ``{}`` when absent."""
-        return self.document().get(name, {})
+        """Any TinyDB table (``{doc_id: doc}``), journal applied; ``{}`` when absent.
+
+        The audience-history tables come from the history side file when it is
+        fresh (a few kilobytes instead of the whole store file).
+        """
+        if name in HISTORY_TABLES:
+            cached = self.cached_history()
+            if cached is not None:
+                table = cached.get(name, {})
+                return table if isinstance(table, dict) else {}
+        table = self.document().get(name, {})
+        return table if isinstance(table, dict) else {}
+
+    def cached_history(self) -> HistoryTables | None:
+        """Every history table from the side file and the journal; None when it cannot be trusted."""
+        try:
+            (tables, store_id), gen, journal = read_consistent(
+                self._history.read, self.path, self.journal_path
+            )
+            apply_to_tables(effect_of(journal, gen, self.journal_path, store_id), tables)
+        except StoreFileKindError:
+            raise
+        except (StaleHistoryError, StoreError, OSError):
+            return None
+        return tables
 
     def document(self) -> dict[str, dict[str, Any]]:
         """The whole TinyDB document (every table), journal applied."""

@@ -14,7 +14,10 @@ from tracker.models import (
     profile_of,
     user_id_of,
 )
-from tracker.store.journal import Change, Delete, MetaChange, Touch, Upsert, encode_batch
+from tracker.store.journal import Change, Delete, HistoryChange, MetaChange, Touch, Upsert, encode_batch
+
+#: Audience-history documents to journal: table -> doc id -> whole document.
+HistoryDocs = dict[str, dict[str, dict[str, Any]]]
 
 
 def _text(value: str | None) -> str | None:
@@ -66,11 +69,11 @@ class Taken(NamedTuple):
     changed: set[int]
     touched: set[int]
     meta: bool
-
+    history: HistoryDocs
 
     @property
     def any(self) -> bool:
-        return bool(self.changed or self.touched or self.meta)
+        return bool(self.changed or self.touched or self.meta or self.history)
 
 
 class PendingChanges:
@@ -78,23 +81,29 @@ class PendingChanges:
 
     ``changed``: ids whose whole record (or deletion) must be written;
     ``touched``: ids that only got a new ``last_seen``/``messages``;
-    ``meta``: whether the meta document changed.
+    ``meta``: whether the meta document changed; ``history``: history documents
+    put back after a failed write (the keeper hands out each change once).
     """
 
     def __init__(self) -> None:
         self.changed: set[int] = set()
         self.touched: set[int] = set()
         self.meta = False
+        self.history: HistoryDocs = {}
 
-    def take(self, records: dict[int, Record], meta: dict[str, Any], crc_start: int) -> tuple[bytes, Taken]:
-        """Serialise the pending changes as one journal batch and start afresh.
+    def take(
+        self, records: dict[int, Record], meta: dict[str, Any], crc_start: int, history: HistoryDocs
+    ) -> tuple[bytes, Taken]:
+        """Serialise the pending changes (and ``history``, the keeper's) as one journal batch; start afresh.
 
         Each kind of change is one orjson call over a list: far cheaper than a
         call per record. The :class:`Taken` goes back with :meth:`put_back` if
         the batch cannot be written.
         """
-        taken = Taken(self.changed, self.touched, self.meta)
-        self.changed, self.touched, self.meta = set(), set(), False
+        if self.history:  # put back earlier: older than what the keeper just gave
+            history = _merged(self.history, history)
+        taken = Taken(self.changed, self.touched, self.meta, history)
+        self.changed, self.touched, self.meta, self.history = set(), set(), False, {}
         changes: list[Change] = []
         if taken.changed:
             upserts = [records[i] for i in taken.changed if i in records]
@@ -112,9 +121,20 @@ class PendingChanges:
             changes.append(Touch(touches))
         if taken.meta:
             changes.append(MetaChange(meta))
+        if history:
+            changes.append(HistoryChange(history))
         return encode_batch(changes, crc_start), taken
 
     def put_back(self, taken: Taken) -> None:
         self.changed |= taken.changed
         self.touched |= taken.touched
         self.meta |= taken.meta
+        self.history = _merged(taken.history, self.history)
+
+
+def _merged(older: HistoryDocs, newer: HistoryDocs) -> HistoryDocs:
+    """``older`` with ``newer``'s documents over it (whole documents: the newer one wins)."""
+    merged = {name: dict(docs) for name, docs in older.items()}
+    for name, docs in newer.items():
+        merged.setdefault(name, {}).update(docs)
+    return merged

@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -31,7 +32,10 @@ from tracker.store.errors import (
     os_reason,
 )
 from tracker.store.format import JOURNAL_GEN, SCHEMA, STORE_ID, return_freed_memory, store_id_of, write_store
-from tracker.store.journal import Generation, apply_to_records, encode
+from tracker.store.history import TABLES as HISTORY_TABLES
+from tracker.store.history import HistoryKeeper
+from tracker.store.history_cache import HistoryCache
+from tracker.store.journal import Generation, apply_to_records, apply_to_tables, encode
 from tracker.store.journal_file import JournalClaimedError, JournalFile
 from tracker.store.lock import WriterLock
 from tracker.store.persister import Persister, Tuning
@@ -45,7 +49,7 @@ log = logging.getLogger("tracker.store")
 class StoreFiles:
     """A store's files and the order they are written in (the base of ``UserStore``)."""
 
-    def __init__(self, path: Path, readonly: bool, tuning: Tuning) -> None:
+    def __init__(self, path: Path, readonly: bool, tuning: Tuning, tz: ZoneInfo) -> None:
         self.path = path
         self.readonly = readonly
         self.journal_path = journal_path_of(path)
@@ -53,6 +57,8 @@ class StoreFiles:
         self._records: dict[int, Record] = {}
         self._meta: dict[str, Any] = {"schema": SCHEMA}
         self._other_tables: dict[str, Any] = {}
+        #: The audience history (its tables are kept out of _other_tables: the keeper owns them).
+        self._keeper = HistoryKeeper(tz)
         self._closed = False
         # _lock guards records/meta/pending changes; _journal_lock the journal
         # file (appends and compaction); _snapshot_lock one snapshot at a time.
@@ -66,6 +72,7 @@ class StoreFiles:
         self._writer_lock = WriterLock(path)
         self._journal = JournalFile(self.journal_path)
         self._columns = ColumnCache(path)
+        self._history_file = HistoryCache(path)
         self._persister = Persister(self, str(path))
 
     def write_snapshot_now(self) -> None:
@@ -113,7 +120,9 @@ class StoreFiles:
                 ) from None
             store_id = store_id_of(self._meta)
             marker = encode(Generation(self._gen, store_id)) + b"\n"
-            batch, _ = self._pending.take(self._records, self._meta, zlib.crc32(marker))
+            batch, _ = self._pending.take(
+                self._records, self._meta, zlib.crc32(marker), self._keeper.take_changes()
+            )
         rescue = write_rescue(self._rescue_dirs(), self.path, store_id, marker + batch)
         log.error("%s; the changes since the last save are in %s", failure, rescue)
         raise StoreError(
@@ -133,6 +142,7 @@ class StoreFiles:
             effect = read_rescue(path, store_id, self._gen)
             if effect is not None:
                 apply_to_records(effect, self._records)
+                apply_to_tables(effect, self._other_tables)
                 self._meta = merge_meta(self._meta, effect.meta)
                 log.warning("applied rescue file %s", path)
                 applied.append(path)
@@ -145,6 +155,7 @@ class StoreFiles:
         check_file_kinds({"store": self.path, "journal": self.journal_path}, links_ok=frozenset({"store"}))
         state = load_state(self.path)
         self._records, self._meta, self._other_tables = state.records, state.meta, state.other_tables
+        self._load_history()
 
 
     def _open_for_writing(self) -> None:
@@ -159,6 +170,7 @@ class StoreFiles:
                 "journal": self.journal_path,
                 "lock file": self._writer_lock.path,
                 "column file": self._columns.path,
+                "history file": self._history_file.path,
             },
             links_ok=frozenset({"store", "column file"}),  # read through, replaced by rename
         )
@@ -171,6 +183,7 @@ class StoreFiles:
             self._writer_lock.write_pid()
             self._load_for_writing()
             rescues = self._apply_rescues()
+            self._load_history()
             self._remove_stale_temp_files()
             # Fold any journal into a fresh snapshot so the new journal starts clean.
             self._write_snapshot()
@@ -198,6 +211,14 @@ class StoreFiles:
         # A store gets its id the first time a writer opens it; every journal carries it.
         self._meta.setdefault(STORE_ID, secrets.token_hex(8))
 
+
+    def _load_history(self) -> None:
+        """Take the history tables out of the other tables into a keeper; a bad shape is corrupt."""
+        stored = {name: self._other_tables.pop(name) for name in HISTORY_TABLES if name in self._other_tables}
+        try:
+            self._keeper = HistoryKeeper.from_tables(stored, self._keeper.timezone)
+        except ValueError as exc:
+            raise StoreCorruptError(f"store {self.path}: its history is malformed: {exc}") from None
 
     def _remove_stale_temp_files(self) -> None:
         """Delete snapshot temp files a killed writer left (we hold the lock: none is live)."""
@@ -233,7 +254,8 @@ class StoreFiles:
         with self._journal_lock:
             with self._lock:
                 crc_start = self._journal.tail_crc
-                batch, taken = self._pending.take(self._records, self._meta, crc_start)
+                history = self._keeper.take_changes()
+                batch, taken = self._pending.take(self._records, self._meta, crc_start, history)
                 tail_crc = 0 if batch else crc_start
                 marker_at = self._journal.size + len(batch)
                 if new_generation:
@@ -260,7 +282,8 @@ class StoreFiles:
         with self._lock:
             user_ids = list(self._records)
             meta = {**self._meta, JOURNAL_GEN: self._gen}
-            other_tables = dict(self._other_tables)
+            history = {name: docs for name, docs in self._keeper.tables().items() if docs}
+            other_tables = {**self._other_tables, **history}
         collector = ColumnCollector()
         try:
             size = write_store(self.path, self._user_chunks(user_ids, collector), meta, other_tables)
@@ -268,6 +291,7 @@ class StoreFiles:
             raise StoreError(f"cannot write store {self.path}: {os_reason(exc)}") from None
         self._snapshot_bytes = size
         self._columns.write(collector.columns, meta[JOURNAL_GEN], store_id_of(meta))
+        self._history_file.write(history, meta[JOURNAL_GEN], store_id_of(meta))
 
 
     def _user_chunks(self, user_ids: list[int], collector: ColumnCollector) -> Iterator[bytes]:
