@@ -8,25 +8,24 @@ and prints a table, JSON (``--json``) or CSV (``--csv``: the JSON keys as header
 
 from __future__ import annotations
 
-import csv
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import orjson
 
-from tracker import audience
-from tracker.audience import AudienceSource, CsvRows
 from tracker.cli_support import echo, open_reader, settings_of
-from tracker.config import Settings
-from tracker.periods import Grain
+
+if TYPE_CHECKING:  # the commands import these when they run: ``tracker --help`` stays cheap
+    from tracker.audience import AudienceSource, CsvRows
+    from tracker.config import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-GRAINS = [g.value for g in Grain]
+#: ``--by`` values (tracker.periods.Grain's, spelled out so that --help imports no calendar code).
+GRAINS = ["day", "week", "month"]
 
 
 # ------------------------------------------------------------------ store access
@@ -60,6 +59,8 @@ def output_options(func: F) -> F:
 
 
 def _emit(result: Any, as_json: bool, as_csv: bool, table: Callable[[], str]) -> None:
+    import orjson
+
     if as_json and as_csv:
         raise click.UsageError("--json and --csv are mutually exclusive")
     if as_json:
@@ -71,6 +72,8 @@ def _emit(result: Any, as_json: bool, as_csv: bool, table: Callable[[], str]) ->
 
 
 def _write_csv(rows: CsvRows) -> None:
+    import csv
+
     headers, body = rows
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(headers)
@@ -78,20 +81,36 @@ def _write_csv(rows: CsvRows) -> None:
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain aligned table: numbers right, text left."""
-    cells = [[str(h) for h in headers]] + [
-        ["-" if v is None else f"{v:,}" if type(v) is int else str(v) for v in row] for row in rows
+    """An aligned table that fits the terminal: numbers right, text left.
+
+    Text is made :func:`~tracker.table.printable` (a source or command name is
+    user input: no escape sequence reaches the terminal) and measured in
+    display columns; when the table is too wide, the text columns are cut
+    with ``…``, widest first, never the numbers.
+    """
+    from tracker.table import display_width, fit, printable, terminal_width
+
+    cells = [[printable(h) for h in headers]] + [
+        ["-" if v is None else f"{v:,}" if type(v) is int else printable(v) for v in row] for row in rows
     ]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    numeric = [all(type(row[i]) is int for row in rows) and bool(rows) for i in range(len(headers))]
-    lines = []
-    for row in cells:
-        lines.append(
-            "  ".join(
-                c.rjust(w) if n else c.ljust(w) for c, w, n in zip(row, widths, numeric, strict=True)
-            ).rstrip()
-        )
-    return "\n".join(lines)
+    columns = range(len(headers))
+    numeric = [bool(rows) and all(type(row[i]) is int for row in rows) for i in columns]
+    widths = [max(display_width(row[i]) for row in cells) for i in columns]
+    _shrink_text_columns(widths, numeric, terminal_width() - 2 * (len(headers) - 1))
+    return "\n".join(
+        "  ".join(fit(c, w, right=n) for c, w, n in zip(row, widths, numeric, strict=True)).rstrip()
+        for row in cells
+    )
+
+
+def _shrink_text_columns(widths: list[int], numeric: list[bool], room: int, floor: int = 6) -> None:
+    """Narrow the widest text column, one column at a time, until ``widths`` fit ``room``."""
+    while sum(widths) > room:
+        text = [i for i, n in enumerate(numeric) if not n and widths[i] > floor]
+        if not text:
+            return  # only numbers left to cut: let the terminal wrap rather than lie
+        widest = max(text, key=widths.__getitem__)
+        widths[widest] = max(floor, widths[widest] - (sum(widths) - room))
 
 
 def _top_commands(commands: dict[str, int], limit: int = 3) -> str:
@@ -106,19 +125,23 @@ def by_option(default: str, help_text: str) -> Callable[[F], F]:
     return click.option("--by", type=click.Choice(GRAINS), default=default, show_default=True, help=help_text)
 
 
+def count_option(name: str, default: int, limit: int, help_text: str) -> Callable[[F], F]:
+    """A bounded positive count such as ``--days N`` (a huge value is a usage error, not a hang)."""
+    return click.option(
+        name, type=click.IntRange(min=1, max=limit), default=default, show_default=True, help=help_text
+    )
+
+
 @click.command()
 @by_option("day", "Period length.")
-@click.option(
-    "--days",
-    type=click.IntRange(min=1, max=36600),
-    default=30,
-    show_default=True,
-    help="Periods overlapping the last N days (today included).",
-)
+@count_option("--days", 30, 36600, "Periods overlapping the last N days (today included).")
 @output_options
 @click.pass_context
 def history(ctx: click.Context, by: str, days: int, as_json: bool, as_csv: bool) -> None:
     """New and active users, messages and commands per day, week or month."""
+    from tracker import audience
+    from tracker.periods import Grain
+
     source, settings = _context(ctx)
     report = _query(lambda: audience.history(source, Grain(by), days, _now(), settings.tz))
 
@@ -136,17 +159,14 @@ def history(ctx: click.Context, by: str, days: int, as_json: bool, as_csv: bool)
 
 @click.command()
 @by_option("week", "Cohort period length.")
-@click.option(
-    "--periods",
-    type=click.IntRange(min=1, max=1000),
-    default=12,
-    show_default=True,
-    help="How many cohorts (the current one included).",
-)
+@count_option("--periods", 12, 1000, "How many cohorts (the current one included).")
 @output_options
 @click.pass_context
 def retention(ctx: click.Context, by: str, periods: int, as_json: bool, as_csv: bool) -> None:
     """Cohorts by first-seen period, and how many came back in later periods."""
+    from tracker import audience
+    from tracker.periods import Grain
+
     source, settings = _context(ctx)
     report = _query(lambda: audience.retention(source, Grain(by), periods, _now(), settings.tz))
 
@@ -179,6 +199,8 @@ def _percent(count: int, users: int) -> str:
 @click.pass_context
 def sources(ctx: click.Context, as_json: bool, as_csv: bool) -> None:
     """Users per deep-link source: activity, blocks, who stayed 1/7/30 days."""
+    from tracker import audience
+
     source, _settings = _context(ctx)
     report = audience.sources(source.columns(audience.SOURCES_FIELDS), _now())
 
@@ -190,29 +212,29 @@ def sources(ctx: click.Context, as_json: bool, as_csv: bool) -> None:
             ]
             for r in report.rows
         ]
-        return render_table([k.upper() for k in audience.SOURCES_KEYS], rows)
+        # Short headers: the JSON keys spelled out would take 85 columns before any data.
+        headers = ["SOURCE", "USERS", "ACT 7D", "ACT 30D", "BLOCKED", "RET 1D", "RET 7D", "RET 30D"]
+        return render_table(headers, rows)
 
     _emit(report, as_json, as_csv, table)
 
 
 @click.command()
 @click.argument("path", metavar="PATH.html", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--days",
-    type=click.IntRange(min=1, max=3660),
-    default=30,
-    show_default=True,
-    help="Days covered by the per-day charts.",
-)
+@count_option("--days", 30, 3660, "Days covered by the per-day charts.")
 @click.pass_context
 def report(ctx: click.Context, path: Path, days: int) -> None:
     """Write a self-contained HTML report (charts, retention, sources, languages)."""
     from tracker import report as report_mod
+    from tracker.cli_support import errors, protected_paths
+    from tracker.export import refuse_protected
     from tracker.files import atomic_write
 
     if path.suffix.lower() not in (".html", ".htm"):
         raise click.UsageError(f"{path}: the report is an HTML file; name it PATH.html")
     source, settings = _context(ctx)
+    with errors():  # never over the store or one of its side files, however the path is spelled
+        refuse_protected(str(path), protected_paths(settings))
     page = _query(lambda: report_mod.render(source, days=days, now=_now(), tz=settings.tz))
     try:
         with atomic_write(path, mode=0o600) as out:
