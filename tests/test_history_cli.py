@@ -92,7 +92,7 @@ def test_sources_csv_escapes_and_orders(store: Path) -> None:
     [
         (["history"], ["PERIOD", "ACTIVE", "since"]),
         (["retention"], ["COHORT", "+0"]),
-        (["sources"], ["RETAINED_7D"]),
+        (["sources"], ["SOURCE", "RET 7D"]),
     ],
     ids=["history", "retention", "sources"],
 )
