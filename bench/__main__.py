@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("store", "bot", "cli", "history")
+BENCHMARKS = ("store", "bot", "cli", "history", "scale")
 
 
 def main() -> None:
