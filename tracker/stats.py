@@ -19,13 +19,14 @@ column by column first, only when a column holds any.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, TypeGuard
 from zoneinfo import ZoneInfo
 
 from tracker.models import format_ts, parse_ts
@@ -141,31 +142,89 @@ def columns_of(records: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
     return columns
 
 
+class SecondsColumn(Protocol):
+    """A timestamp column that also holds its values as uint32 seconds, 0 for null
+    (the column cache's ``TimeColumn``): counted without making a string per user."""
+
+    seconds: array[int]
+
+
+class _TimeFigures(NamedTuple):
+    per_day: list[int]
+    active_24h: int
+    active_7d: int
+    active_30d: int
+    first_seen: str | None
+    last_seen: str | None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _has_seconds(column: Any) -> TypeGuard[SecondsColumn]:
+    return isinstance(getattr(column, "seconds", None), array)
+
+
+def _time_figures(
+    first: Sequence[Any], last: Sequence[Any], bounds: list[str], cuts: list[str]
+) -> _TimeFigures:
+    """Counts over ``first_seen``/``last_seen``: as text (sortable), or as seconds when the columns have them.
+
+    ``cuts`` are the 30d, 7d and 24h activity boundaries, oldest first.
+    """
+    if _has_seconds(first) and _has_seconds(last):
+        # The same comparisons on integers: 0 (null) is below every boundary.
+        def to_seconds(text: str) -> int:
+            return max(1, int((parse_ts(text) - _EPOCH).total_seconds()))
+
+        def to_text(seconds: int) -> str | None:
+            return format_ts(_EPOCH + timedelta(seconds=seconds)) if seconds else None
+
+        return _count_times(first.seconds, last.seconds, [*map(to_seconds, bounds)],
+                            [*map(to_seconds, cuts)], to_text, nonzero=True)
+    return _count_times(_texts(first), _texts(last), bounds, cuts, lambda text: text, nonzero=False)
+
+
+def _count_times(first: Sequence[Any], last: Sequence[Any], bounds: list[Any], cuts: list[Any],
+                 to_text: Any, *, nonzero: bool) -> _TimeFigures:
+    c30, c7, c24 = cuts
+    within_30d = list(filter(c30.__le__, last))
+    within_7d = list(filter(c7.__le__, within_30d))
+    # Only the last 30 days' first sightings are sorted, then cut at the day bounds.
+    per_day = _bucket(sorted(filter(bounds[0].__le__, first)), bounds)
+    earliest = min(filter(None, first) if nonzero else first, default=None)
+    latest = max(last, default=None)
+    return _TimeFigures(
+        per_day=per_day,
+        active_24h=sum(map(c24.__le__, within_7d)),
+        active_7d=len(within_7d),
+        active_30d=len(within_30d),
+        first_seen=None if earliest is None else to_text(earliest),
+        last_seen=None if latest is None else to_text(latest),
+    )
+
+
 def scan(columns: Mapping[str, Sequence[Any]], *, now: datetime, tz: ZoneInfo) -> Stats:
     """The one scanner: :class:`Stats` of the users in ``columns`` (one list per :data:`STATS_FIELDS`)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     dates, bounds = day_boundaries(now, tz)
-    spans = (timedelta(hours=24), timedelta(days=7), timedelta(days=30))
-    c24, c7, c30 = (format_ts(now - span) for span in spans)
-    first_seen = _texts(columns["first_seen"])
-    last_seen = _texts(columns["last_seen"])
-    within_30d = list(filter(c30.__le__, last_seen))
-    within_7d = list(filter(c7.__le__, within_30d))
-    # Only the last 30 days' first sightings are sorted, then cut at the day bounds.
-    per_day = _bucket(sorted(filter(bounds[0].__le__, first_seen)), bounds)
+    spans = (timedelta(days=30), timedelta(days=7), timedelta(hours=24))
+    cuts = [format_ts(now - span) for span in spans]
+    times = _time_figures(columns["first_seen"], columns["last_seen"], bounds, cuts)
+    per_day = times.per_day
     blocked = sum(1 for flag in columns["blocked"] if flag is True)
     total = len(columns["first_seen"])
     return Stats(
         total_users=total,
         new_today=per_day[-1],
-        active_24h=sum(map(c24.__le__, within_7d)),
-        active_7d=len(within_7d),
-        active_30d=len(within_30d),
+        active_24h=times.active_24h,
+        active_7d=times.active_7d,
+        active_30d=times.active_30d,
         blocked_users=blocked,
         messages_total=_sum_counts(columns["messages"]),
-        first_seen=min(first_seen, default=None),
-        last_seen=max(last_seen, default=None),
+        first_seen=times.first_seen,
+        last_seen=times.last_seen,
         languages=_ordered(_count_names(columns["language_code"], none_as=UNKNOWN_LANGUAGE)),
         sources=_ordered(_count_names(columns["source"], none_as=None)),
         new_per_day=tuple(DayCount(d, n) for d, n in zip(dates, per_day, strict=True)),
