@@ -233,7 +233,9 @@ class ColumnBuilder:
             self._bytes.extend(map(_TRI_CODE.__getitem__, values))
         elif kind is Kind.CODE:
             codes = self._codes
-            self._numbers.extend(codes.setdefault(v, len(codes)) for v in values)
+            for value in set(values) - codes.keys():  # a handful of new names per chunk
+                codes[value] = len(codes)
+            self._numbers.extend(map(codes.__getitem__, values))
         elif kind is Kind.TIME:
             try:
                 self._numbers.extend(seconds_of(values))

@@ -143,7 +143,10 @@ def parse_store(data: bytes | mmap.mmap, path: Path, *, compact: bool, large: bo
         bad = next(doc_id for doc_id in users if not (doc_id.isdigit() and doc_id.isascii()))
         raise StoreCorruptError(f"store {path}: users record {bad!r} has a non-numeric id")
     # Readers are short-lived: keep orjson's objects as they are, fast.
-    records = compact_records(users) if compact else {int(doc_id): rec for doc_id, rec in users.items()}
+    if compact:
+        records = compact_records(users, copy=not large)
+    else:
+        records = {int(doc_id): rec for doc_id, rec in users.items()}
     del users
     _check_records(records, path, ours=ours)
     if not (writable(meta) and writable(document)):
@@ -194,20 +197,21 @@ def _check_records(records: dict[int, Record], path: Path, *, ours: bool) -> Non
                 raise StoreCorruptError(f"store {path}: users record {user_id} {problem}")
 
 
-def compact_records(users: dict[str, Any]) -> dict[int, Record]:
+def compact_records(users: dict[str, Any], *, copy: bool = True) -> dict[int, Record]:
     """The parsed records, made smaller for a long-lived writer.
 
     orjson's dicts are over-allocated while being built: a copy is ~25%
-    smaller. Low-cardinality strings share one object, a record seen once
-    shares its two timestamps, and the dict key is the record's own id
-    object. Each parsed dict is freed once copied.
+    smaller (``copy``; msgspec's are already tight, and copying them would
+    only raise the peak). Low-cardinality strings share one object, a record
+    seen once shares its two timestamps, and the dict key is the record's
+    own id object. Each parsed dict is freed once copied.
     """
     records: dict[int, Record] = {}
     shared: dict[str, str] = {}
     for doc_id in list(users):
         parsed = users.pop(doc_id)
         # Inserted key by key: dict(parsed) would clone orjson's oversized table.
-        record = {key: value for key, value in parsed.items()} if type(parsed) is dict else parsed
+        record = {key: value for key, value in parsed.items()} if copy and type(parsed) is dict else parsed
         if type(record) is dict:
             for name in ("language_code", "source"):
                 value = record.get(name)
