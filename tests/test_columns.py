@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -233,12 +232,35 @@ def test_timestamps_that_do_not_fit_seconds_are_kept_exactly(path: Path, odd: st
 def test_a_stale_column_file_is_rebuilt_by_the_next_read(path: Path) -> None:
     typical_store(path, 300)
     stale = columns_path(path).read_bytes()
-    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # as after a copy
+    document = orjson.loads(path.read_bytes())
+    document["users"]["7"]["first_name"] = "Changed by hand"
+    path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))  # another file, same generation
     assert load_columns(path, STATS_FIELDS) is None  # stale: not trusted
     columns = StoreReader(path).columns(RECORD_FIELDS)
     assert as_rows({name: list(values) for name, values in columns.items()}) == reader_view(path)
+    assert as_rows(columns)[7]["first_name"] == "Changed by hand"
     assert columns_path(path).read_bytes() != stale
     assert load_columns(path, STATS_FIELDS) is not None  # the next reader finds it fresh
+
+
+def test_a_column_file_is_still_trusted_after_a_copy_of_the_same_bytes(path: Path) -> None:
+    typical_store(path, 300)
+    before = load_columns(path, RECORD_FIELDS)
+    copy = path.with_name("copy.json")
+    copy.write_bytes(path.read_bytes())
+    copy.replace(path)  # new inode and mtime, same bytes: as after copying the data folder
+    assert load_columns(path, RECORD_FIELDS) == before
+    header = orjson.loads(columns_path(path).read_bytes().split(b"\n", 1)[0])
+    assert header["store"][0] == path.stat().st_ino  # re-stamped: the next read skips the checksum
+
+
+def test_same_size_different_bytes_is_stale(path: Path) -> None:
+    typical_store(path, 30)
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b'"Name"', b'"Nope"', 1))
+    assert path.stat().st_size == len(data)
+    assert load_columns(path, RECORD_FIELDS) is None
+    assert as_rows(StoreReader(path).columns(RECORD_FIELDS))[0]["first_name"] == "Nope"
 
 
 def _tamper(data: bytes, field: str, change: Any) -> bytes:
