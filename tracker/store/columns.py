@@ -30,12 +30,12 @@ from typing import IO, Any
 
 import orjson
 
-from tracker.files import NotRegularFileError, atomic_write, open_regular, unlink_quietly
+from tracker.files import NotRegularFileError, atomic_write, open_regular, read_regular, unlink_quietly
 from tracker.models import RECORD_FIELDS, Record
 from tracker.store.column_codec import ColumnBuilder, Kind, TimeColumn, decode
 from tracker.store.errors import StoreError, file_error
 from tracker.store.format import file_identity, no_cyclic_gc, read_store, store_id_of
-from tracker.store.journal import Effect
+from tracker.store.journal import Effect, committed_changes, first_generation
 from tracker.store.validate import column_problem
 
 log = logging.getLogger(__name__)
@@ -251,9 +251,16 @@ def rebuild(store_path: Path) -> bool:
         snapshot = read_store(store_path, compact=False)
         if file_identity(store_path) != identity:
             return False
+        gen, store_id = snapshot.gen, store_id_of(snapshot.meta)
+        # A store whose journal is refused (foreign, damaged, newer) is left exactly as it is.
+        journal_path = store_path.with_name(store_path.name + ".journal")
+        journal = read_regular(journal_path) or b""
+        if (first_generation(journal) or 0) > gen:
+            return False
+        for _ in committed_changes(journal, gen, journal_path, store_id):
+            pass
     except (OSError, StoreError):
         return False
-    gen, store_id = snapshot.gen, store_id_of(snapshot.meta)
     records = list(snapshot.records.values())
     del snapshot
     collector = ColumnCollector()
