@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import zlib
 from collections.abc import Collection
 from operator import itemgetter
@@ -193,7 +192,8 @@ class ColumnCache:
         try:
             with atomic_write(self.path, durable=False) as out:
                 out.write(orjson.dumps({**header, "store": identity}) + b"\n")
-                shutil.copyfileobj(fh, out, 1 << 20)
+                while chunk := fh.read(1 << 20):
+                    out.write(chunk)
         except OSError:
             pass  # read-only folder: the next reader checks the bytes again
 

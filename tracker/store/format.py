@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import msgspec
 import orjson
 
 from tracker.files import atomic_write, open_regular
@@ -105,6 +104,8 @@ def _decode(data: bytes | mmap.mmap, path: Path, *, large: bool) -> Any:
                 truncated = exc.pos >= len(data.rstrip()) - 1
                 problem = "truncated JSON" if truncated else f"invalid JSON ({exc})"
                 raise StoreCorruptError(f"store {path} is not readable: {problem}") from None
+        import msgspec  # only for large stores: its import is start-up time every CLI run would pay
+
         try:
             return msgspec.json.decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
