@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_hostile_store import FIELD_SAMPLE, STORE_FILE_WRONG, as_json
+
+try:
+    from tests.test_hostile_store import FIELD_SAMPLE, STORE_FILE_WRONG, as_json
+except ImportError:  # tests/ is not a package in every checkout
+    from test_hostile_store import FIELD_SAMPLE, STORE_FILE_WRONG, as_json  # type: ignore[no-redef]
 
 from tracker.models import Profile
 from tracker.store import StoreCorruptError, UserStore

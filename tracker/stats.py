@@ -149,13 +149,19 @@ class SecondsColumn(Protocol):
     seconds: array[int]
 
 
-class _TimeFigures(NamedTuple):
-    per_day: list[int]
-    active_24h: int
-    active_7d: int
-    active_30d: int
-    first_seen: str | None
-    last_seen: str | None
+class _TimeDomain(NamedTuple):
+    """``first_seen``/``last_seen`` and the boundaries, all as text or all as seconds (comparable alike)."""
+
+    first: Sequence[Any]
+    last: Sequence[Any]
+    bounds: list[Any]
+    cuts: list[Any]  # 30d, 7d, 24h
+    nonzero: bool  # seconds: 0 is null, left out of min()
+
+    def text(self, value: Any) -> str | None:
+        if not self.nonzero or value is None:
+            return value  # type: ignore[no-any-return]
+        return format_ts(_EPOCH + timedelta(seconds=value)) if value else None
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -165,66 +171,46 @@ def _has_seconds(column: Any) -> TypeGuard[SecondsColumn]:
     return isinstance(getattr(column, "seconds", None), array)
 
 
-def _time_figures(
+def _time_domain(
     first: Sequence[Any], last: Sequence[Any], bounds: list[str], cuts: list[str]
-) -> _TimeFigures:
-    """Counts over ``first_seen``/``last_seen``: as text (sortable), or as seconds when the columns have them.
-
-    ``cuts`` are the 30d, 7d and 24h activity boundaries, oldest first.
-    """
+) -> _TimeDomain:
+    """The timestamps as text (sortable), or as seconds when the columns hold them (no string per user)."""
     if _has_seconds(first) and _has_seconds(last):
-        # The same comparisons on integers: 0 (null) is below every boundary.
         def to_seconds(text: str) -> int:
             return max(1, int((parse_ts(text) - _EPOCH).total_seconds()))
 
-        def to_text(seconds: int) -> str | None:
-            return format_ts(_EPOCH + timedelta(seconds=seconds)) if seconds else None
-
-        return _count_times(first.seconds, last.seconds, [*map(to_seconds, bounds)],
-                            [*map(to_seconds, cuts)], to_text, nonzero=True)
-    return _count_times(_texts(first), _texts(last), bounds, cuts, lambda text: text, nonzero=False)
-
-
-def _count_times(first: Sequence[Any], last: Sequence[Any], bounds: list[Any], cuts: list[Any],
-                 to_text: Any, *, nonzero: bool) -> _TimeFigures:
-    c30, c7, c24 = cuts
-    within_30d = list(filter(c30.__le__, last))
-    within_7d = list(filter(c7.__le__, within_30d))
-    # Only the last 30 days' first sightings are sorted, then cut at the day bounds.
-    per_day = _bucket(sorted(filter(bounds[0].__le__, first)), bounds)
-    earliest = min(filter(None, first) if nonzero else first, default=None)
-    latest = max(last, default=None)
-    return _TimeFigures(
-        per_day=per_day,
-        active_24h=sum(map(c24.__le__, within_7d)),
-        active_7d=len(within_7d),
-        active_30d=len(within_30d),
-        first_seen=None if earliest is None else to_text(earliest),
-        last_seen=None if latest is None else to_text(latest),
-    )
+        return _TimeDomain(first.seconds, last.seconds, [*map(to_seconds, bounds)],
+                           [*map(to_seconds, cuts)], nonzero=True)
+    return _TimeDomain(_texts(first), _texts(last), bounds, cuts, nonzero=False)
 
 
 def scan(columns: Mapping[str, Sequence[Any]], *, now: datetime, tz: ZoneInfo) -> Stats:
     """The one scanner: :class:`Stats` of the users in ``columns`` (one list per :data:`STATS_FIELDS`)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    dates, bounds = day_boundaries(now, tz)
+    dates, text_bounds = day_boundaries(now, tz)
     spans = (timedelta(days=30), timedelta(days=7), timedelta(hours=24))
-    cuts = [format_ts(now - span) for span in spans]
-    times = _time_figures(columns["first_seen"], columns["last_seen"], bounds, cuts)
-    per_day = times.per_day
+    times = _time_domain(columns["first_seen"], columns["last_seen"], text_bounds,
+                         [format_ts(now - span) for span in spans])
+    # From here on every comparison is within one domain (text, or seconds with 0 for null).
+    first_seen, last_seen, bounds, (c30, c7, c24) = times.first, times.last, times.bounds, times.cuts
+    within_30d = list(filter(c30.__le__, last_seen))
+    within_7d = list(filter(c7.__le__, within_30d))
+    # Only the last 30 days' first sightings are sorted, then cut at the day bounds.
+    per_day = _bucket(sorted(filter(bounds[0].__le__, first_seen)), bounds)
     blocked = sum(1 for flag in columns["blocked"] if flag is True)
     total = len(columns["first_seen"])
+    earliest = min(filter(None, first_seen) if times.nonzero else first_seen, default=None)
     return Stats(
         total_users=total,
         new_today=per_day[-1],
-        active_24h=times.active_24h,
-        active_7d=times.active_7d,
-        active_30d=times.active_30d,
+        active_24h=sum(map(c24.__le__, within_7d)),
+        active_7d=len(within_7d),
+        active_30d=len(within_30d),
         blocked_users=blocked,
         messages_total=_sum_counts(columns["messages"]),
-        first_seen=times.first_seen,
-        last_seen=times.last_seen,
+        first_seen=times.text(earliest),
+        last_seen=times.text(max(last_seen, default=None)),
         languages=_ordered(_count_names(columns["language_code"], none_as=UNKNOWN_LANGUAGE)),
         sources=_ordered(_count_names(columns["source"], none_as=None)),
         new_per_day=tuple(DayCount(d, n) for d, n in zip(dates, per_day, strict=True)),
