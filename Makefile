@@ -46,7 +46,7 @@ $(LEGACY_VENV)/bin/.installed: setup.cfg pyproject.toml
 	test -x $(LEGACY_VENV)/bin/python || $(PYTHON) -m venv $(LEGACY_VENV)
 	$(LEGACY_VENV)/bin/python -m pip install -q --upgrade pip
 	$(LEGACY_VENV)/bin/python -m pip install -q 'pyrogram==2.0.106' 'tgcrypto>=1.2.5,<2' \
-	    'tinydb>=4.8,<5' 'click>=8.1,<9' 'orjson>=3.10,<4' 'tzdata>=2024.1' 'wcwidth>=0.2.13,<1' \
+	    'tinydb>=4.8,<5' 'click>=8.1,<9' 'orjson>=3.10,<4' 'msgspec>=0.18,<1' 'tzdata>=2024.1' 'wcwidth>=0.2.13,<1' \
 	    'pytest==9.2.0' 'psutil>=5.9,<8'
 	$(LEGACY_VENV)/bin/python -m pip install -q --no-deps -e .
 	touch $@

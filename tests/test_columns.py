@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 
 from tracker.models import RECORD_FIELDS
 from tracker.stats import STATS_FIELDS, compute_stats, compute_stats_from_columns
-from tracker.store import UserStore, columns_path, load_columns
+from tracker.store import StoreReader, UserStore, columns_path, load_columns
+from tracker.store.column_codec import TimeColumn, seconds_of, texts_of
+from tracker.store.columns import FORMAT
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 
@@ -188,3 +191,122 @@ def test_column_stats_with_odd_timestamps_match_the_tolerant_record_stats() -> N
     result = compute_stats_from_columns(columns, now=NOW, tz=tz)
     assert result == compute_stats(records, now=NOW, tz=tz)
     assert result["active_24h"] == 1 and result["active_7d"] == 2 and result["total_users"] == 3
+
+
+# ------------------------------------------------ the binary column file (issue 11)
+
+
+def typical_store(path: Path, users: int = 2000) -> None:
+    with UserStore(path) as store:
+        for i in range(users):
+            store.seen(user(i), NOW - timedelta(minutes=i), source=("ad", "promo", None)[i % 3])
+        store.set_blocked(5, True, NOW)
+
+
+def test_the_column_file_is_binary_and_small(path: Path) -> None:
+    typical_store(path)
+    data = columns_path(path).read_bytes()
+    assert orjson.loads(data.split(b"\n", 1)[0])["format"] == FORMAT
+    # ids 8, three timestamps 12, messages 8, four flags and two codes 6, names as JSON.
+    text_fields = ("first_name", "last_name", "username")
+    names = sum(len(orjson.dumps([user(i)[k] for i in range(2000)])) for k in text_fields)
+    assert len(data) <= 2000 * 34 + names + 1024
+
+
+@pytest.mark.parametrize("odd", ["2026-13-45T99:99:99Z", "1969-12-31T23:59:59Z", "1970-01-01T00:00:00Z",
+                                 "2200-01-01T00:00:00Z", "0000-00-00T00:00:00Z"])
+def test_timestamps_that_do_not_fit_seconds_are_kept_exactly(path: Path, odd: str) -> None:
+    typical_store(path, 20)
+    document = orjson.loads(path.read_bytes())
+    document["users"]["7"]["first_seen"] = odd
+    document["users"]["8"]["blocked_at"] = odd
+    path.write_bytes(orjson.dumps(document))
+    UserStore(path).close()  # the writer writes the column file
+    columns = load_columns(path, RECORD_FIELDS)
+    assert columns is not None
+    rows = as_rows(columns)
+    assert rows == reader_view(path)
+    assert rows[7]["first_seen"] == odd and rows[8]["blocked_at"] == odd
+
+
+def test_a_stale_column_file_is_rebuilt_by_the_next_read(path: Path) -> None:
+    typical_store(path, 300)
+    stale = columns_path(path).read_bytes()
+    document = orjson.loads(path.read_bytes())
+    document["users"]["7"]["first_name"] = "Changed by hand"
+    path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))  # another file, same generation
+    assert load_columns(path, STATS_FIELDS) is None  # stale: not trusted
+    columns = StoreReader(path).columns(RECORD_FIELDS)
+    assert as_rows({name: list(values) for name, values in columns.items()}) == reader_view(path)
+    assert as_rows(columns)[7]["first_name"] == "Changed by hand"
+    assert columns_path(path).read_bytes() != stale
+    assert load_columns(path, STATS_FIELDS) is not None  # the next reader finds it fresh
+
+
+def test_a_column_file_is_still_trusted_after_a_copy_of_the_same_bytes(path: Path) -> None:
+    typical_store(path, 300)
+    before = load_columns(path, RECORD_FIELDS)
+    copy = path.with_name("copy.json")
+    copy.write_bytes(path.read_bytes())
+    copy.replace(path)  # new inode and mtime, same bytes: as after copying the data folder
+    assert load_columns(path, RECORD_FIELDS) == before
+    header = orjson.loads(columns_path(path).read_bytes().split(b"\n", 1)[0])
+    assert header["store"][0] == path.stat().st_ino  # re-stamped: the next read skips the checksum
+
+
+def test_same_size_different_bytes_is_stale(path: Path) -> None:
+    typical_store(path, 30)
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b'"Name"', b'"Nope"', 1))
+    assert path.stat().st_size == len(data)
+    assert load_columns(path, RECORD_FIELDS) is None
+    assert as_rows(StoreReader(path).columns(RECORD_FIELDS))[0]["first_name"] == "Nope"
+
+
+def _tamper(data: bytes, field: str, change: Any) -> bytes:
+    """The column file with ``field``'s data section replaced by ``change(section)``."""
+    line, body = data.split(b"\n", 1)
+    header = orjson.loads(line)
+    entry = next(f for f in header["fields"] if f[0] == field)
+    start, length = entry[4], entry[5]
+    return line + b"\n" + body[:start] + change(body[start : start + length]) + body[start + length :]
+
+
+TAMPERING = {
+    "flag out of range": ("blocked", lambda s: b"\x07" + s[1:]),
+    "tri out of range": ("is_premium", lambda s: b"\x03" + s[1:]),
+    "code out of range": ("language_code", lambda s: b"\xff" + s[1:]),
+    "count over 63 bits": ("messages", lambda s: s[:7] + b"\xff" + s[8:]),
+    "short section": ("id", lambda s: s[:-8] + b"\n" * 8),
+}
+
+
+@pytest.mark.parametrize("label", list(TAMPERING))
+def test_a_tampered_column_file_is_not_trusted(path: Path, label: str) -> None:
+    typical_store(path, 40)
+    field, change = TAMPERING[label]
+    col_file = columns_path(path)
+    identity = path.stat()
+    col_file.write_bytes(_tamper(col_file.read_bytes(), field, change))
+    assert path.stat().st_mtime_ns == identity.st_mtime_ns
+    if label == "short section":  # same length, different bytes: ids then do not match any record
+        columns = load_columns(path, ["id"])
+        assert columns is None or columns["id"] != sorted(reader_view(path))
+        return
+    assert load_columns(path, RECORD_FIELDS) is None
+    assert as_rows(StoreReader(path).columns(RECORD_FIELDS)) == reader_view(path)
+
+
+def test_time_columns_read_like_lists_of_strings() -> None:
+    texts = ["2026-11-23T12:00:00Z", None, "1970-01-02T00:00:01Z", "2106-02-06T00:00:00Z",
+             "2000-02-29T23:59:59Z"]
+    column = TimeColumn(seconds_of(texts))
+    assert list(column) == texts and column == texts and len(column) == 5
+    assert column[0] == texts[0] and column[1] is None and column[1:3] == texts[1:3]
+    assert texts_of(column.seconds) == texts
+    column[1] = "2026-01-01T00:00:00Z"
+    column.append(None)
+    assert list(column) == [texts[0], "2026-01-01T00:00:00Z", *texts[2:], None]
+    assert list(column.without({0, 5})) == ["2026-01-01T00:00:00Z", *texts[2:]]
+    with pytest.raises((ValueError, KeyError)):
+        seconds_of(["2026-13-01T00:00:00Z"])

@@ -48,7 +48,9 @@ def run(store: Path, *args: str, columns: int = 80) -> tuple[int, str, str]:
 
 
 @pytest.mark.parametrize("columns", [80, 132])
-@pytest.mark.parametrize("command", [["sources"], ["history"], ["retention", "--by", "day", "--periods", "5"]])
+@pytest.mark.parametrize(
+    "command", [["sources"], ["history"], ["retention", "--by", "day", "--periods", "5"]]
+)
 def test_tables_fit_the_terminal_and_carry_no_control_characters(
     store: Path, columns: int, command: list[str]
 ) -> None:
@@ -84,4 +86,4 @@ def test_report_never_replaces_the_store_or_a_side_file(store: Path, side: str) 
 
 
 def test_grain_names_match_the_calendar() -> None:
-    assert tracker.cli_history.GRAINS == [grain.value for grain in Grain]
+    assert [grain.value for grain in Grain] == tracker.cli_history.GRAINS

@@ -19,13 +19,14 @@ column by column first, only when a column holds any.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, TypeGuard
 from zoneinfo import ZoneInfo
 
 from tracker.models import format_ts, parse_ts
@@ -145,21 +146,65 @@ def columns_of(records: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
     return columns
 
 
+class SecondsColumn(Protocol):
+    """A timestamp column that also holds its values as uint32 seconds, 0 for null
+    (the column cache's ``TimeColumn``): counted without making a string per user."""
+
+    seconds: array[int]
+
+
+class _TimeDomain(NamedTuple):
+    """``first_seen``/``last_seen`` and the boundaries, all as text or all as seconds (comparable alike)."""
+
+    first: Sequence[Any]
+    last: Sequence[Any]
+    bounds: list[Any]
+    cuts: list[Any]  # 30d, 7d, 24h
+    nonzero: bool  # seconds: 0 is null, left out of min()
+
+    def text(self, value: Any) -> str | None:
+        if not self.nonzero or value is None:
+            return value  # type: ignore[no-any-return]
+        return format_ts(_EPOCH + timedelta(seconds=value)) if value else None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _has_seconds(column: Any) -> TypeGuard[SecondsColumn]:
+    return isinstance(getattr(column, "seconds", None), array)
+
+
+def _time_domain(
+    first: Sequence[Any], last: Sequence[Any], bounds: list[str], cuts: list[str]
+) -> _TimeDomain:
+    """The timestamps as text (sortable), or as seconds when the columns hold them (no string per user)."""
+    if _has_seconds(first) and _has_seconds(last):
+        def to_seconds(text: str) -> int:
+            return max(1, int((parse_ts(text) - _EPOCH).total_seconds()))
+
+        return _TimeDomain(first.seconds, last.seconds, [*map(to_seconds, bounds)],
+                           [*map(to_seconds, cuts)], nonzero=True)
+    return _TimeDomain(_texts(first), _texts(last), bounds, cuts, nonzero=False)
+
+
 def scan(columns: Mapping[str, Sequence[Any]], *, now: datetime, tz: ZoneInfo) -> Stats:
     """The one scanner: :class:`Stats` of the users in ``columns`` (one list per :data:`STATS_FIELDS`)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    dates, bounds = day_boundaries(now, tz)
-    spans = (timedelta(hours=24), timedelta(days=7), timedelta(days=30))
-    c24, c7, c30 = (format_ts(now - span) for span in spans)
-    first_seen = _texts(columns["first_seen"])
-    last_seen = _texts(columns["last_seen"])
+    dates, text_bounds = day_boundaries(now, tz)
+    spans = (timedelta(days=30), timedelta(days=7), timedelta(hours=24))
+    times = _time_domain(columns["first_seen"], columns["last_seen"], text_bounds,
+                         [format_ts(now - span) for span in spans])
+    # From here on every comparison is within one domain (text, or seconds with 0 for null).
+    first_seen, last_seen, bounds, (c30, c7, c24) = times.first, times.last, times.bounds, times.cuts
     within_30d = list(filter(c30.__le__, last_seen))
     within_7d = list(filter(c7.__le__, within_30d))
     # Only the last 30 days' first sightings are sorted, then cut at the day bounds.
     per_day = _bucket(sorted(filter(bounds[0].__le__, first_seen)), bounds)
     blocked = sum(1 for flag in columns["blocked"] if flag is True)
     total = len(columns["first_seen"])
+    earliest = min(filter(None, first_seen) if times.nonzero else first_seen, default=None)
     return Stats(
         total_users=total,
         new_today=per_day[-1],
@@ -168,8 +213,8 @@ def scan(columns: Mapping[str, Sequence[Any]], *, now: datetime, tz: ZoneInfo) -
         active_30d=len(within_30d),
         blocked_users=blocked,
         messages_total=_sum_counts(columns["messages"]),
-        first_seen=min(first_seen, default=None),
-        last_seen=max(last_seen, default=None),
+        first_seen=times.text(earliest),
+        last_seen=times.text(max(last_seen, default=None)),
         languages=_ordered(_count_names(columns["language_code"], none_as=UNKNOWN_LANGUAGE)),
         sources=_ordered(_count_names(columns["source"], none_as=None)),
         new_per_day=tuple(DayCount(d, n) for d, n in zip(dates, per_day, strict=True)),

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, TypeVar
 from tracker.files import read_regular
 from tracker.history_tables import TABLES as HISTORY_TABLES
 from tracker.models import Record
-from tracker.store.columns import ColumnCache, Columns, StaleColumnsError, apply_to_columns
+from tracker.store.columns import ColumnCache, Columns, StaleColumnsError, apply_to_columns, rebuild
 from tracker.store.errors import (
     StoreCorruptError,
     StoreError,
@@ -170,6 +170,8 @@ class StoreReader:
         """
         names = list(dict.fromkeys(("id", *fields)))
         cached = self.cached_columns(fields)
+        if cached is None and rebuild(self.path):  # stale (e.g. a copied data folder): rebuilt once
+            cached = self.cached_columns(fields)
         if cached is not None:
             return {name: cached[name] for name in names}
         records = list(self.state().records.values())

@@ -1,0 +1,308 @@
+"""Binary encodings of the column cache's fields, and the timestamp column readers get.
+
+A field's values are stored in the smallest form that gives them back exactly:
+ids and counts as 64-bit integers (``array``), booleans as one byte each,
+``is_premium`` as one byte of 0/1/2 (null), low-cardinality text (language,
+source) as integer codes into a table of the distinct values, timestamps as
+uint32 seconds (0 = null), and free text (names) as a JSON array. A timestamp
+column whose values do not all round-trip (a hand-edited ``2026-13-45...`` or a
+date before 1970) is stored as JSON text instead, so nothing is ever altered.
+
+Timestamps are the costly field to turn back into text (~0.35 s per million),
+so readers get a :class:`TimeColumn`: a read-only sequence of the usual
+``YYYY-MM-DDTHH:MM:SSZ`` strings made on first use, which also exposes the raw
+seconds so ``stats`` can count and compare without making a single string.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from itertools import repeat
+from operator import add, floordiv, itemgetter, mod
+from typing import Any, overload
+
+import orjson
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DAY = 86_400
+#: Day numbers from 1970-01-02 up to the last day uint32 seconds reach (2106).
+_MAX_DAY = (2**32 - 1) // _DAY - 1
+#: Where a null sits in a text timestamp column while it is converted.
+_NULL_TEXT = "\x00" * 11 + "00:00:00Z"
+
+
+class Kind(Enum):
+    """How one column is stored."""
+
+    INT = "i64"  # array('q')
+    COUNT = "u64"  # array('Q')
+    BOOL = "bool"  # one byte each, 0/1
+    TRI = "tri"  # one byte each: 0 false, 1 true, 2 null
+    CODE = "code"  # a JSON table of distinct values + array('I') of indexes
+    TIME = "ts"  # array('I') of seconds since 1970, 0 = null
+    JSON = "json"  # a JSON array
+
+
+#: The preferred kind of each record field (unknown fields: JSON).
+FIELD_KINDS: dict[str, Kind] = {
+    "id": Kind.INT,
+    "messages": Kind.COUNT,
+    "is_bot": Kind.BOOL,
+    "blocked": Kind.BOOL,
+    "is_premium": Kind.TRI,
+    "language_code": Kind.CODE,
+    "source": Kind.CODE,
+    "first_seen": Kind.TIME,
+    "last_seen": Kind.TIME,
+    "blocked_at": Kind.TIME,
+}
+
+_LITTLE = sys.byteorder == "little"
+_BOOLS = (False, True)
+_TRI = (False, True, None)
+_TRI_CODE = {False: 0, True: 1, None: 2}
+
+
+# ---------------------------------------------------------------- timestamps
+
+
+class _DayNumbers(dict[str, int]):
+    """``"YYYY-MM-DDT"`` -> days since 1970, filled on first sight (raises for a date we cannot store)."""
+
+    def __missing__(self, prefix: str) -> int:
+        when = datetime.strptime(prefix, "%Y-%m-%dT").replace(tzinfo=UTC)
+        day = (when - _EPOCH).days
+        if not 1 <= day <= _MAX_DAY or when.strftime("%Y-%m-%dT") != prefix:
+            raise ValueError(f"{prefix!r} cannot be stored as uint32 seconds")
+        self[prefix] = day
+        return day
+
+
+class _DayPrefixes(dict[int, str]):
+    """Days since 1970 -> ``"YYYY-MM-DDT"``, filled on first sight."""
+
+    def __missing__(self, day: int) -> str:
+        text = (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%dT")
+        self[day] = text
+        return text
+
+
+def _times_of_day() -> list[str]:
+    """``"HH:MM:SSZ"`` for every second of a day, in order (joined from parts: ~10 ms)."""
+    two = [f"{i:02d}" for i in range(60)]
+    minutes = [f"{m}:{s}Z" for m in two for s in two]
+    return [f"{h}:{ms}" for h in two[:24] for ms in minutes]
+
+
+class _Tables:
+    """The lookup tables, made on first use (a reader of the column cache never needs the second)."""
+
+    @functools.cached_property
+    def second_of_day(self) -> list[str]:
+        return _times_of_day()
+
+    @functools.cached_property
+    def seconds_of_text(self) -> dict[str, int]:
+        return {text: second for second, text in enumerate(self.second_of_day)}
+
+
+_TABLES = _Tables()
+_DAY_NUMBERS = _DayNumbers({_NULL_TEXT[:11]: 0})
+_DAY_PREFIXES = _DayPrefixes()
+_HEAD, _TAIL = itemgetter(slice(0, 11)), itemgetter(slice(11, None))
+
+
+def seconds_of(values: Sequence[str | None]) -> array[int]:
+    """Timestamps as uint32 seconds (None -> 0); ``ValueError``/``KeyError`` when one cannot be stored.
+
+    Every step is a C-level ``map`` over two dict lookups (the date part and
+    the time of day): ~0.2 µs a value, so a snapshot can afford it.
+    """
+    texts: Sequence[Any] = [v or _NULL_TEXT for v in values] if None in values else values
+    days = map(_DAY_NUMBERS.__getitem__, map(_HEAD, texts))
+    seconds = map(_TABLES.seconds_of_text.__getitem__, map(_TAIL, texts))
+    return array("I", map(add, map(_DAY.__mul__, days), seconds))
+
+
+def texts_of(seconds: Iterable[int]) -> list[str | None]:
+    """The inverse of :func:`seconds_of`."""
+    values = seconds if isinstance(seconds, array) else array("I", seconds)
+    days = map(floordiv, values, repeat(_DAY))
+    times = map(mod, values, repeat(_DAY))
+    texts: list[str | None] = list(map(str.__add__, map(_DAY_PREFIXES.__getitem__, days),
+                                       map(_TABLES.second_of_day.__getitem__, times)))
+    if 0 in values:
+        for position, value in enumerate(values):
+            if value == 0:
+                texts[position] = None
+    return texts
+
+
+def seconds_of_one(value: str | None) -> int:
+    return seconds_of([value])[0]
+
+
+class TimeColumn(Sequence[str | None]):
+    """A timestamp column: reads as ``YYYY-MM-DDTHH:MM:SSZ`` strings (or None), kept as uint32 seconds.
+
+    The strings are made once, on first use; :attr:`seconds` is the raw form
+    (0 = null) for code that can count without them (``tracker.stats``).
+    Supports what applying a journal needs: item assignment and ``append``.
+    """
+
+    def __init__(self, seconds: array[int]) -> None:
+        self.seconds = seconds
+        self._texts: list[str | None] | None = None
+
+    def texts(self) -> list[str | None]:
+        """The values as a plain list of strings (made once)."""
+        if self._texts is None:
+            self._texts = texts_of(self.seconds)
+        return self._texts
+
+    def __len__(self) -> int:
+        return len(self.seconds)
+
+    @overload
+    def __getitem__(self, index: int) -> str | None: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str | None]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str | None] | None:
+        if self._texts is not None:
+            return self._texts[index]
+        if isinstance(index, slice):
+            return texts_of(self.seconds[index])
+        return texts_of([self.seconds[index]])[0]
+
+    def __iter__(self) -> Iterator[str | None]:
+        return iter(self.texts())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, TimeColumn):
+            return self.seconds == other.seconds
+        return isinstance(other, Sequence) and self.texts() == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a list
+
+    def __repr__(self) -> str:
+        return f"TimeColumn({self.texts()!r})"
+
+    def __setitem__(self, index: int, value: str | None) -> None:
+        self.seconds[index] = seconds_of_one(value)
+        if self._texts is not None:
+            self._texts[index] = value
+
+    def append(self, value: str | None) -> None:
+        self.seconds.append(seconds_of_one(value))
+        if self._texts is not None:
+            self._texts.append(value)
+
+    def without(self, positions: set[int]) -> TimeColumn:
+        """A copy without the values at ``positions``."""
+        return TimeColumn(array("I", (v for i, v in enumerate(self.seconds) if i not in positions)))
+
+
+# ------------------------------------------------------------ encode/decode
+
+
+class ColumnBuilder:
+    """Collects one field's values chunk by chunk in its stored form; :meth:`sections` gives the bytes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.kind = FIELD_KINDS.get(name, Kind.JSON)
+        self._numbers = array("q" if self.kind is Kind.INT else "Q" if self.kind is Kind.COUNT else "I")
+        self._bytes = bytearray()
+        self._json: list[bytes] = []
+        self._codes: dict[Any, int] = {}
+
+    def add(self, values: list[Any]) -> None:
+        kind = self.kind
+        if kind is Kind.INT or kind is Kind.COUNT:
+            self._numbers.extend(values)
+        elif kind is Kind.BOOL:
+            self._bytes.extend(map(_BOOLS.index, values))
+        elif kind is Kind.TRI:
+            self._bytes.extend(map(_TRI_CODE.__getitem__, values))
+        elif kind is Kind.CODE:
+            codes = self._codes
+            for value in set(values) - codes.keys():  # a handful of new names per chunk
+                codes[value] = len(codes)
+            self._numbers.extend(map(codes.__getitem__, values))
+        elif kind is Kind.TIME:
+            try:
+                self._numbers.extend(seconds_of(values))
+            except (ValueError, KeyError, TypeError):  # not storable as seconds: keep it as text
+                self.kind = Kind.JSON
+                self._json.append(orjson.dumps(texts_of(self._numbers) + values))
+                self._numbers = array("I")
+        else:
+            self._json.append(orjson.dumps(values))
+
+    def encode(self) -> tuple[Kind, bytes, bytes]:
+        """``(kind, table, data)``: the column's stored form (``table`` only for codes)."""
+        kind = self.kind
+        if kind is Kind.JSON:
+            bodies = [body[1:-1] for body in self._json if len(body) > 2]
+            return kind, b"", b"[" + b",".join(bodies) + b"]"
+        if kind is Kind.BOOL or kind is Kind.TRI:
+            return kind, b"", bytes(self._bytes)
+        if kind is Kind.CODE:
+            size = len(self._codes)
+            typecode = "B" if size <= 256 else "H" if size <= 65536 else "I"
+            return kind, orjson.dumps(list(self._codes)), array(typecode, self._numbers).tobytes()
+        return kind, b"", self._numbers.tobytes()
+
+
+def _only(data: bytes, allowed: int) -> bool:
+    """Whether every byte of ``data`` is below ``allowed`` (a C-level pass, no int per byte)."""
+    return not data.translate(None, bytes(range(allowed)))
+
+
+def decode(kind: Kind, table: bytes, data: bytes, count: int) -> list[Any] | TimeColumn:
+    """One stored column back as values; ``ValueError`` when it is malformed."""
+    if kind is Kind.JSON:
+        values = orjson.loads(data)
+        if type(values) is not list:
+            raise ValueError("column is not a list")
+        return values
+    if kind is Kind.BOOL or kind is Kind.TRI:
+        lookup = _BOOLS if kind is Kind.BOOL else _TRI
+        if len(data) != count or not _only(data, len(lookup)):
+            raise ValueError("malformed flags")
+        return list(map(lookup.__getitem__, data))
+    if kind is Kind.CODE:
+        names = orjson.loads(table)
+        if type(names) is not list or not count:
+            return _codes(names, data, count)
+        typecode = "B" if len(names) <= 256 else "H" if len(names) <= 65536 else "I"
+        codes = array(typecode)
+        codes.frombytes(data)
+        if len(codes) != count or (typecode == "B" and not _only(data, len(names))):
+            raise ValueError("malformed codes")
+        if typecode != "B" and max(codes) >= len(names):
+            raise ValueError("malformed codes")
+        return list(map(names.__getitem__, codes))
+    numbers = array("q" if kind is Kind.INT else "Q" if kind is Kind.COUNT else "I")
+    numbers.frombytes(data)
+    if len(numbers) != count:
+        raise ValueError("column has the wrong length")
+    if kind is Kind.TIME:
+        return TimeColumn(numbers)
+    # Counts fit in 63 bits: the top byte of each little-endian uint64 is below 0x80.
+    if kind is Kind.COUNT and not _only(data[7::8] if _LITTLE else data[0::8], 0x80):
+        raise ValueError("count out of range")
+    return numbers.tolist()
+
+
+def _codes(names: Any, data: bytes, count: int) -> list[Any]:
+    if type(names) is not list or data or count:
+        raise ValueError("malformed codes")
+    return []
