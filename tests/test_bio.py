@@ -19,10 +19,11 @@ import pyrogram
 import pytest
 from pyrogram import errors, raw
 
+from tests.support import settings_in
 from tracker import bio
 from tracker.bio import BioService, OutcomeKind, fit, render, render_for, utf16_len
 from tracker.bio import service as bio_service
-from tracker.config import ConfigError, Settings, load
+from tracker.config import ConfigError, Settings
 from tracker.store import UserStore
 
 pytestmark = pytest.mark.bot
@@ -35,15 +36,7 @@ START = 1_800_000_000.0  # an arbitrary fixed origin for the fake clock
 
 def make_settings(tmp_path: Path, *, bot: bool = True, **tracker: str) -> Settings:
     """A real config.ini in tmp_path, loaded by the real loader."""
-    lines = ["[pyrogram]", "api_id = 12345", "api_hash = 0123456789abcdef0123456789abcdef"]
-    if bot:
-        lines.append("bot_token = 123456:TEST-token")
-    lines += ["[tracker]", "store = data/users.json"]
-    lines += [f"{key} = {value}" for key, value in tracker.items()]
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "config.ini"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return load(path)
+    return settings_in(tmp_path, bot_token="123456:TEST-token" if bot else None, **tracker)
 
 
 class Recorder:

@@ -17,33 +17,18 @@ from typing import Any
 import pyrogram
 import pytest
 
+from tests.support import settings_in
 from tracker import bio
 from tracker.bio import BioError, refresh_command
-from tracker.config import Settings, load
+from tracker.config import Settings
 from tracker.control import socket_path_for
 from tracker.store import UserStore
 
 pytestmark = pytest.mark.bot  # also run against pyrogram 2.0.106
 
 ROOT = Path(__file__).resolve().parent.parent
-API = ["api_id = 12345", "api_hash = 0123456789abcdef0123456789abcdef"]
-
-
-def write_config(tmp_path: Path, *, bot: bool = True, credentials: bool = True, **tracker: str) -> Path:
-    lines = ["[pyrogram]"]
-    if credentials:
-        lines += API
-    if bot:
-        lines.append("bot_token = 123456:TEST-token")
-    lines += ["[tracker]", "store = data/users.json"]
-    lines += [f"{key} = {value}" for key, value in tracker.items()]
-    path = tmp_path / "config.ini"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def settings_for(tmp_path: Path, **kwargs: Any) -> Settings:
-    return load(write_config(tmp_path, **kwargs))
+def settings_for(tmp_path: Path, *, bot: bool = True, **config: Any) -> Settings:
+    return settings_in(tmp_path, bot_token="123456:TEST-token" if bot else None, **config)
 
 
 def seed(settings: Settings, count: int, **meta: Any) -> None:
@@ -63,12 +48,6 @@ def no_client(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("a dry run must not build a Telegram client")
 
     monkeypatch.setattr(pyrogram.Client, "__init__", refuse)
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("TRACKER_API_ID", "TRACKER_API_HASH", "TRACKER_BOT_TOKEN", "TRACKER_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
 
 
 # --------------------------------------------------------------------------- dry run
