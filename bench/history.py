@@ -38,6 +38,7 @@ import orjson
 
 from tracker import audience
 from tracker.history_aggregates import Activity, HistoryKeeper
+from tracker.models import make_profile
 from tracker.periods import Grain, local_midnight_utc
 from tracker.store import UserStore
 
@@ -215,12 +216,12 @@ def seen_cost(users: int, updates: int) -> float:
         at = datetime(2026, 9, 1, tzinfo=UTC)
         with UserStore(path) as store:
             for i in range(users):
-                store.seen({"id": i + 1, "first_name": f"U{i}"}, at)
+                store.seen(make_profile(i + 1, first_name=f"U{i}"), at)
             rng = random.Random(3)
             ids = [rng.randrange(users) + 1 for _ in range(updates)]
             started = time.perf_counter()
             for n, uid in enumerate(ids):
-                store.seen({"id": uid, "first_name": f"U{uid - 1}"}, at + timedelta(seconds=n))
+                store.seen(make_profile(uid, first_name=f"U{uid - 1}"), at + timedelta(seconds=n))
             store.flush()
             return (time.perf_counter() - started) / updates
 

@@ -19,11 +19,12 @@ import pyrogram
 import pytest
 from pyrogram import errors, raw
 
-from tests.support import settings_in
+from tests.support import profile, settings_in
 from tracker import bio
 from tracker.bio import BioService, OutcomeKind, fit, render, render_for, utf16_len
 from tracker.bio import service as bio_service
 from tracker.config import ConfigError, Settings
+from tracker.models import PROFILE_FIELDS, Profile
 from tracker.store import UserStore
 
 pytestmark = pytest.mark.bot
@@ -126,9 +127,8 @@ async def make_client(settings: Settings, *, premium: bool = False) -> tuple[pyr
     return client, recorder
 
 
-def user(n: int) -> dict[str, Any]:
-    return {"id": 1000 + n, "first_name": f"U{n}", "last_name": None, "username": f"u{n}",
-            "language_code": "en", "is_bot": False, "is_premium": False}
+def user(n: int) -> Profile:
+    return profile(1000 + n, f"U{n}", username=f"u{n}", language_code="en", is_premium=False)
 
 
 class Harness:
@@ -642,7 +642,8 @@ def test_counter_values_agree_with_stats(tmp_path: Path) -> None:
          (40 * day, 29 * day, True), (2 * day, 2 * day, False)]
     ):
         records.append({
-            **user(n), "first_seen": format_ts(now - timedelta(seconds=first_ago)),
+            **dict(zip(("id", *PROFILE_FIELDS), user(n), strict=True)),
+            "first_seen": format_ts(now - timedelta(seconds=first_ago)),
             "last_seen": format_ts(now - timedelta(seconds=last_ago)), "messages": 1, "source": None,
             "blocked": blocked, "blocked_at": None,
         })  # fmt: skip

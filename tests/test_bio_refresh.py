@@ -17,7 +17,7 @@ from typing import Any
 import pyrogram
 import pytest
 
-from tests.support import settings_in
+from tests.support import profile, settings_in
 from tracker import bio
 from tracker.bio import BioError, refresh_command
 from tracker.config import Settings
@@ -35,7 +35,7 @@ def seed(settings: Settings, count: int, **meta: Any) -> None:
     now = datetime.now(UTC)
     with UserStore(settings.store) as store:
         for n in range(count):
-            store.seen({"id": 5000 + n, "first_name": f"U{n}", "is_bot": False}, now)
+            store.seen(profile(5000 + n, first_name=f"U{n}", is_bot=False), now)
         if meta:
             store.update_meta(**meta)
 

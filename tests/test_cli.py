@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 import tracker.cli
+from tests.support import profile
 from tracker.cli import cli
 from tracker.export import CSV_COLUMNS
 from tracker.models import format_ts
@@ -41,18 +42,18 @@ def store_path(tmp_path: Path) -> Path:
     """A store of four users built through UserStore."""
     path = tmp_path / "data" / "users.json"
     with UserStore(path) as store:
-        store.seen({"id": 101, "first_name": "Anna", "last_name": "Lee", "username": "anna",
-                    "language_code": "en"}, NOW - timedelta(days=40), source="ads")
-        store.seen({"id": 101, "first_name": "Anna", "last_name": "Lee", "username": "anna",
-                    "language_code": "en"}, NOW - timedelta(hours=2))
-        store.seen({"id": 202, "first_name": "=cmd|' /C calc'!A0", "language_code": "ru"},
+        store.seen(profile(101, first_name="Anna", last_name="Lee", username="anna",
+                    language_code="en"), NOW - timedelta(days=40), source="ads")
+        store.seen(profile(101, first_name="Anna", last_name="Lee", username="anna",
+                    language_code="en"), NOW - timedelta(hours=2))
+        store.seen(profile(202, first_name="=cmd|' /C calc'!A0", language_code="ru"),
                    NOW - timedelta(days=3), source="promo")
-        store.seen({"id": 303, "first_name": "Bob", "username": "BobTheBot", "is_bot": True,
-                    "language_code": "en"}, NOW - timedelta(minutes=30), message=False)
-        store.seen({"id": 404, "first_name": "Zoë 🙂", "last_name": "\u202eevil", "is_premium": True},
+        store.seen(profile(303, first_name="Bob", username="BobTheBot", is_bot=True,
+                    language_code="en"), NOW - timedelta(minutes=30), message=False)
+        store.seen(profile(404, first_name="Zoë 🙂", last_name="\u202eevil", is_premium=True),
                    NOW - timedelta(days=8))
         for _ in range(4):
-            store.seen({"id": 404, "first_name": "Zoë 🙂", "last_name": "\u202eevil", "is_premium": True},
+            store.seen(profile(404, first_name="Zoë 🙂", last_name="\u202eevil", is_premium=True),
                        NOW - timedelta(days=8))
         store.set_blocked(202, True, NOW - timedelta(days=1))
     return path
@@ -114,7 +115,7 @@ def test_stats_today_depends_on_tz(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(tracker.cli, "_now", lambda: datetime(2024, 6, 15, 0, 40, tzinfo=UTC))
     path = tmp_path / "u.json"
     with UserStore(path) as store:
-        store.seen({"id": 1, "first_name": "Late"}, datetime(2024, 6, 14, 23, 30, tzinfo=UTC))
+        store.seen(profile(1, first_name="Late"), datetime(2024, 6, 14, 23, 30, tzinfo=UTC))
     result = run("--store", str(path), "stats", "--json", "--tz", zone)
     assert json.loads(result.output)["new_today"] == today
 
@@ -438,10 +439,11 @@ def test_cli_does_not_import_pyrogram_or_asyncio(store_path: Path) -> None:
 WRITER = """
 import sys, time
 from datetime import datetime, UTC
+from tracker.models import make_profile
 from tracker.store import UserStore
 with UserStore(sys.argv[1], flush_interval=0.05) as store:
     for i in range(int(sys.argv[2])):
-        store.seen({"id": 10_000 + i, "first_name": f"W{i}"}, datetime.now(UTC))
+        store.seen(make_profile(10_000 + i, f"W{i}"), datetime.now(UTC))
         if i % 20 == 0:
             time.sleep(0.005)
 """

@@ -23,6 +23,7 @@ import orjson
 import pytest
 
 from tests.cli_run import CLI, Invoke, process_env, tracker_fixture  # noqa: F401 (the `tracker` fixture)
+from tests.support import profile
 from tracker.export import neutralise
 from tracker.store import UserStore
 
@@ -33,9 +34,9 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 def store(tmp_path: Path) -> Path:
     path = tmp_path / "data" / "users.json"
     with UserStore(path) as writer:
-        writer.seen({"id": 1, "first_name": "x;=cmd|' /C calc'!A0", "language_code": "\x1b[31mred"},
+        writer.seen(profile(1, first_name="x;=cmd|' /C calc'!A0", language_code="\x1b[31mred"),
                     NOW - timedelta(hours=1), source="\u202eevil\x07")
-        writer.seen({"id": 2, "first_name": "Anna", "username": "anna", "language_code": "en"},
+        writer.seen(profile(2, first_name="Anna", username="anna", language_code="en"),
                     NOW - timedelta(days=2), source="ads")
     return path
 

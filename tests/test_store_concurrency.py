@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import profile
 from tracker.store import StoreError, StoreLockedError, UserStore
 
 pytestmark = pytest.mark.slow
@@ -179,7 +180,7 @@ def test_lock_of_a_killed_writer_does_not_block_the_next_one(tmp_path: Path) -> 
 def test_second_writer_in_the_same_process_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "users.json"
     with UserStore(path) as first:
-        first.seen({"id": 1, "first_name": "A"}, AT)
+        first.seen(profile(1, first_name="A"), AT)
         error = attempt_open(path)
         assert isinstance(error, StoreLockedError), repr(error)
         assert isinstance(error, StoreError)

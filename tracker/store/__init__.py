@@ -49,7 +49,7 @@ from tracker.store.errors import (
 from tracker.store.format import OWN_META_KEYS, SCHEMA
 from tracker.store.persister import Tuning
 from tracker.store.reader import StoreReader, find_username, load_columns
-from tracker.store.records import as_profile, encodable_values, new_record, profile_values
+from tracker.store.records import encodable_values, new_record, profile_values
 from tracker.store.writer import StoreFiles
 
 __all__ = [
@@ -146,8 +146,8 @@ class UserStore(StoreFiles):
         older update must not undo a rename). Counts a message when ``message``;
         ``source`` is kept only if the record has none yet.
         """
-        if type(profile) is not Profile:
-            profile = as_profile(profile)
+        if type(profile) is not Profile:  # a plain tuple or a pyrogram User would be misread
+            raise TypeError(f"seen() takes a tracker.models.Profile, not {type(profile).__name__}")
         user_id = profile[0]
         with self._lock:
             self._check_writable()
