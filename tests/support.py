@@ -6,6 +6,7 @@ a ``config.ini`` on disk, and a Python subprocess that imports this checkout.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -79,3 +80,33 @@ def run_python(args: list[str], *, cwd: Path | None = None, env: dict[str, str] 
     options: dict[str, Any] = {"capture_output": True, **run}
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env or python_env(), text=True,
                           timeout=timeout, **options)
+
+
+class RunningBot:
+    """tests/procs/running_bot.py in a process of its own (that module describes what it does)."""
+
+    def __init__(self, config: Path, *, users: int = 0, telegram: str = "ok") -> None:
+        args = [str(PROCS / "running_bot.py"), str(config), "--users", str(users), "--telegram", telegram]
+        self.proc = spawn_python(args, cwd=config.parent, stdin=subprocess.PIPE, stderr=None)
+        assert self.proc.stdout is not None and self.proc.stdout.readline() == "ready\n"
+
+    def add_user(self, user_id: int) -> None:
+        """A ``/start`` from ``user_id`` reaches the bot (and has been handled on return)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"add {user_id}\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline() == "added\n"
+
+    def stop(self) -> list[dict[str, str]]:
+        """Stop the bot cleanly (exit status 0); the bio requests it sent, ``{"type", "about"}`` each."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        requests: list[dict[str, str]] = json.loads(self.proc.stdout.readline())
+        assert self.proc.wait(10) == 0
+        return requests
+
+    def kill(self) -> None:
+        """SIGKILL, if it still runs (a test's clean-up)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
