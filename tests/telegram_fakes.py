@@ -107,18 +107,24 @@ class InvokeRecorder:
 
     ``respond(FunctionType, result)`` sets the answer for a raw function type:
     a value is returned as is, an exception instance is raised (once per call),
-    a callable is called with the request. Requests without an answer get a
-    built-in default (see :meth:`_default`) or fail the test loudly.
+    a callable is called with the request. ``fail_next(*errors)`` raises the
+    errors for the next requests, one each, whatever they are. Requests without
+    an answer get a built-in default (see :meth:`_default`) or fail the test loudly.
     """
 
     def __init__(self, world: FakeTelegram) -> None:
         self.world = world
         self.calls: list[Any] = []
         self._responders: dict[type, Any] = {}
+        self._failures: list[BaseException] = []
 
     def respond(self, function: type, result: Any) -> None:
         """Answer every later ``function`` request with ``result`` (value, exception or callable)."""
         self._responders[function] = result
+
+    def fail_next(self, *failures: BaseException) -> None:
+        """Raise ``failures`` for the next requests, one per request, before any answer."""
+        self._failures.extend(failures)
 
     def forget_responder(self, function: type) -> None:
         """Go back to the default answer for ``function``."""
@@ -127,6 +133,8 @@ class InvokeRecorder:
     async def __call__(self, query: Any, *args: Any, **kwargs: Any) -> Any:
         # kurigram passes extra keywords (business_connection_id, ...); 2.0.106 does not.
         self.calls.append(query)
+        if self._failures:
+            raise self._failures.pop(0)
         answer = self._responders.get(type(query), _DEFAULT)
         if answer is _DEFAULT:
             return self._default(query)
@@ -148,6 +156,11 @@ class InvokeRecorder:
         kinds = (raw.functions.messages.SendMessage, raw.functions.messages.EditMessage)
         return [call.message for call in self.calls if isinstance(call, kinds) and call.message is not None]
 
+    def bio_texts(self) -> list[str]:
+        """The ``about`` of every bio request (``bots.SetBotInfo``, ``account.UpdateProfile``)."""
+        kinds = (raw.functions.bots.SetBotInfo, raw.functions.account.UpdateProfile)
+        return [call.about for call in self.calls if isinstance(call, kinds)]
+
     def _default(self, query: Any) -> Any:
         world = self.world
         if isinstance(query, raw.functions.messages.SendMessage):
@@ -159,6 +172,10 @@ class InvokeRecorder:
             raw.functions.messages.SetBotCallbackAnswer | raw.functions.messages.SetInlineBotResults,
         ):
             return True
+        if isinstance(query, raw.functions.bots.SetBotInfo):
+            return True  # pyrogram turns boolTrue into True
+        if isinstance(query, raw.functions.account.UpdateProfile):
+            return raw.types.User(id=world.me.id, first_name=world.me.first_name, about=query.about)
         if isinstance(query, raw.functions.messages.GetMessages):
             return world.messages_result([getattr(i, "id", 0) for i in query.id])
         if isinstance(query, raw.functions.updates.GetState):
@@ -181,11 +198,14 @@ class FakeTelegram:
         me_id: int = 777000111,
         me_first_name: str = "Tracker",
         me_username: str | None = "tracker_bot",
+        me_premium: bool = False,
     ) -> None:
         self.bot = bot
         self.users: dict[int, Any] = {}
         self.chats: dict[int, Any] = {}
-        self.me = self.user(me_id, me_first_name, username=me_username, is_bot=bot, is_self=True)
+        self.me = self.user(
+            me_id, me_first_name, username=me_username, is_bot=bot, premium=me_premium or None, is_self=True
+        )
         self.invoke = InvokeRecorder(self)
         self._message_ids = itertools.count(1)
         self._pts = itertools.count(1)
@@ -468,6 +488,7 @@ class FakeTelegram:
             id=self.me.id,
             is_self=True,
             is_bot=self.bot,
+            is_premium=bool(self.me.premium),
             first_name=self.me.first_name,
             username=self.me.username,
             client=app,

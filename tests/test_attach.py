@@ -57,11 +57,6 @@ def own_bot(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
 def offline_world(monkeypatch: pytest.MonkeyPatch, *, bot: bool = True) -> FakeTelegram:
     tg = FakeTelegram(bot=bot)
     tg.offline(pyrogram.Client, setattr=monkeypatch.setattr)
-    tg.invoke.respond(raw.functions.bots.SetBotInfo, True)
-    tg.invoke.respond(
-        raw.functions.account.UpdateProfile,
-        lambda q: raw.types.User(id=tg.me.id, first_name="Me", about=q.about),
-    )
     return tg
 
 

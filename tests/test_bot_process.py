@@ -29,12 +29,10 @@ FAKE_START = """
 import sys
 sys.path[:0] = [{repo!r}]
 import pyrogram
-from pyrogram import raw
 from tests.telegram_fakes import FakeTelegram
 from tracker import bot
 
 tg = FakeTelegram()
-tg.invoke.respond(raw.functions.bots.SetBotInfo, True)  # the bio updater's first update
 alice = tg.user(1001, "Alice", username="alice")
 bob = tg.user(1002, "Bob")
 tg.offline(pyrogram.Client)  # only the network is fake: the real start() and stop() run
