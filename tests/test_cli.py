@@ -7,7 +7,6 @@ import contextlib
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -21,14 +20,13 @@ import pytest
 from click.testing import CliRunner
 
 import tracker.cli
-from tests.support import profile
+from tests.support import REPO, profile, run_python
 from tracker.cli import cli
 from tracker.export import CSV_COLUMNS
 from tracker.models import format_ts
 from tracker.stats import STATS_KEYS
 from tracker.store import UserStore
 
-REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2024, 6, 15, 12, 0, 0, tzinfo=UTC)
 
 
@@ -407,10 +405,7 @@ def test_refresh_bio_dry_run_reads_the_count(store_path: Path) -> None:
 
 
 def cli_process(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("TRACKER_CONFIG", None)
-    return subprocess.run([sys.executable, str(REPO / "cli.py"), *args], cwd=cwd, env=env, text=True,
-                          capture_output=True, timeout=60)
+    return run_python([str(REPO / "cli.py"), *args], cwd=cwd)
 
 
 def test_subprocess_stats_export_and_errors(store_path: Path, tmp_path: Path) -> None:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import stat
 import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,40 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.support import PROCS, spawn_python
 from tracker.control import BotNotRunning, ControlError, ControlServer, request, socket_path_for
-
-ROOT = Path(__file__).resolve().parent.parent
-
-SERVER_SCRIPT = textwrap.dedent(
-    """
-    import asyncio, sys
-    from pathlib import Path
-    from tracker.control import ControlServer
-
-    calls = 0
-
-    async def handler(req):
-        global calls
-        calls += 1
-        if req["cmd"] == "ping":
-            return {"ok": True, "pid": __import__("os").getpid(), "calls": calls}
-        if req["cmd"] == "echo":
-            return {"ok": True, "echo": req.get("value")}
-        if req["cmd"] == "boom":
-            raise RuntimeError("handler exploded")
-        return {"ok": False, "error": "unknown command " + req["cmd"]}
-
-    async def main():
-        server = ControlServer(Path(sys.argv[1]), handler)
-        await server.start()
-        print("ready", flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-        await server.stop()
-        print("stopped", flush=True)
-
-    asyncio.run(main())
-    """
-)
 
 
 @pytest.fixture
@@ -61,16 +26,8 @@ def sock_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def served(sock_path: Path, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
     """A real subprocess serving the control socket until its stdin closes."""
-    script = tmp_path / "serve.py"
-    script.write_text(SERVER_SCRIPT, encoding="utf-8")
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(sock_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    server = [str(PROCS / "control_server.py"), str(sock_path)]
+    proc = spawn_python(server, stdin=subprocess.PIPE, stderr=None)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     yield proc

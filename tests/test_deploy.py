@@ -28,15 +28,10 @@ BIN = Path(sys.executable).parent
 CREDENTIALS_MESSAGE = "missing Telegram API credentials"
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-    env.update(extra)
-    return env
-
-
 def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 60,
         ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, cwd=cwd, env=env or clean_env(), capture_output=True, text=True,
+    return subprocess.run(args, cwd=cwd, env=env,  # None: this environment, TRACKER_* cleared by conftest
+                          capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
@@ -198,7 +193,7 @@ def test_the_dockerfile_install_steps_give_a_working_tracker_run(tmp_path: Path)
     venv.create(image, with_pip=True)
     workdir = tmp_path / "app"
     workdir.mkdir()
-    path_env = clean_env(**{k: v for k, v in env.items() if not k.startswith("TRACKER_")})
+    path_env = {**os.environ, **{k: v for k, v in env.items() if not k.startswith("TRACKER_")}}
     path_env["PATH"] = f"{image / 'bin'}{os.pathsep}{path_env['PATH']}"
     for instruction, args in steps:
         if instruction == "COPY":
