@@ -68,7 +68,10 @@ def as_process(args: list[str], env: dict[str, str] | None = None, input: str | 
 RUNNERS: dict[str, Invoke] = {"runner": in_process, "process": as_process}
 
 
-@pytest.fixture(params=sorted(RUNNERS), name="tracker")
+@pytest.fixture(params=[pytest.param("process", marks=pytest.mark.slow), "runner"], name="tracker")
 def tracker_fixture(request: pytest.FixtureRequest) -> Invoke:
-    """``tracker``: the CLI, once in-process and once as a real process (import it into the test module)."""
+    """``tracker``: the CLI, once in-process and once as a real process (import it into the test module).
+
+    The process runs are marked ``slow``: ``-m "not slow"`` keeps the in-process half.
+    """
     return RUNNERS[request.param]

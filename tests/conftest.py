@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,3 +32,20 @@ def running_bot() -> Iterator[Callable[..., RunningBot]]:
     yield start
     for bot in bots:
         bot.kill()
+
+
+@pytest.fixture(autouse=True)
+def only_slow_tests_start_processes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the ``slow`` marker honest: a test that starts a process must carry it.
+
+    ``pytest -m "not slow"`` is then the in-process suite, quick by construction.
+    """
+    if request.node.get_closest_marker("slow") is not None:
+        return
+    real_init = subprocess.Popen.__init__
+
+    def refuse(self: subprocess.Popen[Any], args: Any, *rest: Any, **options: Any) -> None:
+        pytest.fail(f"{request.node.nodeid} starts a process ({args!r}): mark it slow", pytrace=False)
+        real_init(self, args, *rest, **options)  # unreachable; keeps the signature honest
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)

@@ -272,6 +272,7 @@ def test_open_db_refuses_writes_and_creates_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "missing.json").exists()
 
 
+@pytest.mark.slow
 def test_the_library_api_is_imported_lazily() -> None:
     import subprocess
 

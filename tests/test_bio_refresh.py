@@ -99,6 +99,7 @@ def test_no_credentials_is_a_one_line_error(tmp_path: Path) -> None:
     assert list(tmp_path.rglob("*.session")) == []  # failed before building a client
 
 
+@pytest.mark.slow
 def test_user_mode_without_cli_session_and_no_terminal(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, bot=False)
     seed(settings, 1)
@@ -110,6 +111,7 @@ def test_user_mode_without_cli_session_and_no_terminal(tmp_path: Path) -> None:
 
 
 
+@pytest.mark.slow
 def test_network_unreachable_gives_a_bounded_one_line_error(tmp_path: Path) -> None:
     unshare = shutil.which("unshare")
     if unshare is None or subprocess.run([unshare, "-rn", "true"], capture_output=True).returncode != 0:
@@ -139,6 +141,7 @@ def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
                       stdin=subprocess.DEVNULL, timeout=120, cwd=REPO)
 
 
+@pytest.mark.slow
 def test_refresh_through_the_running_bot(tmp_path: Path, running_bot: Any) -> None:
     settings = settings_for(tmp_path)
     # The bot set "2" a moment ago, a third user came since: the update waits for the interval.
@@ -159,6 +162,7 @@ def test_refresh_through_the_running_bot(tmp_path: Path, running_bot: Any) -> No
     assert list(settings.data_dir.glob("*.session")) == []  # the CLI used no session of its own
 
 
+@pytest.mark.slow
 def test_flood_wait_through_the_running_bot(tmp_path: Path, running_bot: Any) -> None:
     settings = settings_for(tmp_path)
     seed(settings, 1)
@@ -174,6 +178,7 @@ def test_flood_wait_through_the_running_bot(tmp_path: Path, running_bot: Any) ->
     assert UserStore(settings.store, readonly=True).meta["bio_error"].startswith("FLOOD_WAIT_42")
 
 
+@pytest.mark.slow
 def test_telegram_refusing_the_text_through_the_running_bot(tmp_path: Path, running_bot: Any) -> None:
     settings = settings_for(tmp_path)
     seed(settings, 1)

@@ -18,7 +18,7 @@ from tracker.config import Settings
 from tracker.control import socket_path_for
 from tracker.store import UserStore
 
-pytestmark = pytest.mark.bot
+pytestmark = [pytest.mark.bot, pytest.mark.slow]
 
 
 def settings_for(tmp_path: Path) -> Settings:

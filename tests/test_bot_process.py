@@ -21,7 +21,7 @@ from tests.support import PROCS, REPO, run_python, spawn_python, write_config
 from tracker.control import request, socket_path_for
 from tracker.store import UserStore
 
-pytestmark = pytest.mark.bot
+pytestmark = [pytest.mark.bot, pytest.mark.slow]
 
 
 def config(tmp_path: Path, *, credentials: bool = True) -> Path:

@@ -333,6 +333,7 @@ def writer_process(path: Path) -> Iterator[subprocess.Popen[str]]:
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_forget_refuses_while_another_writer_holds_the_lock(store_path: Path) -> None:
     with writer_process(store_path) as proc:
         result = CliRunner().invoke(cli, ["--store", str(store_path), "forget", "101", "--yes"])
@@ -343,6 +344,7 @@ def test_forget_refuses_while_another_writer_holds_the_lock(store_path: Path) ->
         assert 101 in store
 
 
+@pytest.mark.slow
 def test_forget_goes_through_the_running_bot(store_path: Path) -> None:
     from tracker.control import ControlServer, socket_path_for
 
@@ -408,6 +410,7 @@ def cli_process(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str
     return run_python([str(REPO / "cli.py"), *args], cwd=cwd)
 
 
+@pytest.mark.slow
 def test_subprocess_stats_export_and_errors(store_path: Path, tmp_path: Path) -> None:
     stats = cli_process("--store", str(store_path), "stats", "--json", cwd=tmp_path)
     assert stats.returncode == 0, stats.stderr
@@ -421,6 +424,7 @@ def test_subprocess_stats_export_and_errors(store_path: Path, tmp_path: Path) ->
     assert usage.returncode == 2 and "No such option" in usage.stderr
 
 
+@pytest.mark.slow
 def test_cli_does_not_import_pyrogram_or_asyncio(store_path: Path) -> None:
     code = ("import sys; from tracker.cli import cli\n"
             "try: cli(['--store', sys.argv[1], 'stats'], standalone_mode=False)\n"
@@ -444,6 +448,7 @@ with UserStore(sys.argv[1], flush_interval=0.05) as store:
 """
 
 
+@pytest.mark.slow
 def test_reading_while_a_writer_process_writes(tmp_path: Path) -> None:
     path = tmp_path / "users.json"
     with UserStore(path):

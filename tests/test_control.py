@@ -47,6 +47,7 @@ def test_socket_path_is_beside_the_store(tmp_path: Path) -> None:
     assert socket_path_for(tmp_path / "users.json") == tmp_path / "users.json.sock"
 
 
+@pytest.mark.slow
 def test_request_to_a_subprocess(served: subprocess.Popen[str], sock_path: Path) -> None:
     reply = request(sock_path, {"cmd": "ping"})
     assert reply == {"ok": True, "pid": served.pid, "calls": 1}
@@ -58,6 +59,7 @@ def test_request_to_a_subprocess(served: subprocess.Popen[str], sock_path: Path)
     assert request(sock_path, {"cmd": "ping"})["calls"] == 5  # the server survived the failure
 
 
+@pytest.mark.slow
 def test_socket_is_owner_only(served: subprocess.Popen[str], sock_path: Path) -> None:
     mode = sock_path.lstat().st_mode
     assert stat.S_ISSOCK(mode)
@@ -65,6 +67,7 @@ def test_socket_is_owner_only(served: subprocess.Popen[str], sock_path: Path) ->
     assert [p.name for p in sock_path.parent.iterdir() if p.name.endswith(".tmp")] == []
 
 
+@pytest.mark.slow
 def test_stop_removes_the_socket_then_bot_not_running(served: subprocess.Popen[str], sock_path: Path) -> None:
     stop_served(served)
     assert not sock_path.exists()
@@ -72,6 +75,7 @@ def test_stop_removes_the_socket_then_bot_not_running(served: subprocess.Popen[s
         request(sock_path, {"cmd": "ping"})
 
 
+@pytest.mark.slow
 def test_killed_server_leaves_a_stale_socket_that_is_handled(
     served: subprocess.Popen[str], sock_path: Path, tmp_path: Path
 ) -> None:
@@ -94,6 +98,7 @@ def test_killed_server_leaves_a_stale_socket_that_is_handled(
     asyncio.run(main())
 
 
+@pytest.mark.slow
 def test_a_live_server_is_never_replaced(served: subprocess.Popen[str], sock_path: Path) -> None:
     async def main() -> None:
         async def handler(req: dict[str, Any]) -> dict[str, Any]:
@@ -145,6 +150,7 @@ def raw_exchange(path: Path, data: bytes) -> dict[str, Any]:
         (b'{"no": "cmd"}\n', "expected an object"),
     ],
 )
+@pytest.mark.slow
 def test_bad_requests_get_a_one_line_error(
     served: subprocess.Popen[str], sock_path: Path, data: bytes, fragment: str
 ) -> None:

@@ -48,6 +48,7 @@ def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: 
     ],
     ids=["tracker", "tracker run", "python -m tracker", "python bot.py"],
 )
+@pytest.mark.slow
 def test_version(tmp_path: Path, args: list[str], prog: str) -> None:
     done = run(args, tmp_path)
     assert done.returncode == 0, done.stderr
@@ -63,6 +64,7 @@ def test_version(tmp_path: Path, args: list[str], prog: str) -> None:
     ],
     ids=["tracker run", "python -m tracker run", "python bot.py"],
 )
+@pytest.mark.slow
 def test_run_without_credentials_says_what_to_set(tmp_path: Path, args: list[str]) -> None:
     done = run(args, tmp_path)
     assert done.returncode == 1
@@ -71,6 +73,7 @@ def test_run_without_credentials_says_what_to_set(tmp_path: Path, args: list[str
     assert not (tmp_path / "data").exists()  # nothing created before the credentials are known
 
 
+@pytest.mark.slow
 def test_tracker_run_takes_the_groups_config_and_store(tmp_path: Path) -> None:
     cfg = tmp_path / "conf" / "my.ini"
     cfg.parent.mkdir()
@@ -91,6 +94,7 @@ def test_tracker_run_takes_the_groups_config_and_store(tmp_path: Path) -> None:
     assert done.stdout.strip() == f"STORE {(tmp_path / 'elsewhere' / 'u.json').resolve()}", done.stderr
 
 
+@pytest.mark.slow
 def test_tracker_help_stays_cheap() -> None:
     code = (
         "import sys\nfrom tracker.cli import cli\n"
@@ -142,11 +146,13 @@ def verify(unit_text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     return run(["systemd-analyze", "verify", str(unit)], tmp_path)
 
 
+@pytest.mark.slow
 def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
     done = verify(UNIT.read_text(encoding="utf-8"), tmp_path)
     assert done.returncode == 0 and done.stderr == "", done.stderr
 
 
+@pytest.mark.slow
 def test_systemd_analyze_verify_would_catch_a_mistake(tmp_path: Path) -> None:
     broken = UNIT.read_text(encoding="utf-8").replace("PrivateTmp=yes", "PrivatTmp=yes")
     done = verify(broken, tmp_path)

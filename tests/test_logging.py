@@ -107,6 +107,7 @@ def test_pyrogram_is_quiet_unless_debug() -> None:
         assert len(logging.getLogger().handlers) == 1  # a second call replaces, it does not double lines
 
 
+@pytest.mark.slow
 def test_logs_go_to_stderr() -> None:
     code = (
         "from tracker.logs import setup_logging; import logging; "
