@@ -323,7 +323,7 @@ class FakeTelegram:
             edit_date=self.date() if edit else None,
         )
         self._remember(msg)
-        return self._wrap_message(msg, chat, edit=edit)
+        return self._message_update(msg, edit=edit)
 
     def service(self, sender: Any, chat: Any, action: Any) -> Any:
         """A service message (e.g. ``MessageActionChatAddUser``) as a raw update."""
@@ -335,7 +335,7 @@ class FakeTelegram:
             from_id=_peer(sender) if sender is not None else None,
         )
         self._remember(msg)
-        return self._wrap_message(msg, chat, edit=False)
+        return self._message_update(msg, edit=False)
 
     def _remember(self, msg: Any) -> None:
         # messages.GetMessages looks up private-chat and basic-group messages by id alone.
@@ -346,14 +346,6 @@ class FakeTelegram:
         """``actor`` added ``members`` to ``chat`` (they joined, if actor is the only member)."""
         action = raw.types.MessageActionChatAddUser(users=[m.id for m in members])
         return self.service(actor, chat, action)
-
-    def _wrap_message(self, msg: Any, chat: Any, *, edit: bool) -> Any:
-        pts = next(self._pts)
-        if isinstance(chat, raw.types.Channel):
-            cls = raw.types.UpdateEditChannelMessage if edit else raw.types.UpdateNewChannelMessage
-        else:
-            cls = raw.types.UpdateEditMessage if edit else raw.types.UpdateNewMessage
-        return cls(message=msg, pts=pts, pts_count=1)
 
     def callback_query(self, user: Any, data: bytes, *, chat: Any = None, message_id: int = 1) -> Any:
         """A button press on a message the bot sent in ``chat`` (default: the private chat)."""
@@ -400,45 +392,38 @@ class FakeTelegram:
 
     def sent_message_updates(self, input_peer: Any, text: str, reply_markup: Any = None) -> Any:
         """What Telegram answers to ``messages.SendMessage``: the new outgoing message."""
-        peer = _peer_of_input(input_peer, self.me.id)
-        msg = raw.types.Message(
-            id=next(self._message_ids),
-            peer_id=peer,
-            date=self.date(),
-            message=text,
-            out=True,
-            from_id=raw.types.PeerUser(user_id=self.me.id),
-            reply_markup=reply_markup,
-        )
+        msg = self._own_message(input_peer, next(self._message_ids), text, reply_markup, edit=False)
         self.sent.append(msg)
         self._remember(msg)
-        cls = (
-            raw.types.UpdateNewChannelMessage
-            if isinstance(peer, raw.types.PeerChannel)
-            else raw.types.UpdateNewMessage
-        )
-        update = cls(message=msg, pts=next(self._pts), pts_count=1)
-        return self.updates(update)
+        return self.updates(self._message_update(msg, edit=False))
 
     def edited_message_updates(self, input_peer: Any, message_id: int, text: str, reply_markup: Any) -> Any:
         """What Telegram answers to ``messages.EditMessage``."""
-        peer = _peer_of_input(input_peer, self.me.id)
-        msg = raw.types.Message(
+        msg = self._own_message(input_peer, message_id, text, reply_markup, edit=True)
+        return self.updates(self._message_update(msg, edit=True))
+
+    def _own_message(
+        self, input_peer: Any, message_id: int, text: str, reply_markup: Any, *, edit: bool
+    ) -> Any:
+        """A message the signed-in account sent (or edited) where ``input_peer`` points."""
+        return raw.types.Message(
             id=message_id,
-            peer_id=peer,
+            peer_id=_peer_of_input(input_peer, self.me.id),
             date=self.date(),
             message=text,
             out=True,
             from_id=raw.types.PeerUser(user_id=self.me.id),
             reply_markup=reply_markup,
-            edit_date=self.date(),
+            edit_date=self.date() if edit else None,
         )
-        cls = (
-            raw.types.UpdateEditChannelMessage
-            if isinstance(peer, raw.types.PeerChannel)
-            else raw.types.UpdateEditMessage
-        )
-        return self.updates(cls(message=msg, pts=next(self._pts), pts_count=1))
+
+    def _message_update(self, msg: Any, *, edit: bool) -> Any:
+        """The update announcing ``msg``: channel or not, new or edited."""
+        if isinstance(msg.peer_id, raw.types.PeerChannel):
+            cls = raw.types.UpdateEditChannelMessage if edit else raw.types.UpdateNewChannelMessage
+        else:
+            cls = raw.types.UpdateEditMessage if edit else raw.types.UpdateNewMessage
+        return cls(message=msg, pts=next(self._pts), pts_count=1)
 
     def messages_result(self, ids: Iterable[int]) -> Any:
         """What Telegram answers to ``messages.GetMessages`` (MessageEmpty for unknown ids)."""
