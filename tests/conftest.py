@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import RunningBot
+from tests.support import RunningBot, Spawn, spawn_python
 
 
 @pytest.fixture(autouse=True)
@@ -49,3 +49,19 @@ def only_slow_tests_start_processes(request: pytest.FixtureRequest, monkeypatch:
         real_init(self, args, *rest, **options)  # unreachable; keeps the signature honest
 
     monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+
+
+@pytest.fixture
+def spawn() -> Iterator[Spawn]:
+    """:func:`~tests.support.spawn_python`; whatever still runs after the test is killed (SIGKILL)."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(args: list[str], **options: Any) -> subprocess.Popen[str]:
+        procs.append(spawn_python(args, **options))
+        return procs[-1]
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,10 @@ def spawn_python(args: list[str], *, cwd: Path | None = None, env: dict[str, str
     """``python ARGS`` started with pipes for stdout and stderr (text), in :func:`python_env`."""
     options: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
     return subprocess.Popen([sys.executable, *args], cwd=cwd, env=env or python_env(), text=True, **options)
+
+
+#: The ``spawn`` fixture: :func:`spawn_python`, the process killed after the test if still running.
+Spawn = Callable[..., "subprocess.Popen[str]"]
 
 
 def run_python(args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from tinydb import TinyDB
 
-from tests.support import PROCS, REPO, run_python, spawn_python, write_config
+from tests.support import PROCS, REPO, Spawn, run_python, write_config
 from tracker.control import request, socket_path_for
 from tracker.store import UserStore
 
@@ -67,22 +67,18 @@ def test_a_second_bot_on_the_same_store_gets_the_lock_error(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_flushes_and_closes_the_store(tmp_path: Path, sig: signal.Signals) -> None:
+def test_signal_flushes_and_closes_the_store(tmp_path: Path, sig: signal.Signals, spawn: Spawn) -> None:
     cfg = config(tmp_path)
-    proc = spawn_python([str(PROCS / "bot_main_offline.py"), "--config", str(cfg)], cwd=tmp_path)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.strip() == "READY", proc.stderr.read() if proc.stderr else line
-        # The control channel answers (opened before connecting, by tracker.attach).
-        sock = socket_path_for(tmp_path / "data" / "users.json")
-        wait_for(sock.exists)
-        assert request(sock, {"cmd": "ping"})["users"] == 2
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc = spawn([str(PROCS / "bot_main_offline.py"), "--config", str(cfg)], cwd=tmp_path)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip() == "READY", proc.stderr.read() if proc.stderr else line
+    # The control channel answers (opened before connecting, by tracker.attach).
+    sock = socket_path_for(tmp_path / "data" / "users.json")
+    wait_for(sock.exists)
+    assert request(sock, {"cmd": "ping"})["users"] == 2
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "STOPPED" in out
     records = assert_closed_store(tmp_path / "data" / "users.json")
@@ -93,21 +89,19 @@ def test_signal_flushes_and_closes_the_store(tmp_path: Path, sig: signal.Signals
     assert not sock.exists()  # the control channel was stopped
 
 
-def test_sigterm_while_telegram_is_unreachable_exits_0_with_a_closed_store(tmp_path: Path) -> None:
+def test_sigterm_while_telegram_is_unreachable_exits_0_with_a_closed_store(
+    tmp_path: Path, spawn: Spawn
+) -> None:
     cfg = config(tmp_path)
     store = tmp_path / "data" / "users.json"
-    proc = spawn_python([str(REPO / "bot.py"), "--config", str(cfg)], cwd=tmp_path)
-    try:
-        # The writer lock file appears once the store is open; then the client starts connecting.
-        wait_for(lambda: Path(f"{store}.lock").exists() or proc.poll() is not None)
-        assert proc.poll() is None, proc.communicate()[1]
-        time.sleep(1.0)  # inside the connection attempts (they retry for as long as it takes)
-        assert proc.poll() is None, proc.communicate()[1]
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc = spawn([str(REPO / "bot.py"), "--config", str(cfg)], cwd=tmp_path)
+    # The writer lock file appears once the store is open; then the client starts connecting.
+    wait_for(lambda: Path(f"{store}.lock").exists() or proc.poll() is not None)
+    assert proc.poll() is None, proc.communicate()[1]
+    time.sleep(1.0)  # inside the connection attempts (they retry for as long as it takes)
+    assert proc.poll() is None, proc.communicate()[1]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert "flushed and closed" in err
@@ -119,7 +113,7 @@ def test_sigterm_while_telegram_is_unreachable_exits_0_with_a_closed_store(tmp_p
         assert created.stat().st_mode & 0o777 == 0o600, created
 
 
-def test_forget_and_dry_run_work_while_telegram_is_unreachable(tmp_path: Path) -> None:
+def test_forget_and_dry_run_work_while_telegram_is_unreachable(tmp_path: Path, spawn: Spawn) -> None:
     cfg = config(tmp_path)
     store = tmp_path / "data" / "users.json"
     with UserStore(store) as seeded:
@@ -129,29 +123,25 @@ def test_forget_and_dry_run_work_while_telegram_is_unreachable(tmp_path: Path) -
 
         seeded.seen(make_profile(1001, "Alice"), datetime(2026, 1, 1, tzinfo=UTC))
         seeded.seen(make_profile(1002, "Bob"), datetime(2026, 1, 1, tzinfo=UTC))
-    proc = spawn_python([str(REPO / "bot.py"), "--config", str(cfg)], cwd=tmp_path)
+    proc = spawn([str(REPO / "bot.py"), "--config", str(cfg)], cwd=tmp_path)
     sock = socket_path_for(store)
-    try:
-        # The control channel opens before the first connection attempt, which never succeeds here.
-        wait_for(lambda: sock.exists() or proc.poll() is not None)
-        assert proc.poll() is None, proc.communicate()[1]
+    # The control channel opens before the first connection attempt, which never succeeds here.
+    wait_for(lambda: sock.exists() or proc.poll() is not None)
+    assert proc.poll() is None, proc.communicate()[1]
 
-        def cli(*args: str) -> subprocess.CompletedProcess[str]:
-            return run_python([str(REPO / "cli.py"), "--config", str(cfg), *args], cwd=tmp_path)
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_python([str(REPO / "cli.py"), "--config", str(cfg), *args], cwd=tmp_path)
 
-        forgot = cli("forget", "1001", "--yes")
-        assert forgot.returncode == 0, forgot.stderr
-        assert request(sock, {"cmd": "ping"})["users"] == 1  # erased in the running bot
-        dry = cli("refresh-bio", "--dry-run")
-        assert dry.returncode == 0, dry.stderr
-        assert "👥 Users: 1" in dry.stdout
-        refresh = request(sock, {"cmd": "refresh-bio"})  # a real refresh must wait for Telegram
-        assert refresh["ok"] is False and "not connected" in refresh["error"]
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    forgot = cli("forget", "1001", "--yes")
+    assert forgot.returncode == 0, forgot.stderr
+    assert request(sock, {"cmd": "ping"})["users"] == 1  # erased in the running bot
+    dry = cli("refresh-bio", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "👥 Users: 1" in dry.stdout
+    refresh = request(sock, {"cmd": "refresh-bio"})  # a real refresh must wait for Telegram
+    assert refresh["ok"] is False and "not connected" in refresh["error"]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert set(assert_closed_store(store)) == {1002}
     assert not sock.exists()
