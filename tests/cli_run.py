@@ -8,7 +8,6 @@ status, stdout and stderr as a shell sees them).
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,9 +16,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.support import REPO, python_env, run_python
 from tracker.cli import cli
 
-REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, str(REPO / "cli.py")]
 
 
@@ -37,9 +36,7 @@ Invoke = Callable[..., Outcome]
 
 def process_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for a CLI subprocess: the repo importable, no config from the caller."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), **(extra or {})}
-    env.pop("TRACKER_CONFIG", None)
-    return env
+    return python_env(**(extra or {}))
 
 
 def in_process(args: list[str], env: dict[str, str] | None = None, input: str | None = None,
@@ -59,8 +56,7 @@ def in_process(args: list[str], env: dict[str, str] | None = None, input: str | 
 def as_process(args: list[str], env: dict[str, str] | None = None, input: str | None = None,
                cwd: Path | None = None) -> Outcome:
     """As ``python cli.py``; a traceback on stderr fails the test."""
-    proc = subprocess.run([*CLI, *args], env=process_env(env), cwd=cwd, text=True, input=input,
-                          capture_output=True, timeout=60)
+    proc = run_python([str(REPO / "cli.py"), *args], env=process_env(env), cwd=cwd, input=input)
     assert "Traceback" not in proc.stderr, proc.stderr
     return Outcome(proc.returncode, proc.stdout, proc.stderr)
 
@@ -68,7 +64,10 @@ def as_process(args: list[str], env: dict[str, str] | None = None, input: str | 
 RUNNERS: dict[str, Invoke] = {"runner": in_process, "process": as_process}
 
 
-@pytest.fixture(params=sorted(RUNNERS), name="tracker")
+@pytest.fixture(params=[pytest.param("process", marks=pytest.mark.slow), "runner"], name="tracker")
 def tracker_fixture(request: pytest.FixtureRequest) -> Invoke:
-    """``tracker``: the CLI, once in-process and once as a real process (import it into the test module)."""
+    """``tracker``: the CLI, once in-process and once as a real process (import it into the test module).
+
+    The process runs are marked ``slow``: ``-m "not slow"`` keeps the in-process half.
+    """
     return RUNNERS[request.param]

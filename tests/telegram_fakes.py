@@ -107,18 +107,24 @@ class InvokeRecorder:
 
     ``respond(FunctionType, result)`` sets the answer for a raw function type:
     a value is returned as is, an exception instance is raised (once per call),
-    a callable is called with the request. Requests without an answer get a
-    built-in default (see :meth:`_default`) or fail the test loudly.
+    a callable is called with the request. ``fail_next(*errors)`` raises the
+    errors for the next requests, one each, whatever they are. Requests without
+    an answer get a built-in default (see :meth:`_default`) or fail the test loudly.
     """
 
     def __init__(self, world: FakeTelegram) -> None:
         self.world = world
         self.calls: list[Any] = []
         self._responders: dict[type, Any] = {}
+        self._failures: list[BaseException] = []
 
     def respond(self, function: type, result: Any) -> None:
         """Answer every later ``function`` request with ``result`` (value, exception or callable)."""
         self._responders[function] = result
+
+    def fail_next(self, *failures: BaseException) -> None:
+        """Raise ``failures`` for the next requests, one per request, before any answer."""
+        self._failures.extend(failures)
 
     def forget_responder(self, function: type) -> None:
         """Go back to the default answer for ``function``."""
@@ -127,6 +133,8 @@ class InvokeRecorder:
     async def __call__(self, query: Any, *args: Any, **kwargs: Any) -> Any:
         # kurigram passes extra keywords (business_connection_id, ...); 2.0.106 does not.
         self.calls.append(query)
+        if self._failures:
+            raise self._failures.pop(0)
         answer = self._responders.get(type(query), _DEFAULT)
         if answer is _DEFAULT:
             return self._default(query)
@@ -148,6 +156,11 @@ class InvokeRecorder:
         kinds = (raw.functions.messages.SendMessage, raw.functions.messages.EditMessage)
         return [call.message for call in self.calls if isinstance(call, kinds) and call.message is not None]
 
+    def bio_texts(self) -> list[str]:
+        """The ``about`` of every bio request (``bots.SetBotInfo``, ``account.UpdateProfile``)."""
+        kinds = (raw.functions.bots.SetBotInfo, raw.functions.account.UpdateProfile)
+        return [call.about for call in self.calls if isinstance(call, kinds)]
+
     def _default(self, query: Any) -> Any:
         world = self.world
         if isinstance(query, raw.functions.messages.SendMessage):
@@ -159,6 +172,10 @@ class InvokeRecorder:
             raw.functions.messages.SetBotCallbackAnswer | raw.functions.messages.SetInlineBotResults,
         ):
             return True
+        if isinstance(query, raw.functions.bots.SetBotInfo):
+            return True  # pyrogram turns boolTrue into True
+        if isinstance(query, raw.functions.account.UpdateProfile):
+            return raw.types.User(id=world.me.id, first_name=world.me.first_name, about=query.about)
         if isinstance(query, raw.functions.messages.GetMessages):
             return world.messages_result([getattr(i, "id", 0) for i in query.id])
         if isinstance(query, raw.functions.updates.GetState):
@@ -181,11 +198,14 @@ class FakeTelegram:
         me_id: int = 777000111,
         me_first_name: str = "Tracker",
         me_username: str | None = "tracker_bot",
+        me_premium: bool = False,
     ) -> None:
         self.bot = bot
         self.users: dict[int, Any] = {}
         self.chats: dict[int, Any] = {}
-        self.me = self.user(me_id, me_first_name, username=me_username, is_bot=bot, is_self=True)
+        self.me = self.user(
+            me_id, me_first_name, username=me_username, is_bot=bot, premium=me_premium or None, is_self=True
+        )
         self.invoke = InvokeRecorder(self)
         self._message_ids = itertools.count(1)
         self._pts = itertools.count(1)
@@ -303,7 +323,7 @@ class FakeTelegram:
             edit_date=self.date() if edit else None,
         )
         self._remember(msg)
-        return self._wrap_message(msg, chat, edit=edit)
+        return self._message_update(msg, edit=edit)
 
     def service(self, sender: Any, chat: Any, action: Any) -> Any:
         """A service message (e.g. ``MessageActionChatAddUser``) as a raw update."""
@@ -315,7 +335,7 @@ class FakeTelegram:
             from_id=_peer(sender) if sender is not None else None,
         )
         self._remember(msg)
-        return self._wrap_message(msg, chat, edit=False)
+        return self._message_update(msg, edit=False)
 
     def _remember(self, msg: Any) -> None:
         # messages.GetMessages looks up private-chat and basic-group messages by id alone.
@@ -326,14 +346,6 @@ class FakeTelegram:
         """``actor`` added ``members`` to ``chat`` (they joined, if actor is the only member)."""
         action = raw.types.MessageActionChatAddUser(users=[m.id for m in members])
         return self.service(actor, chat, action)
-
-    def _wrap_message(self, msg: Any, chat: Any, *, edit: bool) -> Any:
-        pts = next(self._pts)
-        if isinstance(chat, raw.types.Channel):
-            cls = raw.types.UpdateEditChannelMessage if edit else raw.types.UpdateNewChannelMessage
-        else:
-            cls = raw.types.UpdateEditMessage if edit else raw.types.UpdateNewMessage
-        return cls(message=msg, pts=pts, pts_count=1)
 
     def callback_query(self, user: Any, data: bytes, *, chat: Any = None, message_id: int = 1) -> Any:
         """A button press on a message the bot sent in ``chat`` (default: the private chat)."""
@@ -380,45 +392,38 @@ class FakeTelegram:
 
     def sent_message_updates(self, input_peer: Any, text: str, reply_markup: Any = None) -> Any:
         """What Telegram answers to ``messages.SendMessage``: the new outgoing message."""
-        peer = _peer_of_input(input_peer, self.me.id)
-        msg = raw.types.Message(
-            id=next(self._message_ids),
-            peer_id=peer,
-            date=self.date(),
-            message=text,
-            out=True,
-            from_id=raw.types.PeerUser(user_id=self.me.id),
-            reply_markup=reply_markup,
-        )
+        msg = self._own_message(input_peer, next(self._message_ids), text, reply_markup, edit=False)
         self.sent.append(msg)
         self._remember(msg)
-        cls = (
-            raw.types.UpdateNewChannelMessage
-            if isinstance(peer, raw.types.PeerChannel)
-            else raw.types.UpdateNewMessage
-        )
-        update = cls(message=msg, pts=next(self._pts), pts_count=1)
-        return self.updates(update)
+        return self.updates(self._message_update(msg, edit=False))
 
     def edited_message_updates(self, input_peer: Any, message_id: int, text: str, reply_markup: Any) -> Any:
         """What Telegram answers to ``messages.EditMessage``."""
-        peer = _peer_of_input(input_peer, self.me.id)
-        msg = raw.types.Message(
+        msg = self._own_message(input_peer, message_id, text, reply_markup, edit=True)
+        return self.updates(self._message_update(msg, edit=True))
+
+    def _own_message(
+        self, input_peer: Any, message_id: int, text: str, reply_markup: Any, *, edit: bool
+    ) -> Any:
+        """A message the signed-in account sent (or edited) where ``input_peer`` points."""
+        return raw.types.Message(
             id=message_id,
-            peer_id=peer,
+            peer_id=_peer_of_input(input_peer, self.me.id),
             date=self.date(),
             message=text,
             out=True,
             from_id=raw.types.PeerUser(user_id=self.me.id),
             reply_markup=reply_markup,
-            edit_date=self.date(),
+            edit_date=self.date() if edit else None,
         )
-        cls = (
-            raw.types.UpdateEditChannelMessage
-            if isinstance(peer, raw.types.PeerChannel)
-            else raw.types.UpdateEditMessage
-        )
-        return self.updates(cls(message=msg, pts=next(self._pts), pts_count=1))
+
+    def _message_update(self, msg: Any, *, edit: bool) -> Any:
+        """The update announcing ``msg``: channel or not, new or edited."""
+        if isinstance(msg.peer_id, raw.types.PeerChannel):
+            cls = raw.types.UpdateEditChannelMessage if edit else raw.types.UpdateNewChannelMessage
+        else:
+            cls = raw.types.UpdateEditMessage if edit else raw.types.UpdateNewMessage
+        return cls(message=msg, pts=next(self._pts), pts_count=1)
 
     def messages_result(self, ids: Iterable[int]) -> Any:
         """What Telegram answers to ``messages.GetMessages`` (MessageEmpty for unknown ids)."""
@@ -468,6 +473,7 @@ class FakeTelegram:
             id=self.me.id,
             is_self=True,
             is_bot=self.bot,
+            is_premium=bool(self.me.premium),
             first_name=self.me.first_name,
             username=self.me.username,
             client=app,

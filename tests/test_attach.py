@@ -22,6 +22,7 @@ from pyrogram import raw
 from tinydb import Query, TinyDB
 
 import tracker
+from tests.support import write_config
 from tests.telegram_fakes import FakeTelegram
 from tracker.bio import dry_run_text
 from tracker.bot import build_app
@@ -36,15 +37,9 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 
 
-def write_config(tmp_path: Path, *, token: bool = False, **tracker_keys: str) -> Path:
+def owner_config(tmp_path: Path, *, token: bool = False) -> Path:
     """A config.ini as an owner of their own bot writes it: no credentials unless asked."""
-    lines = ["[pyrogram]"]
-    if token:
-        lines += ["api_id = 12345", "api_hash = 0123456789abcdef0123456789abcdef", "bot_token = 1:CONFIG"]
-    lines += ["[tracker]", "store = data/users.json", *(f"{k} = {v}" for k, v in tracker_keys.items())]
-    path = tmp_path / "config.ini"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return write_config(tmp_path, credentials=token, bot_token="1:CONFIG" if token else None)
 
 
 @pytest.fixture
@@ -52,8 +47,6 @@ def own_bot(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """examples/own_bot.py, imported from its file, with its credentials in the environment."""
     for name, value in (("API_ID", "12345"), ("API_HASH", "0" * 32), ("BOT_TOKEN", "1:OWNER")):
         monkeypatch.setenv(name, value)
-    for name in ("TRACKER_CONFIG", "TRACKER_BOT_TOKEN", "TRACKER_API_ID", "TRACKER_API_HASH"):
-        monkeypatch.delenv(name, raising=False)
     spec = importlib.util.spec_from_file_location("own_bot_example", EXAMPLES / "own_bot.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -64,11 +57,6 @@ def own_bot(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
 def offline_world(monkeypatch: pytest.MonkeyPatch, *, bot: bool = True) -> FakeTelegram:
     tg = FakeTelegram(bot=bot)
     tg.offline(pyrogram.Client, setattr=monkeypatch.setattr)
-    tg.invoke.respond(raw.functions.bots.SetBotInfo, True)
-    tg.invoke.respond(
-        raw.functions.account.UpdateProfile,
-        lambda q: raw.types.User(id=tg.me.id, first_name="Me", about=q.about),
-    )
     return tg
 
 
@@ -88,7 +76,7 @@ def test_the_own_bot_example_answers_and_tracks_everyone(
     store = tmp_path / "data" / "users.json"
 
     async def scenario() -> None:
-        app, tracking = own_bot.build(write_config(tmp_path), in_memory=True)
+        app, tracking = own_bot.build(owner_config(tmp_path), in_memory=True)
         assert isinstance(tracking, tracker.Tracking) and tracking.store.path == store
         async with app:  # the owner's usual way: the real start() and stop()
             await tg.feed(app, tg.message(alice, "/hello"), tg.message(bob, "hi there"))
@@ -118,7 +106,7 @@ def test_start_idle_stop_works_the_same(tmp_path: Path, monkeypatch: pytest.Monk
 
     async def scenario() -> None:
         app = pyrogram.Client("owner", api_id=1, api_hash="0" * 32, bot_token="1:X", in_memory=True)
-        tracking = tracker.attach(app, write_config(tmp_path))
+        tracking = tracker.attach(app, owner_config(tmp_path))
         await app.start()
         assert tracking.bio.running and tracking.is_bot is True
         await tg.feed(app, tg.message(tg.user(1001, "Alice"), "hello"))
@@ -133,7 +121,7 @@ def test_the_mode_comes_from_the_signed_in_account_and_the_cli_learns_it_from_th
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The config holds a bot token, but the client is a user account: the client wins.
-    config = write_config(tmp_path, token=True)
+    config = owner_config(tmp_path, token=True)
     tg = offline_world(monkeypatch, bot=False)
 
     async def scenario() -> None:
@@ -151,7 +139,7 @@ def test_the_mode_comes_from_the_signed_in_account_and_the_cli_learns_it_from_th
 
 
 def test_a_second_writer_fails_at_attach(tmp_path: Path) -> None:
-    config = write_config(tmp_path)
+    config = owner_config(tmp_path)
 
     async def scenario() -> None:
         first = tracker.attach(pyrogram.Client("a", api_id=1, api_hash="0" * 32, in_memory=True), config)
@@ -167,7 +155,7 @@ def test_a_second_writer_fails_at_attach(tmp_path: Path) -> None:
 
 
 def test_attach_takes_settings_too(tmp_path: Path) -> None:
-    settings = load(write_config(tmp_path))
+    settings = load(owner_config(tmp_path))
 
     async def scenario() -> None:
         tracking = tracker.attach(pyrogram.Client("a", api_id=1, api_hash="0" * 32, in_memory=True), settings)
@@ -190,7 +178,7 @@ def test_bot_py_loads_the_example_plugins_from_any_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # not the repository: the folder is found by its path
-    settings = with_plugins(load(write_config(tmp_path, token=True)), EXAMPLES / "plugins")
+    settings = with_plugins(load(owner_config(tmp_path, token=True)), EXAMPLES / "plugins")
     tg = FakeTelegram()
     alice, bob = tg.user(1001, "Alice"), tg.user(1002, "Bob")
 
@@ -213,7 +201,7 @@ def test_a_broken_plugin_is_a_config_error_naming_the_file(tmp_path: Path) -> No
     folder = tmp_path / "plugins"
     folder.mkdir()
     (folder / "broken.py").write_text("import no_such_module_here\n", encoding="utf-8")
-    settings = with_plugins(load(write_config(tmp_path, token=True)), folder)
+    settings = with_plugins(load(owner_config(tmp_path, token=True)), folder)
 
     async def scenario() -> None:
         with pytest.raises(ConfigError, match=r"broken\.py.*no_such_module_here"):
@@ -222,7 +210,7 @@ def test_a_broken_plugin_is_a_config_error_naming_the_file(tmp_path: Path) -> No
             pass
 
     asyncio.run(scenario())
-    missing = with_plugins(load(write_config(tmp_path, token=True)), tmp_path / "nope")
+    missing = with_plugins(load(owner_config(tmp_path, token=True)), tmp_path / "nope")
 
     async def no_folder() -> None:
         with pytest.raises(ConfigError, match="nope"):
@@ -284,6 +272,7 @@ def test_open_db_refuses_writes_and_creates_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "missing.json").exists()
 
 
+@pytest.mark.slow
 def test_the_library_api_is_imported_lazily() -> None:
     import subprocess
 

@@ -1,8 +1,8 @@
 """The profile counter: rendering, limits, scheduling with an injected clock, FloodWait, restart.
 
 The Telegram boundary is ``client.invoke`` of a real, never-connected, in-memory
-``pyrogram.Client``, replaced by a recorder that returns real raw TL results or
-raises real ``pyrogram.errors``.
+``pyrogram.Client``, answered by the shared fake of tests/telegram_fakes.py (real
+raw TL results, real ``pyrogram.errors``).
 """
 
 from __future__ import annotations
@@ -19,10 +19,13 @@ import pyrogram
 import pytest
 from pyrogram import errors, raw
 
+from tests.support import profile, settings_in
+from tests.telegram_fakes import FakeTelegram
 from tracker import bio
 from tracker.bio import BioService, OutcomeKind, fit, render, render_for, utf16_len
 from tracker.bio import service as bio_service
-from tracker.config import ConfigError, Settings, load
+from tracker.config import ConfigError, Settings
+from tracker.models import PROFILE_FIELDS, Profile
 from tracker.store import UserStore
 
 pytestmark = pytest.mark.bot
@@ -35,37 +38,7 @@ START = 1_800_000_000.0  # an arbitrary fixed origin for the fake clock
 
 def make_settings(tmp_path: Path, *, bot: bool = True, **tracker: str) -> Settings:
     """A real config.ini in tmp_path, loaded by the real loader."""
-    lines = ["[pyrogram]", "api_id = 12345", "api_hash = 0123456789abcdef0123456789abcdef"]
-    if bot:
-        lines.append("bot_token = 123456:TEST-token")
-    lines += ["[tracker]", "store = data/users.json"]
-    lines += [f"{key} = {value}" for key, value in tracker.items()]
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "config.ini"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return load(path)
-
-
-class Recorder:
-    """Stands in for ``client.invoke``: records every raw function, answers like Telegram."""
-
-    def __init__(self) -> None:
-        self.calls: list[Any] = []
-        self.failures: list[BaseException] = []
-
-    async def __call__(self, query: Any, *args: Any, **kwargs: Any) -> Any:
-        self.calls.append(query)
-        if self.failures:
-            raise self.failures.pop(0)
-        if isinstance(query, raw.functions.bots.SetBotInfo):
-            return True  # pyrogram turns boolTrue into True
-        if isinstance(query, raw.functions.account.UpdateProfile):
-            return raw.types.User(id=777, first_name="Me", about=query.about)
-        raise AssertionError(f"unexpected call {query!r}")
-
-    @property
-    def abouts(self) -> list[str]:
-        return [call.about for call in self.calls]
+    return settings_in(tmp_path, bot_token="123456:TEST-token" if bot else None, **tracker)
 
 
 class FakeTime:
@@ -116,26 +89,8 @@ def run(coro_fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(coro_fn())
 
 
-async def make_client(settings: Settings, *, premium: bool = False) -> tuple[pyrogram.Client, Recorder]:
-    client = pyrogram.Client(
-        "test-bio",
-        api_id=settings.api_id,
-        api_hash=settings.api_hash,
-        bot_token=settings.bot_token,
-        in_memory=True,
-        no_updates=True,
-    )
-    await client.storage.open()
-    client.me = pyrogram.types.User(id=777, is_bot=settings.is_bot, first_name="Me", is_premium=premium)
-    client.is_connected = True
-    recorder = Recorder()
-    client.invoke = recorder  # type: ignore[method-assign]
-    return client, recorder
-
-
-def user(n: int) -> dict[str, Any]:
-    return {"id": 1000 + n, "first_name": f"U{n}", "last_name": None, "username": f"u{n}",
-            "language_code": "en", "is_bot": False, "is_premium": False}
+def user(n: int) -> Profile:
+    return profile(1000 + n, f"U{n}", username=f"u{n}", language_code="en", is_premium=False)
 
 
 class Harness:
@@ -147,7 +102,12 @@ class Harness:
         self.premium = premium
 
     async def __aenter__(self) -> Harness:
-        self.client, self.recorder = await make_client(self.settings, premium=self.premium)
+        self.tg = FakeTelegram(bot=self.settings.is_bot, me_first_name="Me", me_premium=self.premium)
+        self.client = pyrogram.Client(
+            "test-bio", api_id=self.settings.api_id, api_hash=self.settings.api_hash,
+            bot_token=self.settings.bot_token, in_memory=True, no_updates=True,
+        )  # fmt: skip
+        await self.tg.attach(self.client)
         self.store = UserStore(self.settings.store)
         self.service = BioService(
             self.client, self.store, self.settings, clock=self.time.clock, sleep=self.time.sleep
@@ -157,7 +117,7 @@ class Harness:
     async def __aexit__(self, *exc: object) -> None:
         await self.service.stop()
         self.store.close()
-        await self.client.storage.close()
+        await self.tg.detach(self.client)
 
     def add_users(self, *numbers: int) -> None:
         """What the tracking handler does for each new user: store.seen, then notify."""
@@ -241,8 +201,8 @@ def test_bot_mode_sends_exactly_set_bot_info(tmp_path: Path) -> None:
             h.add_users(1, 2)
             await h.service.start()
             await settle()
-            assert len(h.recorder.calls) == 1
-            call = h.recorder.calls[0]
+            assert len(h.tg.invoke.calls) == 1
+            call = h.tg.invoke.calls[0]
             assert type(call) is raw.functions.bots.SetBotInfo
             assert (call.lang_code, call.about, call.description, call.name, call.bot) == (
                 "", "👥 Users: 2", None, None, None
@@ -263,7 +223,7 @@ def test_bot_mode_sends_description_when_configured(tmp_path: Path) -> None:
             h.add_users(1)
             await h.service.start()
             await settle()
-            (call,) = h.recorder.calls
+            (call,) = h.tg.invoke.calls
             assert type(call) is raw.functions.bots.SetBotInfo
             assert (call.about, call.description) == ("👥 Users: 1", "Tracking 1 users, 1 reachable")
             assert h.store.meta["bio_description"] == "Tracking 1 users, 1 reachable"
@@ -279,7 +239,7 @@ def test_user_mode_sends_exactly_update_profile(tmp_path: Path, premium: bool, l
             h.add_users(1)
             await h.service.start()
             await settle()
-            (call,) = h.recorder.calls
+            (call,) = h.tg.invoke.calls
             assert type(call) is raw.functions.account.UpdateProfile
             assert (call.first_name, call.last_name) == (None, None)
             assert call.about == ("1 " + "y" * 200)[:limit]
@@ -296,24 +256,24 @@ def test_burst_inside_interval_gives_one_update_at_its_end(tmp_path: Path) -> No
         async with Harness(make_settings(tmp_path, bio_interval="3600")) as h:
             await h.service.start()
             await settle()
-            assert h.recorder.abouts == ["👥 Users: 0"]  # start-up update
+            assert h.tg.invoke.bio_texts() == ["👥 Users: 0"]  # start-up update
             for n in range(1, 51):  # a burst of new users across the interval
                 await h.time.advance(60)
                 h.add_users(n)
                 await settle()
             assert h.time.now - START == 3000
-            assert h.recorder.abouts == ["👥 Users: 0"]  # nothing inside the interval
+            assert h.tg.invoke.bio_texts() == ["👥 Users: 0"]  # nothing inside the interval
             assert h.store.meta["bio_next_at"] == bio.stamp(START + 3600)  # the pending update is recorded
             await h.time.advance(599)
-            assert len(h.recorder.calls) == 1
+            assert len(h.tg.invoke.calls) == 1
             await h.time.advance(1)  # the interval ends
-            assert h.recorder.abouts == ["👥 Users: 0", "👥 Users: 50"]
+            assert h.tg.invoke.bio_texts() == ["👥 Users: 0", "👥 Users: 50"]
             meta = h.store.meta
             assert (meta["bio_text"], meta["bio_set_at"], meta["bio_next_at"], meta["bio_error"]) == (
                 "👥 Users: 50", bio.stamp(START + 3600), None, None
             )
             await h.time.advance(10 * 3600)  # nothing changed: nothing more is sent
-            assert len(h.recorder.calls) == 2
+            assert len(h.tg.invoke.calls) == 2
 
     run(main)
 
@@ -326,7 +286,7 @@ def test_change_after_a_quiet_interval_is_sent_at_once(tmp_path: Path) -> None:
             await h.time.advance(5000)
             h.add_users(1)
             await settle()
-            assert h.recorder.abouts == ["👥 Users: 0", "👥 Users: 1"]
+            assert h.tg.invoke.bio_texts() == ["👥 Users: 0", "👥 Users: 1"]
 
     run(main)
 
@@ -339,11 +299,11 @@ def test_time_dependent_counts_are_refreshed_without_any_new_user(tmp_path: Path
             h.add_users(1, 2)
             await h.service.start()
             await settle()
-            assert h.recorder.abouts == ["Active: 2"]
+            assert h.tg.invoke.bio_texts() == ["Active: 2"]
             await h.time.advance(29 * 86400)
-            assert h.recorder.abouts == ["Active: 2"]  # still inside 30 days: nothing to send
+            assert h.tg.invoke.bio_texts() == ["Active: 2"]  # still inside 30 days: nothing to send
             await h.time.advance(2 * 86400)
-            assert h.recorder.abouts == ["Active: 2", "Active: 0"]
+            assert h.tg.invoke.bio_texts() == ["Active: 2", "Active: 0"]
 
     run(main)
 
@@ -360,21 +320,21 @@ def test_same_text_is_never_sent_twice(tmp_path: Path) -> None:
             for _ in range(5):  # notifications without a change of the text
                 h.service.notify_changed()
                 await h.time.advance(120)
-            assert h.recorder.abouts == ["1 users, 1 reachable"]
+            assert h.tg.invoke.bio_texts() == ["1 users, 1 reachable"]
             # block then unblock inside one interval: the text ends where it started
             h.store.set_blocked(1001, True, h.time.at())
             h.service.notify_changed()
             await settle()
-            assert h.recorder.abouts == ["1 users, 1 reachable", "1 users, 0 reachable"]
+            assert h.tg.invoke.bio_texts() == ["1 users, 1 reachable", "1 users, 0 reachable"]
             h.store.set_blocked(1001, False, h.time.at())
             h.service.notify_changed()
             h.store.set_blocked(1001, True, h.time.at())
             h.service.notify_changed()
             await h.time.advance(120)
-            assert h.recorder.abouts == ["1 users, 1 reachable", "1 users, 0 reachable"]
+            assert h.tg.invoke.bio_texts() == ["1 users, 1 reachable", "1 users, 0 reachable"]
             reply = await h.service.refresh(force=True)
             assert reply.ok is True and reply.kind is OutcomeKind.UNCHANGED
-            assert len(h.recorder.calls) == 2
+            assert len(h.tg.invoke.calls) == 2
 
     run(main)
 
@@ -388,12 +348,12 @@ def test_refresh_without_force_respects_the_interval(tmp_path: Path) -> None:
             reply = await h.service.refresh(force=False)
             assert reply.ok is True and reply.kind is OutcomeKind.PENDING
             assert reply.next_at == bio.stamp(START + 3600)
-            assert len(h.recorder.calls) == 1
+            assert len(h.tg.invoke.calls) == 1
             reply = await h.service.refresh(force=True)
             assert (reply.ok, reply.kind, reply.text) == (True, OutcomeKind.SET, "👥 Users: 1")
-            assert h.recorder.abouts == ["👥 Users: 0", "👥 Users: 1"]
+            assert h.tg.invoke.bio_texts() == ["👥 Users: 0", "👥 Users: 1"]
             await h.time.advance(3600)  # the pending update was the same text: not sent again
-            assert len(h.recorder.calls) == 2
+            assert len(h.tg.invoke.calls) == 2
 
     run(main)
 
@@ -407,7 +367,7 @@ def test_notify_changed_is_thread_safe(tmp_path: Path) -> None:
             # pyrogram runs sync handlers in its thread pool
             await asyncio.get_running_loop().run_in_executor(None, h.service.notify_changed)
             await settle()
-            assert h.recorder.abouts == ["👥 Users: 0", "👥 Users: 1"]
+            assert h.tg.invoke.bio_texts() == ["👥 Users: 0", "👥 Users: 1"]
 
     run(main)
 
@@ -418,23 +378,23 @@ def test_notify_changed_is_thread_safe(tmp_path: Path) -> None:
 def test_flood_wait_is_waited_out_and_handlers_keep_working(tmp_path: Path) -> None:
     async def main() -> None:
         async with Harness(make_settings(tmp_path, bio_interval="0")) as h:
-            h.recorder.failures.append(errors.FloodWait(value=30))
+            h.tg.invoke.fail_next(errors.FloodWait(value=30))
             await h.service.start()
             await settle()
-            assert len(h.recorder.calls) == 1
+            assert len(h.tg.invoke.calls) == 1
             assert h.store.meta["bio_error"].startswith("FLOOD_WAIT_30")
             # tracking goes on during the wait: the handlers' calls return at once
             h.add_users(1, 2, 3)
             await settle()
             assert len(h.store) == 3
-            assert len(h.recorder.calls) == 1
+            assert len(h.tg.invoke.calls) == 1
             reply = await h.service.refresh(force=True)  # not even --force sends during a FloodWait
             assert reply.ok is False and reply.flood_wait == 30 + bio.FLOOD_MARGIN  # seconds left
             assert "30" in h.store.meta["bio_error"]
             await h.time.advance(30)
-            assert len(h.recorder.calls) == 1  # "plus a little"
+            assert len(h.tg.invoke.calls) == 1  # "plus a little"
             await h.time.advance(bio.FLOOD_MARGIN)
-            assert h.recorder.abouts == ["👥 Users: 0", "👥 Users: 3"]
+            assert h.tg.invoke.bio_texts() == ["👥 Users: 0", "👥 Users: 3"]
             assert h.store.meta["bio_error"] is None
 
     run(main)
@@ -445,21 +405,21 @@ def test_other_errors_are_logged_once_and_retried_with_back_off(
 ) -> None:
     async def main() -> None:
         async with Harness(make_settings(tmp_path, bio_interval="0")) as h:
-            h.recorder.failures += [errors.BotInvalid(), errors.BotInvalid(), errors.BotInvalid()]
+            h.tg.invoke.fail_next(errors.BotInvalid(), errors.BotInvalid(), errors.BotInvalid())
             with caplog.at_level(logging.DEBUG, logger="tracker.bio"):
                 await h.service.start()
                 await settle()
-                assert len(h.recorder.calls) == 1
+                assert len(h.tg.invoke.calls) == 1
                 await h.time.advance(bio.BACKOFF_START)
-                assert len(h.recorder.calls) == 2
+                assert len(h.tg.invoke.calls) == 2
                 await h.time.advance(bio.BACKOFF_START * 2 - 1)
-                assert len(h.recorder.calls) == 2  # doubled back-off
+                assert len(h.tg.invoke.calls) == 2  # doubled back-off
                 await h.time.advance(1)
-                assert len(h.recorder.calls) == 3
+                assert len(h.tg.invoke.calls) == 3
                 # pyrogram versions word the description differently
                 assert h.store.meta["bio_error"].startswith("BOT_INVALID: ")
                 await h.time.advance(bio.BACKOFF_START * 4)
-                assert len(h.recorder.calls) == 4
+                assert len(h.tg.invoke.calls) == 4
             errors_logged = [
                 r for r in caplog.records if r.levelno >= logging.ERROR and "BOT_INVALID" in r.message
             ]
@@ -472,12 +432,12 @@ def test_other_errors_are_logged_once_and_retried_with_back_off(
 def test_network_error_is_retried(tmp_path: Path) -> None:
     async def main() -> None:
         async with Harness(make_settings(tmp_path, bio_interval="0")) as h:
-            h.recorder.failures.append(OSError(101, "Network is unreachable"))
+            h.tg.invoke.fail_next(OSError(101, "Network is unreachable"))
             await h.service.start()
             await settle()
             assert h.store.meta["bio_error"] == "network: Network is unreachable"
             await h.time.advance(bio.BACKOFF_START)
-            assert h.recorder.abouts == ["👥 Users: 0", "👥 Users: 0"]
+            assert h.tg.invoke.bio_texts() == ["👥 Users: 0", "👥 Users: 0"]
             assert h.store.meta["bio_error"] is None
 
     run(main)
@@ -497,17 +457,17 @@ def test_restart_neither_resends_nor_forgets_a_pending_update(tmp_path: Path) ->
             await h.time.advance(100)
             h.add_users(1)  # pending until START + 3600
             await settle()
-            assert h.recorder.abouts == ["👥 Users: 0"]
+            assert h.tg.invoke.bio_texts() == ["👥 Users: 0"]
 
     async def second_run() -> None:
         async with Harness(settings, clock) as h:
             await h.service.start()
             await settle()
-            assert h.recorder.abouts == []  # a restart inside the interval sends nothing
+            assert h.tg.invoke.bio_texts() == []  # a restart inside the interval sends nothing
             await h.time.advance(START + 3600 - clock.now - 1)
-            assert h.recorder.abouts == []
+            assert h.tg.invoke.bio_texts() == []
             await h.time.advance(1)
-            assert h.recorder.abouts == ["👥 Users: 1"]
+            assert h.tg.invoke.bio_texts() == ["👥 Users: 1"]
 
     run(first_run)
     assert UserStore(settings.store, readonly=True).meta["bio_next_at"] == bio.stamp(START + 3600)
@@ -525,7 +485,7 @@ def test_restart_with_unchanged_text_sends_nothing(tmp_path: Path) -> None:
             await h.service.start()
             await settle()
             await h.time.advance(1000)
-            sent.append(h.recorder.abouts)
+            sent.append(h.tg.invoke.bio_texts())
 
     run(one_run)
     run(one_run)
@@ -539,7 +499,7 @@ def test_restart_honours_a_flood_wait(tmp_path: Path) -> None:
 
     async def first() -> None:
         async with Harness(settings, clock) as h:
-            h.recorder.failures.append(errors.FloodWait(value=600))
+            h.tg.invoke.fail_next(errors.FloodWait(value=600))
             await h.service.start()
             await settle()
 
@@ -547,9 +507,9 @@ def test_restart_honours_a_flood_wait(tmp_path: Path) -> None:
         async with Harness(settings, clock) as h:
             await h.service.start()
             await settle()
-            seen["during"] = list(h.recorder.abouts)
+            seen["during"] = list(h.tg.invoke.bio_texts())
             await h.time.advance(600)
-            seen["after"] = list(h.recorder.abouts)
+            seen["after"] = list(h.tg.invoke.bio_texts())
 
     run(first)
     clock.now += 100
@@ -578,10 +538,10 @@ def test_large_store_is_counted_off_the_event_loop(tmp_path: Path, monkeypatch: 
             h.store.set_blocked(1001, True, h.time.at())
             await h.service.start()
             for _ in range(500):  # a real thread: wait for it in real time (bounded)
-                if h.recorder.calls:
+                if h.tg.invoke.calls:
                     break
                 await asyncio.sleep(0.01)
-            assert h.recorder.abouts == ["2 of 3"]
+            assert h.tg.invoke.bio_texts() == ["2 of 3"]
 
     run(main)
     assert threads and all(name != "MainThread" for name in threads)
@@ -594,15 +554,15 @@ def test_error_is_cleared_when_the_text_goes_back_to_what_is_shown(tmp_path: Pat
             h.add_users(1)
             await h.service.start()
             await settle()
-            h.recorder.failures.append(errors.BotInvalid())
+            h.tg.invoke.fail_next(errors.BotInvalid())
             h.store.set_blocked(1001, True, h.time.at())
             h.service.notify_changed()
             await settle()
-            assert h.recorder.abouts == ["1 reachable", "0 reachable"]  # the second one failed
+            assert h.tg.invoke.bio_texts() == ["1 reachable", "0 reachable"]  # the second one failed
             assert h.store.meta["bio_error"].startswith("BOT_INVALID")
             h.store.set_blocked(1001, False, h.time.at())  # back to what the profile shows
             await h.time.advance(bio.BACKOFF_START)
-            assert h.recorder.abouts == ["1 reachable", "0 reachable"]  # nothing to send
+            assert h.tg.invoke.bio_texts() == ["1 reachable", "0 reachable"]  # nothing to send
             assert (h.store.meta["bio_error"], h.store.meta["bio_next_at"]) == (None, None)
 
     run(main)
@@ -616,14 +576,14 @@ def test_a_forced_refresh_after_a_restart_still_waits_out_a_flood_wait(tmp_path:
 
     async def first() -> None:
         async with Harness(settings, clock) as h:
-            h.recorder.failures.append(errors.FloodWait(value=600))
+            h.tg.invoke.fail_next(errors.FloodWait(value=600))
             await h.service.start()
             await settle()
 
     async def second() -> None:
         async with Harness(settings, clock) as h:
             replies.append(await h.service.refresh(force=True))
-            assert h.recorder.calls == []
+            assert h.tg.invoke.calls == []
 
     run(first)
     assert UserStore(settings.store, readonly=True).meta["bio_error_kind"] == "flood_wait"
@@ -649,7 +609,8 @@ def test_counter_values_agree_with_stats(tmp_path: Path) -> None:
          (40 * day, 29 * day, True), (2 * day, 2 * day, False)]
     ):
         records.append({
-            **user(n), "first_seen": format_ts(now - timedelta(seconds=first_ago)),
+            **dict(zip(("id", *PROFILE_FIELDS), user(n), strict=True)),
+            "first_seen": format_ts(now - timedelta(seconds=first_ago)),
             "last_seen": format_ts(now - timedelta(seconds=last_ago)), "messages": 1, "source": None,
             "blocked": blocked, "blocked_at": None,
         })  # fmt: skip

@@ -23,12 +23,6 @@ from tracker.bot import build_app
 pytestmark = pytest.mark.bot
 
 
-@pytest.fixture(autouse=True)
-def _no_env_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("TRACKER_API_ID", "TRACKER_API_HASH", "TRACKER_BOT_TOKEN", "TRACKER_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-
-
 def set_bot_info_abouts(tg: FakeTelegram) -> list[str]:
     return [call.about for call in tg.invoke.of_type(raw.functions.bots.SetBotInfo)]
 

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,40 +13,24 @@ from typing import Any
 import pyrogram
 import pytest
 
+from tests.support import REPO, profile, python_env, run_python, settings_in
 from tracker import bio
 from tracker.bio import BioError, refresh_command
-from tracker.config import Settings, load
+from tracker.config import Settings
 from tracker.control import socket_path_for
 from tracker.store import UserStore
 
 pytestmark = pytest.mark.bot  # also run against pyrogram 2.0.106
 
-ROOT = Path(__file__).resolve().parent.parent
-API = ["api_id = 12345", "api_hash = 0123456789abcdef0123456789abcdef"]
-
-
-def write_config(tmp_path: Path, *, bot: bool = True, credentials: bool = True, **tracker: str) -> Path:
-    lines = ["[pyrogram]"]
-    if credentials:
-        lines += API
-    if bot:
-        lines.append("bot_token = 123456:TEST-token")
-    lines += ["[tracker]", "store = data/users.json"]
-    lines += [f"{key} = {value}" for key, value in tracker.items()]
-    path = tmp_path / "config.ini"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def settings_for(tmp_path: Path, **kwargs: Any) -> Settings:
-    return load(write_config(tmp_path, **kwargs))
+def settings_for(tmp_path: Path, *, bot: bool = True, **config: Any) -> Settings:
+    return settings_in(tmp_path, bot_token="123456:TEST-token" if bot else None, **config)
 
 
 def seed(settings: Settings, count: int, **meta: Any) -> None:
     now = datetime.now(UTC)
     with UserStore(settings.store) as store:
         for n in range(count):
-            store.seen({"id": 5000 + n, "first_name": f"U{n}", "is_bot": False}, now)
+            store.seen(profile(5000 + n, first_name=f"U{n}", is_bot=False), now)
         if meta:
             store.update_meta(**meta)
 
@@ -65,10 +45,12 @@ def no_client(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pyrogram.Client, "__init__", refuse)
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("TRACKER_API_ID", "TRACKER_API_HASH", "TRACKER_BOT_TOKEN", "TRACKER_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
+CLI_SCRIPT = (
+    "import sys; from tracker.config import load; from tracker.bio import refresh_command, BioError\n"
+    "try: print(refresh_command(load(sys.argv[1]), dry_run=False, force='--force' in sys.argv,"
+    " timeout=float(sys.argv[2])))\n"
+    "except BioError as e: print(e, file=sys.stderr); sys.exit(1)\n"
+)
 
 
 # --------------------------------------------------------------------------- dry run
@@ -117,32 +99,19 @@ def test_no_credentials_is_a_one_line_error(tmp_path: Path) -> None:
     assert list(tmp_path.rglob("*.session")) == []  # failed before building a client
 
 
+@pytest.mark.slow
 def test_user_mode_without_cli_session_and_no_terminal(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, bot=False)
     seed(settings, 1)
-    script = (
-        "import sys; from tracker.config import load; from tracker.bio import refresh_command, BioError\n"
-        "try: print(refresh_command(load(sys.argv[1]), dry_run=False, force=False))\n"
-        "except BioError as e: print(e, file=sys.stderr); sys.exit(1)\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script, str(settings.config_path)],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    proc = run_python(["-c", CLI_SCRIPT, str(settings.config_path), "60"], stdin=subprocess.DEVNULL, cwd=REPO)
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "tracker-cli.session" in proc.stderr
     assert not (settings.data_dir / "tracker.session").exists()
 
 
-CLI_SCRIPT = (
-    "import sys; from tracker.config import load; from tracker.bio import refresh_command, BioError\n"
-    "try: print(refresh_command(load(sys.argv[1]), dry_run=False, force='--force' in sys.argv,"
-    " timeout=float(sys.argv[2])))\n"
-    "except BioError as e: print(e, file=sys.stderr); sys.exit(1)\n"
-)
 
 
+@pytest.mark.slow
 def test_network_unreachable_gives_a_bounded_one_line_error(tmp_path: Path) -> None:
     unshare = shutil.which("unshare")
     if unshare is None or subprocess.run([unshare, "-rn", "true"], capture_output=True).returncode != 0:
@@ -152,8 +121,7 @@ def test_network_unreachable_gives_a_bounded_one_line_error(tmp_path: Path) -> N
     started = time.monotonic()
     proc = subprocess.run(
         [unshare, "-rn", sys.executable, "-c", CLI_SCRIPT, str(settings.config_path), "3", "--force"],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=python_env(),
     )
     assert proc.returncode == 1, proc.stdout
     assert proc.stderr.count("\n") == 1 and "cannot reach Telegram" in proc.stderr, proc.stderr
@@ -167,110 +135,18 @@ def test_network_unreachable_gives_a_bounded_one_line_error(tmp_path: Path) -> N
 
 # --------------------------------------------------------------------------- via the running bot
 
-BOT_STUB = textwrap.dedent(
-    """
-    # A running "bot" for the test: the real BioService and ControlServer, a real
-    # never-connected pyrogram.Client whose invoke records calls (Telegram boundary).
-    import asyncio, json, sys
-    import pyrogram
-    from pyrogram import errors, raw
-    from tracker.bio import BioService
-    from tracker.config import load
-    from tracker.control import ControlServer, socket_path_for
-    from tracker.store import UserStore
-
-    async def main():
-        settings = load(sys.argv[1])
-        flood = sys.argv[2] == "flood"
-        client = pyrogram.Client("stub", api_id=1, api_hash="x" * 32, bot_token="1:x",
-                                 in_memory=True, no_updates=True)
-        await client.storage.open()
-        client.me = pyrogram.types.User(id=1, is_bot=True, first_name="Bot")
-        client.is_connected = True
-        calls = []
-
-        async def invoke(query, *args, **kwargs):
-            calls.append({"type": type(query).__name__, "about": query.about})
-            if flood and len(calls) == 1:
-                raise errors.FloodWait(value=42)
-            if sys.argv[2] == "refuse":
-                raise errors.AboutTooLong()
-            return True
-
-        client.invoke = invoke
-        store = UserStore(settings.store)
-        service = BioService(client, store, settings)
-
-        async def handle(req):  # the refresh-bio part of the bot's control handler
-            assert req["cmd"] == "refresh-bio", req
-            return (await service.refresh(req["force"])).to_reply()
-
-        server = ControlServer(socket_path_for(settings.store), handle)
-        await service.start()
-        await server.start()
-        await asyncio.sleep(0.1)
-        print("ready", flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-        await server.stop()
-        await service.stop()
-        store.close()
-        print(json.dumps(calls), flush=True)
-
-    asyncio.run(main())
-    """
-)
-
-
-class RunningBot:
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.proc = proc
-
-    def stop(self) -> list[dict[str, Any]]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.close()
-        calls: list[dict[str, Any]] = json.loads(self.proc.stdout.readline())
-        assert self.proc.wait(10) == 0
-        return calls
-
-
-@pytest.fixture
-def start_bot(tmp_path: Path) -> Iterator[Any]:
-    procs: list[subprocess.Popen[str]] = []
-
-    def start(settings: Settings, mode: str = "ok") -> RunningBot:
-        script = tmp_path / "bot_stub.py"
-        script.write_text(BOT_STUB, encoding="utf-8")
-        proc = subprocess.Popen(
-            [sys.executable, str(script), str(settings.config_path), mode],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        procs.append(proc)
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        return RunningBot(proc)
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-
-
 def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """refresh_command in a process of its own, as the CLI runs it."""
-    return subprocess.run(
-        [sys.executable, "-c", CLI_SCRIPT, str(settings.config_path), "5", *args],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    return run_python(["-c", CLI_SCRIPT, str(settings.config_path), "5", *args],
+                      stdin=subprocess.DEVNULL, timeout=120, cwd=REPO)
 
 
-def test_refresh_through_the_running_bot(tmp_path: Path, start_bot: Any) -> None:
+@pytest.mark.slow
+def test_refresh_through_the_running_bot(tmp_path: Path, running_bot: Any) -> None:
     settings = settings_for(tmp_path)
     # The bot set "2" a moment ago, a third user came since: the update waits for the interval.
     seed(settings, 3, bio_text="👥 Users: 2", bio_set_at=bio.stamp(time.time()))
-    bot = start_bot(settings)
+    bot = running_bot(settings.config_path)
     waiting = run_cli(settings)
     assert waiting.returncode == 0, waiting.stderr
     assert "not sent" in waiting.stdout and "'👥 Users: 3'" in waiting.stdout and "--force" in waiting.stdout
@@ -286,10 +162,11 @@ def test_refresh_through_the_running_bot(tmp_path: Path, start_bot: Any) -> None
     assert list(settings.data_dir.glob("*.session")) == []  # the CLI used no session of its own
 
 
-def test_flood_wait_through_the_running_bot(tmp_path: Path, start_bot: Any) -> None:
+@pytest.mark.slow
+def test_flood_wait_through_the_running_bot(tmp_path: Path, running_bot: Any) -> None:
     settings = settings_for(tmp_path)
     seed(settings, 1)
-    bot = start_bot(settings, "flood")  # its start-up update gets FLOOD_WAIT_42
+    bot = running_bot(settings.config_path, telegram="flood")  # its start-up update gets FLOOD_WAIT_42
     result = run_cli(settings, "--force")
     assert result.returncode == 1
     assert result.stdout == ""
@@ -301,10 +178,11 @@ def test_flood_wait_through_the_running_bot(tmp_path: Path, start_bot: Any) -> N
     assert UserStore(settings.store, readonly=True).meta["bio_error"].startswith("FLOOD_WAIT_42")
 
 
-def test_telegram_refusing_the_text_through_the_running_bot(tmp_path: Path, start_bot: Any) -> None:
+@pytest.mark.slow
+def test_telegram_refusing_the_text_through_the_running_bot(tmp_path: Path, running_bot: Any) -> None:
     settings = settings_for(tmp_path)
     seed(settings, 1)
-    bot = start_bot(settings, "refuse")
+    bot = running_bot(settings.config_path, telegram="refuse")
     result = run_cli(settings, "--force")
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr == (

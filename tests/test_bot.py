@@ -21,11 +21,12 @@ from pyrogram.errors import AccessTokenInvalid, AuthKeyUnregistered, UserIsBlock
 from pyrogram.handlers import MessageHandler
 from tinydb import TinyDB
 
+from tests.support import settings_in
 from tests.telegram_fakes import FakeTelegram, inline_buttons, run
 from tracker.bio import Outcome, OutcomeKind
 from tracker.bot import FatalStartError, build_app, start_client
 from tracker.commands import FORGET_CONFIRM_DATA
-from tracker.config import Settings, load
+from tracker.config import Settings
 from tracker.handlers import start_payload
 from tracker.models import format_ts, parse_ts
 
@@ -43,23 +44,6 @@ class StepClock:
     def __call__(self) -> datetime:
         self.now += timedelta(minutes=1)
         return self.now
-
-
-def write_config(tmp_path: Path, *, bot: bool = True, **tracker: str) -> Settings:
-    lines = ["[pyrogram]", "api_id = 12345", "api_hash = 0123456789abcdef0123456789abcdef"]
-    if bot:
-        lines.append("bot_token = 12345:TEST-token")
-    lines += ["[tracker]", "store = data/users.json"]
-    lines += [f"{key} = {value}" for key, value in tracker.items()]
-    path = tmp_path / "config.ini"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return load(path)
-
-
-@pytest.fixture(autouse=True)
-def _no_env_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("TRACKER_API_ID", "TRACKER_API_HASH", "TRACKER_BOT_TOKEN", "TRACKER_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @contextlib.asynccontextmanager
@@ -85,7 +69,7 @@ def stored(settings: Settings) -> dict[int, dict[str, Any]]:
 
 
 def test_private_message_records_the_full_profile(tmp_path: Path) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
     tg = FakeTelegram()
     alice = tg.user(1001, "Alice", last_name="Liddell", username="alice", lang_code="en", premium=True)
 
@@ -112,7 +96,7 @@ def test_private_message_records_the_full_profile(tmp_path: Path) -> None:
 
 
 def test_group_and_supergroup_messages_record_their_senders(tmp_path: Path) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
     tg = FakeTelegram()
     bob = tg.user(2001, "Bob", username="bob")
     carol = tg.user(2002, "Carol")
@@ -139,7 +123,7 @@ def test_group_and_supergroup_messages_record_their_senders(tmp_path: Path) -> N
 
 
 def test_messages_without_a_user_sender_create_no_users(tmp_path: Path, caplog: Any) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
     tg = FakeTelegram()
     news = tg.channel(1_111_111_111, "News", broadcast=True)
     supergroup = tg.channel()
@@ -165,7 +149,7 @@ def test_messages_without_a_user_sender_create_no_users(tmp_path: Path, caplog: 
 
 
 def test_edits_buttons_and_inline_queries_update_without_counting_messages(tmp_path: Path) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
     tg = FakeTelegram()
     erin = tg.user(4001, "Erin")
     frank = tg.user(4002, "Frank", username="frank")
@@ -199,7 +183,7 @@ def test_edits_buttons_and_inline_queries_update_without_counting_messages(tmp_p
 
 
 def test_new_chat_members_are_recorded_but_not_as_messages(tmp_path: Path) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
     tg = FakeTelegram()
     ivan = tg.user(5001, "Ivan")
     judy = tg.user(5002, "Judy")
@@ -222,7 +206,7 @@ def test_new_chat_members_are_recorded_but_not_as_messages(tmp_path: Path) -> No
 
 
 def test_user_mode_own_messages_are_not_users(tmp_path: Path) -> None:
-    settings = write_config(tmp_path, bot=False)
+    settings = settings_in(tmp_path, bot_token=None)
     tg = FakeTelegram(bot=False, me_id=600600, me_username="owner")
     mallory = tg.user(6001, "Mallory")
     group = tg.group()
@@ -264,7 +248,7 @@ def test_start_payload(text: str, expected: str | None) -> None:
 
 
 def test_deep_link_sets_the_first_source_and_welcomes(tmp_path: Path) -> None:
-    settings = write_config(tmp_path, welcome="Welcome, {first_name}! 🎉")
+    settings = settings_in(tmp_path, welcome="Welcome, {first_name}! 🎉")
     tg = FakeTelegram()
     alice = tg.user(1001, "Alice")
     bob = tg.user(1002, "Bob")
@@ -285,7 +269,7 @@ def test_deep_link_sets_the_first_source_and_welcomes(tmp_path: Path) -> None:
 
 
 def test_start_in_user_mode_gets_no_welcome_and_no_source(tmp_path: Path) -> None:
-    settings = write_config(tmp_path, bot=False)
+    settings = settings_in(tmp_path, bot_token=None)
     tg = FakeTelegram(bot=False, me_username="owner")
     alice = tg.user(1001, "Alice")
 
@@ -302,7 +286,7 @@ def test_start_in_user_mode_gets_no_welcome_and_no_source(tmp_path: Path) -> Non
 
 
 def test_bot_stopped_blocks_and_unblocks(tmp_path: Path) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
     tg = FakeTelegram()
     alice = tg.user(1001, "Alice")
     changes: list[int] = []
@@ -327,7 +311,7 @@ def test_bot_stopped_blocks_and_unblocks(tmp_path: Path) -> None:
 
 
 def test_bot_stopped_by_a_user_seen_before_tracking_creates_a_blocked_record(tmp_path: Path) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
     tg = FakeTelegram()
     old = tg.user(1003, "Oldtimer", username="oldie")
 
@@ -341,7 +325,7 @@ def test_bot_stopped_by_a_user_seen_before_tracking_creates_a_blocked_record(tmp
 
 
 def test_reply_failing_with_user_is_blocked_marks_the_user_blocked(tmp_path: Path) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
     tg = FakeTelegram()
     alice = tg.user(1001, "Alice")
     tg.invoke.respond(raw.functions.messages.SendMessage, UserIsBlocked())
@@ -364,7 +348,7 @@ def _seed(tg: FakeTelegram) -> list[Any]:
 
 
 def test_stats_for_an_admin_by_id_and_by_username(tmp_path: Path) -> None:
-    settings = write_config(tmp_path, admins="7000, @Boss")
+    settings = settings_in(tmp_path, admins="7000, @Boss")
     tg = FakeTelegram()
     users = _seed(tg)
     boss = tg.user(7100, "Boss", username="boss")
@@ -397,17 +381,17 @@ def test_stats_for_others_is_refused_or_public(tmp_path: Path) -> None:
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    private = write_config(tmp_path / "a", admins="7000")
+    private = settings_in(tmp_path / "a", admins="7000")
     texts = run(scenario(private))
     assert len(texts) == 1 and "admin" in texts[0] and "3" not in texts[0]
 
-    public = write_config(tmp_path / "b", public_stats="true")
+    public = settings_in(tmp_path / "b", public_stats="true")
     texts = run(scenario(public))
     assert texts == ["👥 Users: 3"]
 
 
 def test_stats_in_user_mode_only_for_the_owner(tmp_path: Path) -> None:
-    settings = write_config(tmp_path, bot=False, admins="7001")  # admins do not apply to user accounts
+    settings = settings_in(tmp_path, bot_token=None, admins="7001")  # admins do not apply to user accounts
     tg = FakeTelegram(bot=False, me_id=600600, me_username="owner")
     users = _seed(tg)
 
@@ -428,7 +412,7 @@ def test_stats_in_user_mode_only_for_the_owner(tmp_path: Path) -> None:
 
 
 def test_mydata_returns_the_callers_record(tmp_path: Path) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
     tg = FakeTelegram()
     alice = tg.user(1001, "Alice", username="alice")
     bob = tg.user(1002, "Bob")
@@ -445,7 +429,7 @@ def test_mydata_returns_the_callers_record(tmp_path: Path) -> None:
 
 
 def test_forget_with_the_button(tmp_path: Path) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
     tg = FakeTelegram()
     alice = tg.user(1001, "Alice")
     bob = tg.user(1002, "Bob")
@@ -474,7 +458,7 @@ def test_forget_with_the_button(tmp_path: Path) -> None:
 
 
 def test_forget_yes_in_one_message(tmp_path: Path) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
     tg = FakeTelegram()
     alice = tg.user(1001, "Alice")
 
@@ -489,7 +473,7 @@ def test_forget_yes_in_one_message(tmp_path: Path) -> None:
 
 
 def test_forget_in_user_mode_needs_the_text_confirmation(tmp_path: Path) -> None:
-    settings = write_config(tmp_path, bot=False)
+    settings = settings_in(tmp_path, bot_token=None)
     tg = FakeTelegram(bot=False, me_username="owner")
     alice = tg.user(1001, "Alice")
 
@@ -511,7 +495,7 @@ def test_forget_in_user_mode_needs_the_text_confirmation(tmp_path: Path) -> None
 def test_a_failing_handler_is_logged_with_the_update_id_and_tracking_goes_on(
     tmp_path: Path, caplog: Any
 ) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
     tg = FakeTelegram()
     alice = tg.user(1001, "Alice")
     bob = tg.user(1002, "Bob")
@@ -555,7 +539,7 @@ ODD_NAMES = [
 
 
 def test_odd_names_are_stored_faithfully(tmp_path: Path) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
     tg = FakeTelegram()
     users = [tg.user(8000 + i, name, last_name=name or None) for i, name in enumerate(ODD_NAMES)]
 
@@ -571,7 +555,7 @@ def test_odd_names_are_stored_faithfully(tmp_path: Path) -> None:
 
 
 def test_on_change_fires_for_new_users_not_for_repeat_messages(tmp_path: Path) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
     tg = FakeTelegram()
     alice = tg.user(1001, "Alice")
     bob = tg.user(1002, "Bob")
@@ -588,7 +572,7 @@ def test_on_change_fires_for_new_users_not_for_repeat_messages(tmp_path: Path) -
 
 
 def test_control_handler_ping_and_forget(tmp_path: Path) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
     tg = FakeTelegram()
     alice = tg.user(1001, "Alice")
 
@@ -618,7 +602,7 @@ def test_control_handler_ping_and_forget(tmp_path: Path) -> None:
 
 
 def test_build_app_uses_the_data_folder_for_the_session(tmp_path: Path) -> None:
-    settings = write_config(tmp_path, session="mybot")
+    settings = settings_in(tmp_path, session="mybot")
 
     async def scenario() -> None:
         app = build_app(settings)
@@ -653,7 +637,7 @@ def test_start_is_retried_while_telegram_is_unreachable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("tracker.bot.RETRY_FIRST", 0.01)
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
 
     async def scenario() -> None:
         app = build_app(settings, in_memory=True)
@@ -670,7 +654,7 @@ def test_start_is_retried_while_telegram_is_unreachable(
 
 @pytest.mark.parametrize("error", [AuthKeyUnregistered(), AccessTokenInvalid(), EOFError()])
 def test_refused_credentials_are_fatal(tmp_path: Path, error: BaseException) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
 
     async def scenario() -> None:
         app = build_app(settings, in_memory=True)
@@ -686,7 +670,7 @@ def test_refused_credentials_are_fatal(tmp_path: Path, error: BaseException) -> 
 
 
 def test_stop_during_a_hanging_start_returns_false(tmp_path: Path) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
 
     async def scenario() -> None:
         app = build_app(settings, in_memory=True)
@@ -714,7 +698,7 @@ def test_stop_during_a_hanging_start_returns_false(tmp_path: Path) -> None:
 def test_a_failing_command_is_logged_with_the_message_id(
     tmp_path: Path, caplog: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = write_config(tmp_path, admins="1001")
+    settings = settings_in(tmp_path, admins="1001")
     tg = FakeTelegram()
     alice = tg.user(1001, "Alice")
 
@@ -736,7 +720,7 @@ def test_a_failing_command_is_logged_with_the_message_id(
 
 
 def test_tracking_and_commands_never_stop_propagation(tmp_path: Path) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
     tg = FakeTelegram()
     alice = tg.user(1001, "Alice")
     seen_later: list[str] = []

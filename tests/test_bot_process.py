@@ -2,7 +2,7 @@
 
 Telegram is unreachable here, so either the process really tries to connect (and
 keeps retrying) or ``pyrogram.Client.start``/``stop`` are swapped for the fake
-Telegram of telegram_fakes.py by a small wrapper script; ``tracker.bot.main()``
+Telegram of telegram_fakes.py by tests/procs/bot_main_offline.py; ``tracker.bot.main()``
 and its signal handling are always the real ones.
 """
 
@@ -11,77 +11,21 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from tinydb import TinyDB
 
+from tests.support import PROCS, REPO, Spawn, run_python, write_config
 from tracker.control import request, socket_path_for
 from tracker.store import UserStore
 
-pytestmark = pytest.mark.bot
-
-REPO = Path(__file__).resolve().parent.parent
-
-FAKE_START = """
-import sys
-sys.path[:0] = [{repo!r}]
-import pyrogram
-from pyrogram import raw
-from tests.telegram_fakes import FakeTelegram
-from tracker import bot
-
-tg = FakeTelegram()
-tg.invoke.respond(raw.functions.bots.SetBotInfo, True)  # the bio updater's first update
-alice = tg.user(1001, "Alice", username="alice")
-bob = tg.user(1002, "Bob")
-tg.offline(pyrogram.Client)  # only the network is fake: the real start() and stop() run
-real_start, real_stop = pyrogram.Client.start, pyrogram.Client.stop
-
-async def start(self, *args, **kwargs):
-    await real_start(self, *args, **kwargs)
-    await tg.feed(self, tg.message(alice, "/start from_sub"), tg.message(bob, "hi"), tg.bot_stopped(bob))
-    print("READY", flush=True)
-    return self
-
-async def stop(self, *args, **kwargs):
-    await real_stop(self, *args, **kwargs)
-    print("STOPPED", flush=True)
-    return self
-
-pyrogram.Client.start = start
-pyrogram.Client.stop = stop
-bot.main(sys.argv[1:])
-"""
-
-
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+pytestmark = [pytest.mark.bot, pytest.mark.slow]
 
 
 def config(tmp_path: Path, *, credentials: bool = True) -> Path:
-    lines = ["[pyrogram]"]
-    if credentials:
-        lines += ["api_id = 12345", "api_hash = 0123456789abcdef0123456789abcdef", "bot_token = 1:FAKE"]
-    lines += ["[tracker]", "store = data/users.json"]
-    path = tmp_path / "config.ini"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def spawn(args: list[str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, *args],
-        cwd=cwd,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return write_config(tmp_path, credentials=credentials, bot_token="1:FAKE" if credentials else None)
 
 
 def wait_for(predicate: object, timeout: float = 30.0) -> None:
@@ -105,14 +49,7 @@ def assert_closed_store(store: Path) -> dict[int, dict[str, object]]:
 
 def test_missing_credentials_name_the_keys_and_exit_1(tmp_path: Path) -> None:
     cfg = config(tmp_path, credentials=False)
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "bot.py"), "--config", str(cfg)],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_python([str(REPO / "bot.py"), "--config", str(cfg)], cwd=tmp_path)
     assert proc.returncode == 1
     for name in ("api_id", "api_hash", "TRACKER_API_ID", "TRACKER_API_HASH", str(cfg)):
         assert name in proc.stderr
@@ -123,37 +60,25 @@ def test_missing_credentials_name_the_keys_and_exit_1(tmp_path: Path) -> None:
 def test_a_second_bot_on_the_same_store_gets_the_lock_error(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     with UserStore(tmp_path / "data" / "users.json"):
-        proc = subprocess.run(
-            [sys.executable, str(REPO / "bot.py"), "--config", str(cfg)],
-            cwd=tmp_path,
-            env=clean_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        proc = run_python([str(REPO / "bot.py"), "--config", str(cfg)], cwd=tmp_path)
     assert proc.returncode == 1
     assert str(os.getpid()) in proc.stderr and "users.json" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_flushes_and_closes_the_store(tmp_path: Path, sig: signal.Signals) -> None:
+def test_signal_flushes_and_closes_the_store(tmp_path: Path, sig: signal.Signals, spawn: Spawn) -> None:
     cfg = config(tmp_path)
-    script = FAKE_START.format(repo=str(REPO))
-    proc = spawn(["-c", script, "--config", str(cfg)], cwd=tmp_path)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.strip() == "READY", proc.stderr.read() if proc.stderr else line
-        # The control channel answers (opened before connecting, by tracker.attach).
-        sock = socket_path_for(tmp_path / "data" / "users.json")
-        wait_for(sock.exists)
-        assert request(sock, {"cmd": "ping"})["users"] == 2
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc = spawn([str(PROCS / "bot_main_offline.py"), "--config", str(cfg)], cwd=tmp_path)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip() == "READY", proc.stderr.read() if proc.stderr else line
+    # The control channel answers (opened before connecting, by tracker.attach).
+    sock = socket_path_for(tmp_path / "data" / "users.json")
+    wait_for(sock.exists)
+    assert request(sock, {"cmd": "ping"})["users"] == 2
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "STOPPED" in out
     records = assert_closed_store(tmp_path / "data" / "users.json")
@@ -164,21 +89,19 @@ def test_signal_flushes_and_closes_the_store(tmp_path: Path, sig: signal.Signals
     assert not sock.exists()  # the control channel was stopped
 
 
-def test_sigterm_while_telegram_is_unreachable_exits_0_with_a_closed_store(tmp_path: Path) -> None:
+def test_sigterm_while_telegram_is_unreachable_exits_0_with_a_closed_store(
+    tmp_path: Path, spawn: Spawn
+) -> None:
     cfg = config(tmp_path)
     store = tmp_path / "data" / "users.json"
     proc = spawn([str(REPO / "bot.py"), "--config", str(cfg)], cwd=tmp_path)
-    try:
-        # The writer lock file appears once the store is open; then the client starts connecting.
-        wait_for(lambda: Path(f"{store}.lock").exists() or proc.poll() is not None)
-        assert proc.poll() is None, proc.communicate()[1]
-        time.sleep(1.0)  # inside the connection attempts (they retry for as long as it takes)
-        assert proc.poll() is None, proc.communicate()[1]
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    # The writer lock file appears once the store is open; then the client starts connecting.
+    wait_for(lambda: Path(f"{store}.lock").exists() or proc.poll() is not None)
+    assert proc.poll() is None, proc.communicate()[1]
+    time.sleep(1.0)  # inside the connection attempts (they retry for as long as it takes)
+    assert proc.poll() is None, proc.communicate()[1]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert "flushed and closed" in err
@@ -190,7 +113,7 @@ def test_sigterm_while_telegram_is_unreachable_exits_0_with_a_closed_store(tmp_p
         assert created.stat().st_mode & 0o777 == 0o600, created
 
 
-def test_forget_and_dry_run_work_while_telegram_is_unreachable(tmp_path: Path) -> None:
+def test_forget_and_dry_run_work_while_telegram_is_unreachable(tmp_path: Path, spawn: Spawn) -> None:
     cfg = config(tmp_path)
     store = tmp_path / "data" / "users.json"
     with UserStore(store) as seeded:
@@ -202,30 +125,23 @@ def test_forget_and_dry_run_work_while_telegram_is_unreachable(tmp_path: Path) -
         seeded.seen(make_profile(1002, "Bob"), datetime(2026, 1, 1, tzinfo=UTC))
     proc = spawn([str(REPO / "bot.py"), "--config", str(cfg)], cwd=tmp_path)
     sock = socket_path_for(store)
-    try:
-        # The control channel opens before the first connection attempt, which never succeeds here.
-        wait_for(lambda: sock.exists() or proc.poll() is not None)
-        assert proc.poll() is None, proc.communicate()[1]
+    # The control channel opens before the first connection attempt, which never succeeds here.
+    wait_for(lambda: sock.exists() or proc.poll() is not None)
+    assert proc.poll() is None, proc.communicate()[1]
 
-        def cli(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [sys.executable, str(REPO / "cli.py"), "--config", str(cfg), *args],
-                cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60,
-            )  # fmt: skip
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_python([str(REPO / "cli.py"), "--config", str(cfg), *args], cwd=tmp_path)
 
-        forgot = cli("forget", "1001", "--yes")
-        assert forgot.returncode == 0, forgot.stderr
-        assert request(sock, {"cmd": "ping"})["users"] == 1  # erased in the running bot
-        dry = cli("refresh-bio", "--dry-run")
-        assert dry.returncode == 0, dry.stderr
-        assert "👥 Users: 1" in dry.stdout
-        refresh = request(sock, {"cmd": "refresh-bio"})  # a real refresh must wait for Telegram
-        assert refresh["ok"] is False and "not connected" in refresh["error"]
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    forgot = cli("forget", "1001", "--yes")
+    assert forgot.returncode == 0, forgot.stderr
+    assert request(sock, {"cmd": "ping"})["users"] == 1  # erased in the running bot
+    dry = cli("refresh-bio", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "👥 Users: 1" in dry.stdout
+    refresh = request(sock, {"cmd": "refresh-bio"})  # a real refresh must wait for Telegram
+    assert refresh["ok"] is False and "not connected" in refresh["error"]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert set(assert_closed_store(store)) == {1002}
     assert not sock.exists()

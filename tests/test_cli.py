@@ -7,7 +7,6 @@ import contextlib
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -22,13 +21,13 @@ import pytest
 from click.testing import CliRunner
 
 import tracker.cli
+from tests.support import REPO, profile, run_python
 from tracker.cli import cli
 from tracker.export import CSV_COLUMNS
 from tracker.models import format_ts
 from tracker.stats import STATS_KEYS
 from tracker.store import UserStore
 
-REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2024, 6, 15, 12, 0, 0, tzinfo=UTC)
 
 
@@ -42,18 +41,18 @@ def store_path(tmp_path: Path) -> Path:
     """A store of four users built through UserStore."""
     path = tmp_path / "data" / "users.json"
     with UserStore(path) as store:
-        store.seen({"id": 101, "first_name": "Anna", "last_name": "Lee", "username": "anna",
-                    "language_code": "en"}, NOW - timedelta(days=40), source="ads")
-        store.seen({"id": 101, "first_name": "Anna", "last_name": "Lee", "username": "anna",
-                    "language_code": "en"}, NOW - timedelta(hours=2))
-        store.seen({"id": 202, "first_name": "=cmd|' /C calc'!A0", "language_code": "ru"},
+        store.seen(profile(101, first_name="Anna", last_name="Lee", username="anna",
+                    language_code="en"), NOW - timedelta(days=40), source="ads")
+        store.seen(profile(101, first_name="Anna", last_name="Lee", username="anna",
+                    language_code="en"), NOW - timedelta(hours=2))
+        store.seen(profile(202, first_name="=cmd|' /C calc'!A0", language_code="ru"),
                    NOW - timedelta(days=3), source="promo")
-        store.seen({"id": 303, "first_name": "Bob", "username": "BobTheBot", "is_bot": True,
-                    "language_code": "en"}, NOW - timedelta(minutes=30), message=False)
-        store.seen({"id": 404, "first_name": "Zoë 🙂", "last_name": "\u202eevil", "is_premium": True},
+        store.seen(profile(303, first_name="Bob", username="BobTheBot", is_bot=True,
+                    language_code="en"), NOW - timedelta(minutes=30), message=False)
+        store.seen(profile(404, first_name="Zoë 🙂", last_name="\u202eevil", is_premium=True),
                    NOW - timedelta(days=8))
         for _ in range(4):
-            store.seen({"id": 404, "first_name": "Zoë 🙂", "last_name": "\u202eevil", "is_premium": True},
+            store.seen(profile(404, first_name="Zoë 🙂", last_name="\u202eevil", is_premium=True),
                        NOW - timedelta(days=8))
         store.set_blocked(202, True, NOW - timedelta(days=1))
     return path
@@ -120,7 +119,7 @@ def test_stats_today_depends_on_tz(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(tracker.cli, "_now", lambda: datetime(2024, 6, 15, 0, 40, tzinfo=UTC))
     path = tmp_path / "u.json"
     with UserStore(path) as store:
-        store.seen({"id": 1, "first_name": "Late"}, datetime(2024, 6, 14, 23, 30, tzinfo=UTC))
+        store.seen(profile(1, first_name="Late"), datetime(2024, 6, 14, 23, 30, tzinfo=UTC))
     result = run("--store", str(path), "stats", "--json", "--tz", zone)
     assert json.loads(result.output)["new_today"] == today
 
@@ -340,6 +339,7 @@ def writer_process(path: Path) -> Iterator[subprocess.Popen[str]]:
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_forget_refuses_while_another_writer_holds_the_lock(store_path: Path) -> None:
     with writer_process(store_path) as proc:
         result = CliRunner().invoke(cli, ["--store", str(store_path), "forget", "101", "--yes"])
@@ -350,6 +350,7 @@ def test_forget_refuses_while_another_writer_holds_the_lock(store_path: Path) ->
         assert 101 in store
 
 
+@pytest.mark.slow
 def test_forget_goes_through_the_running_bot(store_path: Path) -> None:
     from tracker.control import ControlServer, socket_path_for
 
@@ -412,12 +413,10 @@ def test_refresh_bio_dry_run_reads_the_count(store_path: Path) -> None:
 
 
 def cli_process(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("TRACKER_CONFIG", None)
-    return subprocess.run([sys.executable, str(REPO / "cli.py"), *args], cwd=cwd, env=env, text=True,
-                          capture_output=True, timeout=60)
+    return run_python([str(REPO / "cli.py"), *args], cwd=cwd)
 
 
+@pytest.mark.slow
 def test_subprocess_stats_export_and_errors(store_path: Path, tmp_path: Path) -> None:
     stats = cli_process("--store", str(store_path), "stats", "--json", cwd=tmp_path)
     assert stats.returncode == 0, stats.stderr
@@ -431,6 +430,7 @@ def test_subprocess_stats_export_and_errors(store_path: Path, tmp_path: Path) ->
     assert usage.returncode == 2 and "No such option" in usage.stderr
 
 
+@pytest.mark.slow
 def test_cli_does_not_import_pyrogram_or_asyncio(store_path: Path) -> None:
     code = ("import sys; from tracker.cli import cli\n"
             "try: cli(['--store', sys.argv[1], 'stats'], standalone_mode=False)\n"
@@ -444,15 +444,17 @@ def test_cli_does_not_import_pyrogram_or_asyncio(store_path: Path) -> None:
 WRITER = """
 import sys, time
 from datetime import datetime, UTC
+from tracker.models import make_profile
 from tracker.store import UserStore
 with UserStore(sys.argv[1], flush_interval=0.05) as store:
     for i in range(int(sys.argv[2])):
-        store.seen({"id": 10_000 + i, "first_name": f"W{i}"}, datetime.now(UTC))
+        store.seen(make_profile(10_000 + i, f"W{i}"), datetime.now(UTC))
         if i % 20 == 0:
             time.sleep(0.005)
 """
 
 
+@pytest.mark.slow
 def test_reading_while_a_writer_process_writes(tmp_path: Path) -> None:
     path = tmp_path / "users.json"
     with UserStore(path):

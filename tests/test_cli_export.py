@@ -23,6 +23,7 @@ import orjson
 import pytest
 
 from tests.cli_run import CLI, Invoke, process_env, tracker_fixture  # noqa: F401 (the `tracker` fixture)
+from tests.support import profile
 from tracker.export import neutralise
 from tracker.store import UserStore
 
@@ -33,9 +34,9 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 def store(tmp_path: Path) -> Path:
     path = tmp_path / "data" / "users.json"
     with UserStore(path) as writer:
-        writer.seen({"id": 1, "first_name": "x;=cmd|' /C calc'!A0", "language_code": "\x1b[31mred"},
+        writer.seen(profile(1, first_name="x;=cmd|' /C calc'!A0", language_code="\x1b[31mred"),
                     NOW - timedelta(hours=1), source="\u202eevil\x07")
-        writer.seen({"id": 2, "first_name": "Anna", "username": "anna", "language_code": "en"},
+        writer.seen(profile(2, first_name="Anna", username="anna", language_code="en"),
                     NOW - timedelta(days=2), source="ads")
     return path
 
@@ -125,6 +126,7 @@ def test_export_into_a_named_pipe_keeps_the_pipe(tracker: Invoke, store: Path, t
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+@pytest.mark.slow
 def test_export_through_a_link_to_stdout_writes_into_it(store: Path, tmp_path: Path) -> None:
     link = tmp_path / "out.ndjson"
     link.symlink_to("/dev/stdout")
@@ -135,6 +137,7 @@ def test_export_through_a_link_to_stdout_writes_into_it(store: Path, tmp_path: P
     assert link.is_symlink() and os.readlink(link) == "/dev/stdout"
 
 
+@pytest.mark.slow
 def test_export_into_a_process_substitution(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "copy.csv"
     script = f'"$@" --store {store} export >(cat > {out}) --format csv; wait'
@@ -181,6 +184,7 @@ def test_stats_never_prints_control_or_bidi_characters(tracker: Invoke, store: P
 
 
 @pytest.mark.parametrize("args", [["export", "-"], ["stats", "--json"], ["users"], ["show", "1"]])
+@pytest.mark.slow
 def test_stdout_on_a_full_disk(store: Path, args: list[str]) -> None:
     with open("/dev/full", "w") as full:
         proc = subprocess.run([*CLI, "--store", str(store), *args], env=process_env(), stdout=full,
@@ -190,6 +194,7 @@ def test_stdout_on_a_full_disk(store: Path, args: list[str]) -> None:
 
 
 @pytest.mark.parametrize("args", [["export", "-"], ["stats", "--json"], ["users"], ["show", "1"]])
+@pytest.mark.slow
 def test_stdout_closed(store: Path, args: list[str]) -> None:
     script = 'exec "$@" >&-'
     proc = subprocess.run(["bash", "-c", script, "bash", *CLI, "--store", str(store), *args],

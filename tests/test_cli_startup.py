@@ -46,6 +46,7 @@ def heavy(modules: set[str], *prefixes: str) -> list[str]:
     return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in prefixes))
 
 
+@pytest.mark.slow  # a fresh process: sys.modules must start empty
 def test_help_imports_no_store_config_parser_renderer_or_pyrogram(tmp_path: Path) -> None:
     modules = loaded_modules(["--help"], tmp_path)
     assert "click" in modules and "tracker.cli" in modules  # it did run
@@ -53,6 +54,7 @@ def test_help_imports_no_store_config_parser_renderer_or_pyrogram(tmp_path: Path
                  "tracker.table", "tracker.export", "tracker.stats", "tracker.filters", "tracker.bio") == []
 
 
+@pytest.mark.slow  # a fresh process: sys.modules must start empty
 def test_version_imports_only_the_group(tmp_path: Path) -> None:
     """The group and its option types alone: no orjson, zoneinfo, store, config or audience commands."""
     modules = loaded_modules(["--version"], tmp_path)
@@ -60,6 +62,7 @@ def test_version_imports_only_the_group(tmp_path: Path) -> None:
                  "tracker.cli_history", "tracker.audience", "pyrogram", "configparser") == []
 
 
+@pytest.mark.slow  # a fresh process: sys.modules must start empty
 def test_stats_json_imports_neither_the_audience_commands_nor_renderers(tmp_path: Path) -> None:
     store = tmp_path / "users.json"
     with UserStore(store) as writer:
@@ -163,7 +166,9 @@ def test_forget_without_a_bot_clears_both_session_files(tracker: Invoke, tmp_pat
         assert ALICE_PHONE.encode() not in data and ALICE_NAME.encode() not in data, session.name
 
 
-@pytest.mark.parametrize("runner", sorted(RUNNERS))
+@pytest.mark.parametrize(
+    "runner", [pytest.param(r, marks=[pytest.mark.slow] if r == "process" else []) for r in sorted(RUNNERS)]
+)
 def test_forget_says_when_a_session_file_cannot_be_cleaned(runner: str, tmp_path: Path) -> None:
     """The record is erased; a session file that is not SQLite is named, and the exit status is 1."""
     settings = write_config(tmp_path)

@@ -17,6 +17,7 @@ import pytest
 from wcwidth import wcswidth
 
 from tests.cli_run import Invoke, tracker_fixture  # noqa: F401 (the `tracker` fixture)
+from tests.support import profile
 from tracker.export import CSV_COLUMNS
 from tracker.store import UserStore
 
@@ -40,11 +41,11 @@ def store(tmp_path: Path) -> Path:
     path = tmp_path / "data" / "users.json"
     with UserStore(path) as writer:
         for uid, (first, last) in HARD_NAMES.items():
-            writer.seen({"id": uid * 1111, "first_name": first, "last_name": last, "language_code": f"l{uid}",
-                         "username": f"user_{uid}" if uid % 2 else None},
+            writer.seen(profile(uid * 1111, first_name=first, last_name=last, language_code=f"l{uid}",
+                         username=f"user_{uid}" if uid % 2 else None),
                         NOW - timedelta(hours=uid * 3, minutes=10),
                         source=f"ref_{1040 + uid}" if uid < 4 else None)
-        writer.seen({"id": 7777, "first_name": "Jürgen", "last_name": None, "language_code": "de"},
+        writer.seen(profile(7777, first_name="Jürgen", last_name=None, language_code="de"),
                     FIXED, source="ads")
     return path
 
@@ -96,7 +97,7 @@ def test_source_column_at_100_and_more(tracker: Invoke, store: Path) -> None:
 def test_long_names_are_cut_with_an_ellipsis(tracker: Invoke, tmp_path: Path) -> None:
     path = tmp_path / "users.json"
     with UserStore(path) as writer:
-        writer.seen({"id": 1, "first_name": "漢" * 60, "username": "u" * 32}, NOW)
+        writer.seen(profile(1, first_name="漢" * 60, username="u" * 32), NOW)
     out = tracker(["--store", str(path), "users"], env={"COLUMNS": "80"})
     row = out.stdout.splitlines()[1]
     assert "…" in row and wcswidth(row) <= 80 and len(out.stdout.splitlines()) == 2

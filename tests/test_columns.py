@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
-from tracker.models import RECORD_FIELDS
+from tests.support import profile
+from tracker.models import RECORD_FIELDS, Profile
 from tracker.stats import STATS_FIELDS, compute_stats, compute_stats_from_columns
 from tracker.store import StoreReader, UserStore, columns_path, load_columns
 from tracker.store.column_codec import TimeColumn, seconds_of, texts_of
@@ -26,16 +27,8 @@ from tracker.store.columns import FORMAT
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 
 
-def user(i: int, name: str = "Name") -> dict[str, Any]:
-    return {
-        "id": i,
-        "first_name": name,
-        "last_name": None,
-        "username": f"user{i}",
-        "language_code": ("en", "ru", None)[i % 3],
-        "is_bot": False,
-        "is_premium": None,
-    }
+def user(i: int, name: str = "Name", **fields: Any) -> Profile:
+    return profile(i, name, **{"username": f"user{i}", "language_code": ("en", "ru", None)[i % 3], **fields})
 
 
 def as_rows(columns: dict[str, list[Any]]) -> dict[int, dict[str, Any]]:
@@ -155,7 +148,7 @@ def test_csv_export_from_columns_equals_export_from_records(path: Path, options:
 
     with UserStore(path) as store:
         for i, name in enumerate(ODD_NAMES * 3):
-            odd = {**user(i, name), "last_name": ODD_NAMES[-1 - i % len(ODD_NAMES)], "is_premium": i % 2 == 0}
+            odd = user(i, name, last_name=ODD_NAMES[-1 - i % len(ODD_NAMES)], is_premium=i % 2 == 0)
             store.seen(odd, NOW - timedelta(days=i), source=name or None)
         store.set_blocked(4, True, NOW)
     runner = CliRunner()
@@ -209,7 +202,7 @@ def test_the_column_file_is_binary_and_small(path: Path) -> None:
     assert orjson.loads(data.split(b"\n", 1)[0])["format"] == FORMAT
     # ids 8, three timestamps 12, messages 8, four flags and two codes 6, names as JSON.
     text_fields = ("first_name", "last_name", "username")
-    names = sum(len(orjson.dumps([user(i)[k] for i in range(2000)])) for k in text_fields)
+    names = sum(len(orjson.dumps([getattr(user(i), k) for i in range(2000)])) for k in text_fields)
     assert len(data) <= 2000 * 34 + names + 1024
 
 

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import stat
 import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,40 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.support import PROCS, spawn_python
 from tracker.control import BotNotRunning, ControlError, ControlServer, request, socket_path_for
-
-ROOT = Path(__file__).resolve().parent.parent
-
-SERVER_SCRIPT = textwrap.dedent(
-    """
-    import asyncio, sys
-    from pathlib import Path
-    from tracker.control import ControlServer
-
-    calls = 0
-
-    async def handler(req):
-        global calls
-        calls += 1
-        if req["cmd"] == "ping":
-            return {"ok": True, "pid": __import__("os").getpid(), "calls": calls}
-        if req["cmd"] == "echo":
-            return {"ok": True, "echo": req.get("value")}
-        if req["cmd"] == "boom":
-            raise RuntimeError("handler exploded")
-        return {"ok": False, "error": "unknown command " + req["cmd"]}
-
-    async def main():
-        server = ControlServer(Path(sys.argv[1]), handler)
-        await server.start()
-        print("ready", flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-        await server.stop()
-        print("stopped", flush=True)
-
-    asyncio.run(main())
-    """
-)
 
 
 @pytest.fixture
@@ -61,16 +26,8 @@ def sock_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def served(sock_path: Path, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
     """A real subprocess serving the control socket until its stdin closes."""
-    script = tmp_path / "serve.py"
-    script.write_text(SERVER_SCRIPT, encoding="utf-8")
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(sock_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    server = [str(PROCS / "control_server.py"), str(sock_path)]
+    proc = spawn_python(server, stdin=subprocess.PIPE, stderr=None)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     yield proc
@@ -90,6 +47,7 @@ def test_socket_path_is_beside_the_store(tmp_path: Path) -> None:
     assert socket_path_for(tmp_path / "users.json") == tmp_path / "users.json.sock"
 
 
+@pytest.mark.slow
 def test_request_to_a_subprocess(served: subprocess.Popen[str], sock_path: Path) -> None:
     reply = request(sock_path, {"cmd": "ping"})
     assert reply == {"ok": True, "pid": served.pid, "calls": 1}
@@ -101,6 +59,7 @@ def test_request_to_a_subprocess(served: subprocess.Popen[str], sock_path: Path)
     assert request(sock_path, {"cmd": "ping"})["calls"] == 5  # the server survived the failure
 
 
+@pytest.mark.slow
 def test_socket_is_owner_only(served: subprocess.Popen[str], sock_path: Path) -> None:
     mode = sock_path.lstat().st_mode
     assert stat.S_ISSOCK(mode)
@@ -108,6 +67,7 @@ def test_socket_is_owner_only(served: subprocess.Popen[str], sock_path: Path) ->
     assert [p.name for p in sock_path.parent.iterdir() if p.name.endswith(".tmp")] == []
 
 
+@pytest.mark.slow
 def test_stop_removes_the_socket_then_bot_not_running(served: subprocess.Popen[str], sock_path: Path) -> None:
     stop_served(served)
     assert not sock_path.exists()
@@ -115,6 +75,7 @@ def test_stop_removes_the_socket_then_bot_not_running(served: subprocess.Popen[s
         request(sock_path, {"cmd": "ping"})
 
 
+@pytest.mark.slow
 def test_killed_server_leaves_a_stale_socket_that_is_handled(
     served: subprocess.Popen[str], sock_path: Path, tmp_path: Path
 ) -> None:
@@ -137,6 +98,7 @@ def test_killed_server_leaves_a_stale_socket_that_is_handled(
     asyncio.run(main())
 
 
+@pytest.mark.slow
 def test_a_live_server_is_never_replaced(served: subprocess.Popen[str], sock_path: Path) -> None:
     async def main() -> None:
         async def handler(req: dict[str, Any]) -> dict[str, Any]:
@@ -188,6 +150,7 @@ def raw_exchange(path: Path, data: bytes) -> dict[str, Any]:
         (b'{"no": "cmd"}\n', "expected an object"),
     ],
 )
+@pytest.mark.slow
 def test_bad_requests_get_a_one_line_error(
     served: subprocess.Popen[str], sock_path: Path, data: bytes, fragment: str
 ) -> None:

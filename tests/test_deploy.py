@@ -28,15 +28,10 @@ BIN = Path(sys.executable).parent
 CREDENTIALS_MESSAGE = "missing Telegram API credentials"
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-    env.update(extra)
-    return env
-
-
 def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 60,
         ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, cwd=cwd, env=env or clean_env(), capture_output=True, text=True,
+    return subprocess.run(args, cwd=cwd, env=env,  # None: this environment, TRACKER_* cleared by conftest
+                          capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
@@ -53,6 +48,7 @@ def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: 
     ],
     ids=["tracker", "tracker run", "python -m tracker", "python bot.py"],
 )
+@pytest.mark.slow
 def test_version(tmp_path: Path, args: list[str], prog: str) -> None:
     done = run(args, tmp_path)
     assert done.returncode == 0, done.stderr
@@ -68,6 +64,7 @@ def test_version(tmp_path: Path, args: list[str], prog: str) -> None:
     ],
     ids=["tracker run", "python -m tracker run", "python bot.py"],
 )
+@pytest.mark.slow
 def test_run_without_credentials_says_what_to_set(tmp_path: Path, args: list[str]) -> None:
     done = run(args, tmp_path)
     assert done.returncode == 1
@@ -76,6 +73,7 @@ def test_run_without_credentials_says_what_to_set(tmp_path: Path, args: list[str
     assert not (tmp_path / "data").exists()  # nothing created before the credentials are known
 
 
+@pytest.mark.slow
 def test_tracker_run_takes_the_groups_config_and_store(tmp_path: Path) -> None:
     cfg = tmp_path / "conf" / "my.ini"
     cfg.parent.mkdir()
@@ -96,6 +94,7 @@ def test_tracker_run_takes_the_groups_config_and_store(tmp_path: Path) -> None:
     assert done.stdout.strip() == f"STORE {(tmp_path / 'elsewhere' / 'u.json').resolve()}", done.stderr
 
 
+@pytest.mark.slow
 def test_tracker_help_stays_cheap() -> None:
     code = (
         "import sys\nfrom tracker.cli import cli\n"
@@ -147,11 +146,13 @@ def verify(unit_text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     return run(["systemd-analyze", "verify", str(unit)], tmp_path)
 
 
+@pytest.mark.slow
 def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
     done = verify(UNIT.read_text(encoding="utf-8"), tmp_path)
     assert done.returncode == 0 and done.stderr == "", done.stderr
 
 
+@pytest.mark.slow
 def test_systemd_analyze_verify_would_catch_a_mistake(tmp_path: Path) -> None:
     broken = UNIT.read_text(encoding="utf-8").replace("PrivateTmp=yes", "PrivatTmp=yes")
     done = verify(broken, tmp_path)
@@ -198,7 +199,7 @@ def test_the_dockerfile_install_steps_give_a_working_tracker_run(tmp_path: Path)
     venv.create(image, with_pip=True)
     workdir = tmp_path / "app"
     workdir.mkdir()
-    path_env = clean_env(**{k: v for k, v in env.items() if not k.startswith("TRACKER_")})
+    path_env = {**os.environ, **{k: v for k, v in env.items() if not k.startswith("TRACKER_")}}
     path_env["PATH"] = f"{image / 'bin'}{os.pathsep}{path_env['PATH']}"
     for instruction, args in steps:
         if instruction == "COPY":

@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.support import settings_in
 from tests.telegram_fakes import FakeTelegram, run
-from tests.test_bot import StepClock, running, write_config
+from tests.test_bot import StepClock, running
 from tracker.models import make_profile
 from tracker.periods import Grain
 from tracker.store import StoreReader, UserStore
@@ -29,7 +30,7 @@ TODAY = date(2024, 5, 2)
 
 
 def test_commands_and_buttons_reach_the_history(tmp_path: Path) -> None:
-    settings = write_config(tmp_path, timezone="Asia/Tokyo")
+    settings = settings_in(tmp_path, timezone="Asia/Tokyo")
     tg = FakeTelegram(me_username="tracker_bot")
     alice = tg.user(1001, "Alice", username="alice")
     bob = tg.user(1002, "Bob")
@@ -60,7 +61,7 @@ def test_commands_and_buttons_reach_the_history(tmp_path: Path) -> None:
 
 
 def test_stats_shows_active_today_against_last_week(tmp_path: Path) -> None:
-    settings = write_config(tmp_path, timezone="Asia/Tokyo", admins="1001")
+    settings = settings_in(tmp_path, timezone="Asia/Tokyo", admins="1001")
     settings.store.parent.mkdir(parents=True, exist_ok=True)
     with UserStore(settings.store, timezone=TOKYO) as store:  # a week earlier: three users
         for uid in (5, 6, 7):

@@ -140,6 +140,7 @@ def test_help(command: str) -> None:
     assert result.exit_code == 0 and summary and summary.split("\n")[0] in result.output
 
 
+@pytest.mark.slow
 def test_subprocess(store: Path, tmp_path: Path) -> None:
     (tmp_path / "config.ini").write_text(BERLIN_CONFIG)
     env = {**os.environ, "TRACKER_STORE": str(store), "PYTHONPATH": str(REPO)}

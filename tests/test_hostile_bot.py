@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 from pyrogram import raw
 
+from tests.support import settings_in
 from tests.telegram_fakes import FakeTelegram, inline_buttons, run
 from tracker.app import Tracking
 from tracker.bot import build_app
 from tracker.commands import FORGET_CONFIRM_DATA
-from tracker.config import Settings, load
+from tracker.config import Settings
 from tracker.control import request, socket_path_for
 from tracker.session_peers import forget_peer_in_file
 from tracker.store import UserStore
@@ -40,24 +41,6 @@ class StepClock:
     def __call__(self) -> datetime:
         self.now += timedelta(minutes=1)
         return self.now
-
-
-def write_config(folder: Path, *, bot: bool = True, **tracker: str) -> Settings:
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = ["[pyrogram]", "api_id = 12345", "api_hash = 0123456789abcdef0123456789abcdef"]
-    if bot:
-        lines.append("bot_token = 12345:TEST-token")
-    lines += ["[tracker]", "store = data/users.json", *(f"{k} = {v}" for k, v in tracker.items())]
-    path = folder / "config.ini"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return load(path)
-
-
-@pytest.fixture(autouse=True)
-def _no_env_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    names = ("TRACKER_API_ID", "TRACKER_API_HASH", "TRACKER_BOT_TOKEN", "TRACKER_CONFIG", "TRACKER_ADMINS")
-    for name in names:
-        monkeypatch.delenv(name, raising=False)
 
 
 @contextlib.asynccontextmanager
@@ -99,7 +82,7 @@ def sent_to(tg: FakeTelegram) -> list[Any]:
 
 
 def test_forget_yes_removes_the_user_from_the_session_peer_cache_after_replying(tmp_path: Path) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
     tg = FakeTelegram()
     alice = alice_of(tg)
     bob = tg.user(1002, "Bob", username="bob")
@@ -121,7 +104,7 @@ def test_forget_yes_removes_the_user_from_the_session_peer_cache_after_replying(
 
 
 def test_forget_button_removes_the_user_from_the_session_peer_cache(tmp_path: Path) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
     tg = FakeTelegram()
     alice = alice_of(tg)
 
@@ -140,7 +123,7 @@ def test_forget_button_removes_the_user_from_the_session_peer_cache(tmp_path: Pa
 
 
 def test_forget_in_user_mode_removes_the_peer_too(tmp_path: Path) -> None:
-    settings = write_config(tmp_path, bot=False)
+    settings = settings_in(tmp_path, bot_token=None)
     tg = FakeTelegram(bot=False, me_username="owner")
     alice = alice_of(tg)
 
@@ -154,7 +137,7 @@ def test_forget_in_user_mode_removes_the_peer_too(tmp_path: Path) -> None:
 
 
 def test_forget_through_the_control_channel_removes_the_peer(tmp_path: Path) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
     tg = FakeTelegram()
     alice = alice_of(tg)
 
@@ -180,7 +163,7 @@ def test_forget_through_the_control_channel_removes_the_peer(tmp_path: Path) -> 
 
 def test_forget_leaves_no_trace_in_the_session_file_bytes(tmp_path: Path) -> None:
     """A file session: after /forget the name and phone are nowhere in the file (not even in free pages)."""
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
     tg = FakeTelegram()
     alice = alice_of(tg)
     session_file = settings.data_dir / f"{settings.session}.session"
@@ -203,7 +186,7 @@ def test_forget_leaves_no_trace_in_the_session_file_bytes(tmp_path: Path) -> Non
 
 
 def test_forget_peer_in_a_session_file_no_client_has_open(tmp_path: Path) -> None:
-    settings = write_config(tmp_path)
+    settings = settings_in(tmp_path)
     tg = FakeTelegram()
     alice = alice_of(tg)
     session_file = settings.data_dir / f"{settings.session}.session"
@@ -225,7 +208,7 @@ def test_forget_peer_in_a_session_file_no_client_has_open(tmp_path: Path) -> Non
 
 
 def test_a_username_admin_is_pinned_to_the_account_first_seen_with_it(tmp_path: Path) -> None:
-    settings = write_config(tmp_path, admins="@Boss")
+    settings = settings_in(tmp_path, admins="@Boss")
     tg = FakeTelegram()
     boss = tg.user(7100, "Boss", username="boss")
     impostor = tg.user(7200, "Mallory", username="mallory")
@@ -254,7 +237,7 @@ def test_a_username_admin_is_pinned_to_the_account_first_seen_with_it(tmp_path: 
 
 
 def test_a_username_admin_first_seen_through_stats_is_pinned_too(tmp_path: Path) -> None:
-    settings = write_config(tmp_path, admins="@boss")
+    settings = settings_in(tmp_path, admins="@boss")
     tg = FakeTelegram()
     boss = tg.user(7100, "Boss", username="BOSS")
     other = tg.user(7200, "Other", username="boss")
@@ -274,7 +257,7 @@ def test_a_username_admin_first_seen_through_stats_is_pinned_too(tmp_path: Path)
 
 
 def test_admin_stats_in_a_group_is_answered_in_private(tmp_path: Path) -> None:
-    settings = write_config(tmp_path, admins="7100")
+    settings = settings_in(tmp_path, admins="7100")
     tg = FakeTelegram()
     boss = tg.user(7100, "Boss")
     group = tg.group()
@@ -295,7 +278,7 @@ def test_admin_stats_in_a_group_is_answered_in_private(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("public", ["true", "false"])
 def test_non_admin_stats_in_a_group_gets_no_reply(tmp_path: Path, public: str) -> None:
-    settings = write_config(tmp_path, admins="7100", public_stats=public)
+    settings = settings_in(tmp_path, admins="7100", public_stats=public)
     tg = FakeTelegram()
     mallory = tg.user(7200, "Mallory")
     group = tg.group()
@@ -319,14 +302,14 @@ def test_non_admin_stats_in_private_is_refused_or_public(tmp_path: Path) -> None
             await tg.feed(app.client, tg.message(mallory, "/stats"))
         return tg.invoke.sent_texts()[before:]
 
-    texts = run(scenario(write_config(tmp_path / "a", admins="7100")))
+    texts = run(scenario(settings_in(tmp_path / "a", admins="7100")))
     assert len(texts) == 1 and "admin" in texts[0] and "Users" not in texts[0]
-    texts = run(scenario(write_config(tmp_path / "b", admins="7100", public_stats="true")))
+    texts = run(scenario(settings_in(tmp_path / "b", admins="7100", public_stats="true")))
     assert texts == ["👥 Users: 1"]
 
 
 def test_owner_stats_in_a_group_goes_to_saved_messages_in_user_mode(tmp_path: Path) -> None:
-    settings = write_config(tmp_path, bot=False)
+    settings = settings_in(tmp_path, bot_token=None)
     tg = FakeTelegram(bot=False, me_id=600600, me_username="owner")
     alice = tg.user(1001, "Alice")
     group = tg.group()

@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import pyrogram
 import pytest
 from pyrogram import raw
 
+from tests.support import API_HASH, REPO, run_python, spawn_python, write_config
 from tracker.logs import (
     REDACTED,
     RedactingFilter,
@@ -29,8 +29,7 @@ from tracker.logs import (
     setup_logging,
 )
 
-REPO = Path(__file__).resolve().parent.parent
-HASH = "0123456789abcdef0123456789abcdef"
+HASH = API_HASH
 TOKEN = "123456789:AAHnrBgaWCWnSQ7F838QRAQO2auiboiJby0"
 AUTH_KEY = bytes(range(256))
 
@@ -108,12 +107,13 @@ def test_pyrogram_is_quiet_unless_debug() -> None:
         assert len(logging.getLogger().handlers) == 1  # a second call replaces, it does not double lines
 
 
+@pytest.mark.slow
 def test_logs_go_to_stderr() -> None:
     code = (
         "from tracker.logs import setup_logging; import logging; "
         "setup_logging('INFO'); logging.getLogger('x').info('hi')"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    done = run_python(["-c", code], cwd=REPO, check=True)
     assert done.stdout == "" and done.stderr.endswith("INFO x: hi\n")
 
 
@@ -176,24 +176,9 @@ def test_network_failures_in_words(exc: BaseException, words: str) -> None:
     assert f"({type(exc).__name__}" in message  # the technical cause stays, in brackets, last
 
 
-def write_config(folder: Path, mode: int) -> Path:
-    path = folder / "config.ini"
-    path.write_text(
-        f"[pyrogram]\napi_id = 12345\napi_hash = {HASH}\nbot_token = {TOKEN}\n"
-        "[tracker]\nstore = data/users.json\n",
-        encoding="utf-8",
-    )
-    path.chmod(mode)
-    return path
-
-
 def run_bot(folder: Path, *args: str, seconds: float) -> str:
     """``python bot.py ARGS`` for ``seconds`` (Telegram is unreachable here), then SIGTERM; its stderr."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "bot.py"), *args], cwd=folder, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
+    proc = spawn_python([str(REPO / "bot.py"), *args], cwd=folder, stdout=subprocess.DEVNULL)
     time.sleep(seconds)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
@@ -202,7 +187,7 @@ def run_bot(folder: Path, *args: str, seconds: float) -> str:
 
 @pytest.mark.slow
 def test_the_bot_process_at_debug_logs_no_secret_and_warns_once_about_the_config(tmp_path: Path) -> None:
-    write_config(tmp_path, 0o644)
+    write_config(tmp_path, bot_token=TOKEN, mode=0o644)
     err = run_bot(tmp_path, "--log-level", "DEBUG", seconds=4)
     assert "DEBUG pyrogram." in err  # Pyrogram's own DEBUG records were written
     assert HASH not in err and TOKEN not in err
@@ -211,7 +196,7 @@ def test_the_bot_process_at_debug_logs_no_secret_and_warns_once_about_the_config
 
 @pytest.mark.slow
 def test_the_bot_process_at_info_is_quiet_and_says_why_it_cannot_connect(tmp_path: Path) -> None:
-    write_config(tmp_path, 0o600)
+    write_config(tmp_path, bot_token=TOKEN, mode=0o600)
     err = run_bot(tmp_path, seconds=4)
     lines = err.splitlines()
     assert not [line for line in lines if " INFO pyrogram" in line or " DEBUG " in line], err

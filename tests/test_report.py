@@ -105,6 +105,7 @@ def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
     return width, height, [bytes(r[i : i + 3]) for r in rows for i in range(0, stride, bpp)]  # type: ignore[misc]
 
 
+@pytest.mark.slow
 def test_renders_in_headless_chromium(page: tuple[Path, str], tmp_path: Path) -> None:
     path, _ = page
     shot = tmp_path / "report.png"

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.support import profile
 from tracker.models import complete_record, format_ts
 from tracker.stats import STATS_KEYS, compute_stats, render_stats, sparkline
 from tracker.store import UserStore
@@ -112,10 +113,10 @@ def test_odd_records_take_the_tolerant_path() -> None:
 def test_matches_records_read_back_from_a_real_store(tmp_path: Any) -> None:
     path = tmp_path / "users.json"
     with UserStore(path) as store:
-        store.seen({"id": 10, "first_name": "A", "language_code": "de"}, NOW - timedelta(days=2),
+        store.seen(profile(10, first_name="A", language_code="de"), NOW - timedelta(days=2),
                    source="ads")
-        store.seen({"id": 11, "first_name": "B"}, NOW - timedelta(hours=3))
-        store.seen({"id": 11, "first_name": "B"}, NOW - timedelta(hours=1))
+        store.seen(profile(11, first_name="B"), NOW - timedelta(hours=3))
+        store.seen(profile(11, first_name="B"), NOW - timedelta(hours=1))
         store.set_blocked(10, True, NOW - timedelta(days=1))
     with UserStore(path, readonly=True) as reader:
         stats = compute_stats(reader, now=NOW, tz=UTC_ZONE)

@@ -20,7 +20,9 @@ import pyrogram
 import pytest
 from tinydb import TinyDB
 
-from tracker.models import RECORD_FIELDS
+from tests.support import profile
+from tracker.models import RECORD_FIELDS, Profile
+from tracker.profiles import from_user
 from tracker.store import (
     StoreCorruptError,
     StoreError,
@@ -33,18 +35,9 @@ AT = datetime(2024, 3, 1, 12, 30, 45, tzinfo=UTC)
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
 
-def user(user_id: int, **fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "id": user_id,
-        "first_name": f"First{user_id}",
-        "last_name": None,
-        "username": f"user{user_id}",
-        "language_code": "en",
-        "is_bot": False,
-        "is_premium": None,
-    }
-    base.update(fields)
-    return base
+def user(user_id: int, **fields: Any) -> Profile:
+    defaults = {"first_name": f"First{user_id}", "username": f"user{user_id}", "language_code": "en"}
+    return profile(user_id, **{**defaults, **fields})
 
 
 @pytest.fixture
@@ -181,34 +174,38 @@ def test_naive_datetimes_are_rejected(store: UserStore) -> None:
 
 
 class PlainUser:
-    """Not a mapping: a user is anything with the attributes."""
+    """Not a Profile: an object with a user's attributes."""
 
     def __init__(self, user_id: int) -> None:
         self.id = user_id
         self.first_name = "Obj"
-        self.last_name = "Ect"
-        self.username = "object_user"
-        self.language_code = "fr"
-        self.is_bot = True
-        self.is_premium = False
 
 
-def test_users_may_be_objects_with_attributes(store: UserStore) -> None:
-    assert store.seen(PlainUser(10), AT) is True
-    assert store.seen(SimpleNamespace(**user(11, username="ns")), AT) is True
+def test_a_pyrogram_user_is_recorded_through_its_profile(store: UserStore) -> None:
     real = pyrogram.types.User(id=12, first_name="Pyro", username="Pyro_User", language_code="uk",
                                is_bot=False, is_premium=True)  # fmt: skip
-    assert store.seen(real, AT) is True
-    assert store.seen(real, AT + timedelta(seconds=1)) is False
-    record = store.get(10)
-    assert record is not None
-    assert (record["first_name"], record["last_name"], record["is_bot"], record["is_premium"]) == (
-        "Obj", "Ect", True, False,
-    )  # fmt: skip
-    assert store.find_username("@ns")["id"] == 11  # type: ignore[index]
+    assert store.seen(from_user(real), AT) is True
+    assert store.seen(from_user(real), AT + timedelta(seconds=1)) is False
     pyro = store.find_username("pyro_user")
     assert pyro is not None and pyro["id"] == 12 and pyro["messages"] == 2
     assert (pyro["language_code"], pyro["is_premium"]) == ("uk", True)
+
+
+@pytest.mark.parametrize(
+    "not_a_profile",
+    [
+        {"id": 10, "first_name": "Dict"},
+        PlainUser(10),
+        SimpleNamespace(id=10, first_name="ns"),
+        pyrogram.types.User(id=10, first_name="Pyro"),
+        (10, "Tuple", None, None, None, False, None),
+    ],
+    ids=["dict", "object", "namespace", "pyrogram-user", "tuple"],
+)
+def test_seen_takes_only_a_profile(store: UserStore, not_a_profile: object) -> None:
+    with pytest.raises(TypeError, match="Profile"):
+        store.seen(not_a_profile, AT)  # type: ignore[arg-type]
+    assert 10 not in store and len(store) == 0
 
 
 def test_get_and_meta_return_copies(store: UserStore) -> None:

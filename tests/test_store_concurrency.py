@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -15,25 +14,16 @@ from typing import Any
 
 import pytest
 
+from tests.support import PROCS, profile, spawn_python
 from tracker.store import StoreError, StoreLockedError, UserStore
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
-PROCS = Path(__file__).resolve().parent / "procs"
 AT = datetime(2024, 5, 1, tzinfo=UTC)
 
 
 def spawn(script: str, *args: str) -> subprocess.Popen[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return subprocess.Popen(
-        [sys.executable, str(PROCS / script), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    return spawn_python([str(PROCS / script), *args])
 
 
 class Lines:
@@ -179,7 +169,7 @@ def test_lock_of_a_killed_writer_does_not_block_the_next_one(tmp_path: Path) -> 
 def test_second_writer_in_the_same_process_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "users.json"
     with UserStore(path) as first:
-        first.seen({"id": 1, "first_name": "A"}, AT)
+        first.seen(profile(1, first_name="A"), AT)
         error = attempt_open(path)
         assert isinstance(error, StoreLockedError), repr(error)
         assert isinstance(error, StoreError)

@@ -19,8 +19,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -30,12 +28,12 @@ from typing import Any
 import pytest
 from tinydb import TinyDB
 
+from tests.support import PROCS, spawn_python
 from tracker.store import UserStore
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
-WRITER = Path(__file__).resolve().parent / "procs" / "store_writer.py"
+WRITER = PROCS / "store_writer.py"
 NEW_BASE = 1_000_000  # as in store_writer.py
 START = datetime(2024, 1, 1, tzinfo=UTC)
 LOSS_WINDOW = 1.0  # DESIGN.md: at most 1 s of recorded updates lost on kill -9
@@ -54,15 +52,7 @@ class Writer:
 
     def __init__(self, store: Path, *args: str, new: int = NEW) -> None:
         self.new = new
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        self.proc = subprocess.Popen(
-            [sys.executable, str(WRITER), str(store), "--hot", str(HOT), "--new", str(new), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        self.proc = spawn_python([str(WRITER), str(store), "--hot", str(HOT), "--new", str(new), *args])
         self.lines: list[dict[str, Any]] = []
         self.stderr = ""
         self.ready = threading.Event()

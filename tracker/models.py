@@ -1,13 +1,13 @@
 """The user record: its fields, timestamps and how a "user" becomes one.
 
 A record is a plain ``dict`` (that is what TinyDB stores and what keeps unknown
-fields intact). This module imports neither pyrogram nor tinydb: anything with
-the right attributes, or a mapping with the right keys, is a user.
+fields intact). A sighting reaches the store as a :class:`Profile`, built by
+:func:`make_profile` (the handlers do it in ``tracker.profiles``). This module
+imports neither pyrogram nor tinydb.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -129,48 +129,6 @@ def _clean(value: object) -> str | None:
     return encodable_text(value if type(value) is str else str(value))
 
 
-def user_id_of(user: Mapping[str, Any] | object) -> int:
-    """The Telegram id of a mapping or an object with an ``id`` attribute."""
-    # isinstance(x, dict) is a cheap C check; the Mapping ABC check is not.
-    value = user["id"] if isinstance(user, dict | Mapping) else getattr(user, "id")  # noqa: B009
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"user id must be an int, got {value!r}")
-    return value
-
-
-def profile_of(user: Mapping[str, Any] | object) -> dict[str, Any]:
-    """The :data:`PROFILE_FIELDS` of a user, normalised.
-
-    Names are stored as Telegram sent them (emoji, RTL, control characters and
-    all); an empty ``username`` or ``language_code`` means "not set" and becomes
-    ``None``. This runs on every update, hence the unrolled code.
-    """
-    if isinstance(user, dict | Mapping):
-        get = user.get
-        first_name, last_name = get("first_name"), get("last_name")
-        username, language_code = get("username"), get("language_code")
-        is_bot, is_premium = get("is_bot"), get("is_premium")
-    else:
-        first_name = getattr(user, "first_name", None)
-        last_name = getattr(user, "last_name", None)
-        username = getattr(user, "username", None)
-        language_code = getattr(user, "language_code", None)
-        is_bot = getattr(user, "is_bot", None)
-        is_premium = getattr(user, "is_premium", None)
-    return {
-        "first_name": _text(first_name),
-        "last_name": _text(last_name),
-        "username": _text(username) or None,
-        "language_code": _text(language_code) or None,
-        "is_bot": bool(is_bot),
-        "is_premium": None if is_premium is None else bool(is_premium),
-    }
-
-
-def _text(value: object) -> str | None:
-    return value if value is None or type(value) is str else str(value)
-
-
 def encodable_text(value: str) -> str:
     """``value`` with lone surrogates (which UTF-8 cannot carry) replaced by U+FFFD.
 
@@ -184,30 +142,6 @@ def encodable_text(value: str) -> str:
     except UnicodeEncodeError:
         return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return value
-
-
-def encodable(profile: dict[str, Any]) -> dict[str, Any]:
-    """``profile`` with every text field made :func:`encodable_text` (in place)."""
-    for name in ("first_name", "last_name", "username", "language_code"):
-        value = profile[name]
-        if value is not None:
-            profile[name] = encodable_text(value)
-    return profile
-
-
-def new_record(user_id: int, profile: Mapping[str, Any], seen_at: str) -> Record:
-    """A fresh record for a user first seen at ``seen_at`` (already formatted)."""
-    record: Record = {"id": user_id}
-    record.update(profile)
-    record.update(
-        first_seen=seen_at,
-        last_seen=seen_at,
-        messages=0,
-        source=None,
-        blocked=False,
-        blocked_at=None,
-    )
-    return record
 
 
 def complete_record(record: Record) -> Record:

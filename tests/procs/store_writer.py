@@ -25,6 +25,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from tracker.models import make_profile
 from tracker.store import StoreError, Tuning, UserStore
 
 NEW_BASE = 1_000_000
@@ -85,25 +86,12 @@ def main() -> int:
     while not stop:
         at = START + timedelta(seconds=round_no)
         for user_id in range(1, args.hot + 1):
-            store.seen(
-                {
-                    "id": user_id,
-                    "first_name": f"hot{user_id}",
-                    "last_name": str(round_no),
-                    "username": f"h{user_id}_r{round_no}",
-                    "language_code": "en",
-                    "is_bot": False,
-                    "is_premium": None,
-                },
-                at,
-            )
+            hot = make_profile(user_id, f"hot{user_id}", str(round_no), f"h{user_id}_r{round_no}", "en")
+            store.seen(hot, at)
         created = list(range(next_id, next_id + args.new))
         for user_id in created:
-            store.seen(
-                {"id": user_id, "first_name": f"new {user_id} 👋", "username": f"n{user_id}"},
-                at,
-                source=f"src{user_id}",
-            )
+            new = make_profile(user_id, f"new {user_id} 👋", username=f"n{user_id}")
+            store.seen(new, at, source=f"src{user_id}")
         next_id += args.new
         for user_id in previous:
             if args.forget_every and user_id % args.forget_every == 0:

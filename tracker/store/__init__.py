@@ -59,7 +59,7 @@ from tracker.store.history import Activity, Grain
 from tracker.store.history_cache import history_path
 from tracker.store.persister import Tuning
 from tracker.store.reader import StoreReader, find_username, load_columns
-from tracker.store.records import as_profile, encodable_values, new_record, profile_values
+from tracker.store.records import encodable_values, new_record, profile_values
 from tracker.store.writer import StoreFiles
 
 _new_activity = tuple.__new__
@@ -190,8 +190,8 @@ class UserStore(StoreFiles):
         name from :func:`~tracker.store.history.command_name`) and ``button`` (a
         button press).
         """
-        if type(profile) is not Profile:
-            profile = as_profile(profile)
+        if type(profile) is not Profile:  # a plain tuple or a pyrogram User would be misread
+            raise TypeError(f"seen() takes a tracker.models.Profile, not {type(profile).__name__}")
         user_id = profile[0]
         with self._lock:
             self._check_writable()

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from tracker.models import (
-    PROFILE_FIELDS,
-    Profile,
-    Record,
-    encodable_text,
-    make_profile,
-    profile_of,
-    user_id_of,
-)
+from tracker.models import PROFILE_FIELDS, Profile, Record, encodable_text
 from tracker.store.journal import Change, Delete, HistoryChange, MetaChange, Touch, Upsert, encode_batch
 
 #: Audience-history documents to journal: table -> doc id -> whole document.
@@ -22,18 +13,6 @@ HistoryDocs = dict[str, dict[str, dict[str, Any]]]
 
 def _text(value: str | None) -> str | None:
     return value if value is None else encodable_text(value)
-
-
-def as_profile(user: Profile | Mapping[str, Any] | object) -> Profile:
-    """A :class:`Profile` from what older callers pass (a mapping or a user object).
-
-    Transitional: the handlers build Profiles; this keeps callers that still
-    pass mappings working until they do too.
-    """
-    if type(user) is Profile:
-        return user
-    fields = profile_of(user)
-    return make_profile(user_id_of(user), *(fields[name] for name in PROFILE_FIELDS))
 
 
 def profile_values(record: Record) -> tuple[Any, ...]:
