@@ -234,8 +234,8 @@ def sources(ctx: click.Context, as_json: bool, as_csv: bool) -> None:
 def report(ctx: click.Context, path: Path, days: int) -> None:
     """Write a self-contained HTML report (charts, retention, sources, languages)."""
     from tracker import report as report_mod
-    from tracker.cli_support import errors, protected_paths
-    from tracker.export import refuse_protected
+    from tracker.cli_support import errors
+    from tracker.export_target import protected_paths, refuse_protected
     from tracker.files import atomic_write
 
     if path.suffix.lower() not in (".html", ".htm"):
