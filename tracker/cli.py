@@ -111,6 +111,7 @@ def stats(ctx: click.Context, as_json: bool, tz: ZoneInfo | None, sources: tuple
 
     from tracker.filters import Filters
     from tracker.stats import STATS_FIELDS, render_stats, scan
+    from tracker.table import known_width
 
     settings = settings_of(ctx)
     zone = tz or settings.tz
@@ -119,7 +120,7 @@ def stats(ctx: click.Context, as_json: bool, tz: ZoneInfo | None, sources: tuple
     if as_json:
         echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
     else:
-        echo(render_stats(result, zone))
+        echo(render_stats(result, zone, known_width()))
 
 
 # ----------------------------------------------------------------- export
