@@ -14,6 +14,8 @@ now), added to what the aggregates counted from ``since_at`` on.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import operator
 from bisect import bisect_left
@@ -22,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from itertools import compress, repeat
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 from zoneinfo import ZoneInfo
 
 from tracker.periods import Grain, local_date, local_midnight_utc
@@ -52,6 +54,38 @@ SOURCES_KEYS = (
     "retained_7d",
     "retained_30d",
 )
+
+
+class JsonResult:
+    """``to_json()`` for the frozen result dataclasses below, from their fields.
+
+    The fields in order (only those in ``JSON_KEYS`` when it is set), with
+    dates as ISO text, enums as their value, tuples as lists, mappings as dicts
+    and nested results as their own JSON: one place decides how a query's
+    result looks in ``--json``, ``--csv`` and the HTML report.
+    """
+
+    __slots__ = ()
+    #: The fields ``to_json`` carries, in order; None: every field.
+    JSON_KEYS: ClassVar[tuple[str, ...] | None] = None
+
+    def to_json(self) -> dict[str, Any]:
+        keys = self.JSON_KEYS or tuple(f.name for f in dataclasses.fields(self))  # type: ignore[arg-type]
+        return {key: _json_value(getattr(self, key)) for key in keys}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, JsonResult):
+        return value.to_json()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return [_json_value(item) for item in value]
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
 
 
 def load_keeper(source: AudienceSource, grain: Grain, *, retention: bool, tz: ZoneInfo) -> HistoryKeeper:
@@ -92,8 +126,10 @@ def _pre_feature(first_seen: _FirstSeen, lo: str, hi: str, since_at: str | None)
 
 
 @dataclass(frozen=True, slots=True)
-class PeriodRow:
-    """One period of ``history``."""
+class PeriodRow(JsonResult):
+    """One period of ``history`` (``blocks`` and ``unblocks`` are for the HTML report only)."""
+
+    JSON_KEYS = HISTORY_KEYS
 
     period: date
     new: int
@@ -105,34 +141,15 @@ class PeriodRow:
     blocks: int
     unblocks: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "period": self.period.isoformat(),
-            "new": self.new,
-            "active": self.active,
-            "messages": self.messages,
-            "total": self.total,
-            "commands": dict(self.commands),
-            "buttons": self.buttons,
-        }
-
 
 @dataclass(frozen=True, slots=True)
-class HistoryReport:
+class HistoryReport(JsonResult):
     """``history``: one row per period overlapping the last N days, oldest first."""
 
     timezone: str
     by: Grain
     since: date | None
     periods: tuple[PeriodRow, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "timezone": self.timezone,
-            "by": self.by.value,
-            "since": self.since.isoformat() if self.since else None,
-            "periods": [row.to_json() for row in self.periods],
-        }
 
     def csv_rows(self) -> CsvRows:
         rows = []
@@ -182,31 +199,21 @@ def history(source: AudienceSource, by: Grain, days: int, now: datetime, tz: Zon
 
 
 @dataclass(frozen=True, slots=True)
-class Cohort:
+class Cohort(JsonResult):
     """One cohort of ``retention``: its size and how many were active k periods later."""
 
     cohort: date
     users: int
     active: tuple[int, ...]
 
-    def to_json(self) -> dict[str, Any]:
-        return {"cohort": self.cohort.isoformat(), "users": self.users, "active": list(self.active)}
-
 
 @dataclass(frozen=True, slots=True)
-class RetentionReport:
+class RetentionReport(JsonResult):
     """``retention``: the last N cohorts, oldest first."""
 
     timezone: str
     by: Grain
     cohorts: tuple[Cohort, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "timezone": self.timezone,
-            "by": self.by.value,
-            "cohorts": [c.to_json() for c in self.cohorts],
-        }
 
     def csv_rows(self) -> CsvRows:
         width = max((len(c.active) for c in self.cohorts), default=1)
@@ -248,7 +255,7 @@ _RETAINED_DAYS = (1, 7, 30)
 
 
 @dataclass(frozen=True, slots=True)
-class SourceRow:
+class SourceRow(JsonResult):
     """One deep-link source (None: users who came without one)."""
 
     source: str | None
@@ -259,9 +266,6 @@ class SourceRow:
     retained_1d: int
     retained_7d: int
     retained_30d: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in SOURCES_KEYS}
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,10 @@ one line on stderr and exit status 1; Click's usage errors exit with 2.
 Readers take no lock, so all of this is safe while the bot runs. Which file
 answers a read (the column cache or the store) is the reader's business, never
 this module's. Tables and times are drawn by :mod:`tracker.table`, filters live
-in :mod:`tracker.filters`, parameter types in :mod:`tracker.params`, and the
+in :mod:`tracker.filters`, parameter types in :mod:`tracker.params`, the
 plumbing every command shares (settings, reader, errors, output, the group
-class) in :mod:`tracker.cli_support`.
+class) in :mod:`tracker.cli_support`, where an export may go in
+:mod:`tracker.export_target`, and what ``forget`` erases in :mod:`tracker.cli_forget`.
 
 Start-up time matters: ``tracker --help`` should cost little more than
 importing Click, and ``stats`` is meant to answer at once. So this module (and
@@ -37,7 +38,6 @@ from tracker.cli_support import (
     filters_of,
     open_reader,
     progress_for,
-    protected_paths,
     settings_of,
     source_option,
 )
@@ -46,7 +46,6 @@ from tracker.params import TimeZone, UserRefType
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
-    from tracker.config import Settings
     from tracker.filters import Filters
     from tracker.models import Record
     from tracker.params import UserRef
@@ -112,6 +111,7 @@ def stats(ctx: click.Context, as_json: bool, tz: ZoneInfo | None, sources: tuple
 
     from tracker.filters import Filters
     from tracker.stats import STATS_FIELDS, render_stats, scan
+    from tracker.table import known_width
 
     settings = settings_of(ctx)
     zone = tz or settings.tz
@@ -120,7 +120,7 @@ def stats(ctx: click.Context, as_json: bool, tz: ZoneInfo | None, sources: tuple
     if as_json:
         echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
     else:
-        echo(render_stats(result, zone))
+        echo(render_stats(result, zone, known_width()))
 
 
 # ----------------------------------------------------------------- export
@@ -146,6 +146,7 @@ def export(
     spreadsheet would run as a formula get a leading ' unless --raw.
     """
     from tracker import export as export_mod
+    from tracker.export_target import protected_paths, refuse_protected
 
     try:
         fmt = export_mod.format_for(target, fmt)
@@ -156,7 +157,7 @@ def export(
     filters = filters_of(kwargs)
     settings = settings_of(ctx)
     with errors():
-        export_mod.refuse_protected(target, protected_paths(settings))
+        refuse_protected(target, protected_paths(settings))
     reader = open_reader(settings)
     with errors():
         if fmt == "csv":
@@ -276,6 +277,7 @@ def forget(ctx: click.Context, who: UserRef, yes: bool) -> None:
     While the bot runs this goes through its control channel; otherwise the
     store is opened for writing.
     """
+    from tracker.cli_forget import erase_user
     from tracker.table import fit, printable
 
     settings = settings_of(ctx)
@@ -286,71 +288,8 @@ def forget(ctx: click.Context, who: UserRef, yes: bool) -> None:
         name = " ".join(str(p) for p in (record.get("first_name"), record.get("last_name"), handle) if p)
         shown = fit(printable(name), 60).rstrip() or "no name"
         click.confirm(f"Erase user {user_id} ({shown})?", abort=True)
-    through_bot = _forget_through_bot(settings, user_id)
-    if not through_bot:
-        _forget_in_store(settings, user_id)
-    # A running bot has cleared its own session; the CLI's session is never the bot's to clear.
-    _forget_cached_peer(settings, user_id, bot_session=not through_bot)
+    through_bot = erase_user(settings, user_id)
     echo(f"erased user {user_id}" + (" (through the running bot)" if through_bot else ""))
-
-
-def _forget_in_store(settings: Settings, user_id: int) -> None:
-    """Erase the record with the store opened for writing (no bot may hold it)."""
-    from tracker.store import StoreError, StoreLockedError, UserStore
-
-    try:
-        with UserStore(settings.store) as writer:
-            erased = writer.forget(user_id)
-    except StoreLockedError as exc:
-        raise click.ClickException(
-            f"{exc}; the bot's control channel did not answer, so the user was not erased"
-        ) from None
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
-    if not erased:
-        raise click.ClickException(f"no user {user_id} in {settings.store}")
-
-
-def _forget_cached_peer(settings: Settings, user_id: int, *, bot_session: bool) -> None:
-    """Remove ``user_id`` from the Pyrogram session files in the data folder (those that exist).
-
-    Pyrogram caches every user it met (id, access hash, username, phone number)
-    in its ``.session`` file: the bot's, and the CLI's own ``<session>-cli``
-    used by ``refresh-bio``. A file that cannot be cleaned is an error (exit 1)
-    after the record itself was erased: the user must hear it was not complete.
-    """
-    import sqlite3
-
-    from tracker.session_peers import forget_peer_in_file
-
-    names = [settings.session] if bot_session else []
-    for name in [*names, f"{settings.session}-cli"]:
-        path = settings.data_dir / f"{name}.session"
-        try:
-            forget_peer_in_file(path, user_id)
-        except (sqlite3.Error, OSError) as exc:
-            raise click.ClickException(
-                f"erased user {user_id} from the store, but not from the session file {path}: {exc}"
-            ) from None
-
-
-def _forget_through_bot(settings: Settings, user_id: int) -> bool:
-    """Ask the running bot to forget; False when no bot listens."""
-    from tracker import control
-
-    try:
-        reply = control.request(
-            control.socket_path_for(settings.store), {"cmd": "forget", "user_id": user_id}
-        )
-    except control.BotNotRunning:
-        return False
-    except control.ControlError as exc:
-        raise click.ClickException(str(exc)) from None
-    if not reply.get("ok"):
-        raise click.ClickException(str(reply.get("error") or "the bot refused without saying why"))
-    if reply.get("forgotten") is False:
-        raise click.ClickException(f"no user {user_id} in {settings.store}")
-    return True
 
 
 # ------------------------------------------------------------ refresh-bio

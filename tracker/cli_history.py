@@ -9,7 +9,7 @@ and prints a table, JSON (``--json``) or CSV (``--csv``: the JSON keys as header
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -19,7 +19,7 @@ import click
 from tracker.cli_support import echo, open_reader, settings_of
 
 if TYPE_CHECKING:  # the commands import these when they run: ``tracker --help`` stays cheap
-    from tracker.audience import AudienceSource, CsvRows
+    from tracker.audience import AudienceSource, CsvRows, HistoryReport, RetentionReport
     from tracker.config import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -113,7 +113,7 @@ def _shrink_text_columns(widths: list[int], numeric: list[bool], room: int, floo
         widths[widest] = max(floor, widths[widest] - (sum(widths) - room))
 
 
-def _top_commands(commands: dict[str, int], limit: int = 3) -> str:
+def _top_commands(commands: Mapping[str, int], limit: int = 3) -> str:
     return " ".join(f"{name}:{count}" for name, count in list(commands.items())[:limit])
 
 
@@ -132,62 +132,70 @@ def count_option(name: str, default: int, limit: int, help_text: str) -> Callabl
     )
 
 
-@click.command()
-@by_option("day", "Period length.")
-@count_option("--days", 30, 36600, "Periods overlapping the last N days (today included).")
-@output_options
-@click.pass_context
-def history(ctx: click.Context, by: str, days: int, as_json: bool, as_csv: bool) -> None:
+def period_command(
+    query: str, by: tuple[str, str], count: tuple[str, int, int, str]
+) -> Callable[[Callable[[Any], str]], click.Command]:
+    """The command ``query``: ``audience.<query>(reader, --by, <count>, now, tz)``, printed.
+
+    ``history`` and ``retention`` differ only in the query, the defaults of
+    ``--by`` and of their count option, and the table: the decorated function
+    draws the table from the report (and its docstring is the command's help);
+    ``--json`` and ``--csv`` come from the report itself.
+    """
+
+    def decorate(table: Callable[[Any], str]) -> click.Command:
+        @click.command(name=query, help=table.__doc__)
+        @by_option(*by)
+        @count_option(*count)
+        @output_options
+        @click.pass_context
+        def command(ctx: click.Context, /, by: str, as_json: bool, as_csv: bool, **counted: int) -> None:
+            from tracker import audience
+            from tracker.periods import Grain
+
+            source, settings = _context(ctx)
+            (periods,) = counted.values()
+            run = getattr(audience, query)
+            report = _query(lambda: run(source, Grain(by), periods, _now(), settings.tz))
+            _emit(report, as_json, as_csv, lambda: table(report))
+
+        return command
+
+    return decorate
+
+
+@period_command("history", by=("day", "Period length."),
+                count=("--days", 30, 36600, "Periods overlapping the last N days (today included)."))
+def history(report: HistoryReport) -> str:
     """New and active users, messages and commands per day, week or month."""
-    from tracker import audience
-    from tracker.periods import Grain
-
-    source, settings = _context(ctx)
-    report = _query(lambda: audience.history(source, Grain(by), days, _now(), settings.tz))
-
-    def table() -> str:
-        since = report.since.isoformat() if report.since else "not yet recorded"
-        rows = [
-            [r.period.isoformat(), r.new, r.active, r.messages, r.total, r.buttons, _top_commands(r.commands)]
-            for r in report.periods
-        ]
-        body = render_table(["PERIOD", "NEW", "ACTIVE", "MESSAGES", "TOTAL", "BUTTONS", "COMMANDS"], rows)
-        return f"history by {report.by.value} in {report.timezone}; activity recorded since {since}\n{body}"
-
-    _emit(report, as_json, as_csv, table)
+    since = report.since.isoformat() if report.since else "not yet recorded"
+    rows = [
+        [r.period.isoformat(), r.new, r.active, r.messages, r.total, r.buttons, _top_commands(r.commands)]
+        for r in report.periods
+    ]
+    body = render_table(["PERIOD", "NEW", "ACTIVE", "MESSAGES", "TOTAL", "BUTTONS", "COMMANDS"], rows)
+    return f"history by {report.by.value} in {report.timezone}; activity recorded since {since}\n{body}"
 
 
-@click.command()
-@by_option("week", "Cohort period length.")
-@count_option("--periods", 12, 1000, "How many cohorts (the current one included).")
-@output_options
-@click.pass_context
-def retention(ctx: click.Context, by: str, periods: int, as_json: bool, as_csv: bool) -> None:
+@period_command("retention", by=("week", "Cohort period length."),
+                count=("--periods", 12, 1000, "How many cohorts (the current one included)."))
+def retention(report: RetentionReport) -> str:
     """Cohorts by first-seen period, and how many came back in later periods."""
-    from tracker import audience
-    from tracker.periods import Grain
-
-    source, settings = _context(ctx)
-    report = _query(lambda: audience.retention(source, Grain(by), periods, _now(), settings.tz))
-
-    def table() -> str:
-        width = max((len(c.active) for c in report.cohorts), default=1)
-        rows = [
-            [
-                c.cohort.isoformat(),
-                c.users,
-                *(_percent(n, c.users) for n in c.active),
-                *([""] * (width - len(c.active))),
-            ]
-            for c in report.cohorts
+    width = max((len(c.active) for c in report.cohorts), default=1)
+    rows = [
+        [
+            c.cohort.isoformat(),
+            c.users,
+            *(_percent(n, c.users) for n in c.active),
+            *([""] * (width - len(c.active))),
         ]
-        headers = ["COHORT", "USERS", *(f"+{k}" for k in range(width))]
-        return (
-            f"retention by {report.by.value} in {report.timezone} (% of the cohort active)\n"
-            + render_table(headers, rows)
-        )
-
-    _emit(report, as_json, as_csv, table)
+        for c in report.cohorts
+    ]
+    headers = ["COHORT", "USERS", *(f"+{k}" for k in range(width))]
+    return (
+        f"retention by {report.by.value} in {report.timezone} (% of the cohort active)\n"
+        + render_table(headers, rows)
+    )
 
 
 def _percent(count: int, users: int) -> str:
@@ -226,8 +234,8 @@ def sources(ctx: click.Context, as_json: bool, as_csv: bool) -> None:
 def report(ctx: click.Context, path: Path, days: int) -> None:
     """Write a self-contained HTML report (charts, retention, sources, languages)."""
     from tracker import report as report_mod
-    from tracker.cli_support import errors, protected_paths
-    from tracker.export import refuse_protected
+    from tracker.cli_support import errors
+    from tracker.export_target import protected_paths, refuse_protected
     from tracker.files import atomic_write
 
     if path.suffix.lower() not in (".html", ".htm"):

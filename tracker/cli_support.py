@@ -21,8 +21,6 @@ from tracker.params import Duration, SourceName
 # (the config parser, the store, the exporter, zoneinfo) is imported inside the
 # functions that use it, so help and usage errors never pay for it.
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from tracker.config import Settings
     from tracker.filters import Filters
     from tracker.store import StoreReader
@@ -36,7 +34,6 @@ __all__ = [
     "filters_of",
     "open_reader",
     "progress_for",
-    "protected_paths",
     "settings_of",
     "source_option",
 ]
@@ -88,7 +85,7 @@ def errors() -> Iterator[None]:
 def _domain_errors() -> tuple[type[Exception], ...]:
     """The errors whose message is meant for the user (imported only once one was raised)."""
     from tracker.config import ConfigError
-    from tracker.export import ExportError
+    from tracker.export_target import ExportError
     from tracker.store import StoreError
 
     return (StoreError, ConfigError, ExportError)
@@ -196,7 +193,7 @@ class TrackerGroup(click.Group):
                 sys.stdout.flush()
             return result
         except OSError as exc:
-            from tracker.export import STDOUT_FAILURES, silence_stdout
+            from tracker.export_target import STDOUT_FAILURES, silence_stdout
 
             if exc.errno not in STDOUT_FAILURES or exc.filename is not None:
                 raise
@@ -245,19 +242,3 @@ def filters_of(kwargs: dict[str, Any]) -> Filters:
         blocked=kwargs.pop("blocked"),
         sources=tuple(kwargs.pop("sources")),
     )
-
-
-def protected_paths(settings: Settings) -> list[Path]:
-    """The store and every side file of it: an export must never replace one."""
-    store = settings.store
-    names = (settings.session, f"{settings.session}-cli")
-    sessions = [settings.data_dir / f"{name}.session" for name in names]
-    return [
-        store,
-        *(
-            store.with_name(store.name + suffix)
-            for suffix in (".journal", ".columns", ".history", ".lock", ".sock")
-        ),
-        *sessions,
-        *(path.with_name(path.name + "-journal") for path in sessions),
-    ]

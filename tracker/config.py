@@ -18,6 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# Re-exported: callers and tests use them as tracker.config's (their home is config_checks).
+from tracker.config_checks import check_template as check_template
+from tracker.config_checks import parse_proxy as parse_proxy
+from tracker.config_checks import sample_values
+from tracker.config_checks import template_fields as template_fields
+
 # The CLI imports this module for ``tracker --help`` too (for its types): what
 # only loading or using settings needs (the INI parser, zoneinfo, URL parsing,
 # string.Formatter) is imported by the functions that use it.
@@ -57,19 +63,13 @@ KEYS: Mapping[str, tuple[str, str]] = {
 #: Keys whose values must never be logged or shown in an error.
 SECRET_KEYS = ("api_hash", "bot_token")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-PROXY_SCHEMES = ("socks4", "socks5", "http")
 
 # Bounds: every number read from the configuration has one, so a typo such as
 # ``bio_interval = 100000000000000000`` is an error here, not an overflow later.
 API_ID_MAX = 2**31 - 1  # Telegram's api_id is a 32-bit int
 USER_ID_MAX = 2**63 - 1  # ids are 64-bit in MTProto
 BIO_INTERVAL_MAX = 31 * 24 * 3600  # a month; profile updates rarer than that are pointless
-#: Widest field a template's format spec may ask for (a Telegram message holds 4096 chars).
-FORMAT_WIDTH_MAX = 4096
 WELCOME_MAX = 4096
-#: Sample values a template is rendered with at load: the widest realistic ones.
-SAMPLE_COUNT = 1_234_567
-SAMPLE_FIRST_NAME = "Ann"
 
 _INTEGER = re.compile(r"-?[0-9]{1,20}")  # ASCII digits only: str.isdigit() accepts "²"
 
@@ -153,13 +153,6 @@ def env_name(key: str) -> str:
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     """Resolve the config path: explicit argument, then $TRACKER_CONFIG, then ./config.ini."""
     return Path(explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
-
-
-def template_fields(template: str) -> set[str]:
-    """The ``{placeholder}`` names used by a str.format template (raises ValueError)."""
-    import string
-
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
 
 
 def load(path: str | os.PathLike[str] | None = None, *, require_file: bool = False) -> Settings:
@@ -298,74 +291,6 @@ def _proxy(reader: _Reader) -> dict[str, Any] | None:
         raise ConfigError(reader.where("proxy", str(exc))) from None
 
 
-def parse_proxy(url: str) -> dict[str, Any] | None:
-    """``socks5://user:pass@host:1080`` -> the dict ``pyrogram.Client(proxy=...)`` takes; "" -> None.
-
-    Schemes: socks4, socks5, http; user and password are optional. Raises
-    ValueError saying what is wrong, without echoing the URL (it may hold a password).
-    """
-    if not url:
-        return None
-    from urllib.parse import unquote, urlsplit
-
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:  # a port that is not a number, or out of range
-        raise ValueError("needs a port from 1 to 65535, e.g. socks5://host:1080") from None
-    scheme = parts.scheme.lower()
-    if scheme not in PROXY_SCHEMES:
-        schemes = ", ".join(PROXY_SCHEMES)
-        raise ValueError(f"must look like socks5://[user:pass@]host:port (schemes: {schemes})")
-    if not parts.hostname or port is None or not 1 <= port <= 65535:
-        raise ValueError("needs a host and a port from 1 to 65535, e.g. socks5://host:1080")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError("must be scheme://[user:pass@]host:port, nothing after the port")
-    proxy: dict[str, Any] = {"scheme": scheme, "hostname": parts.hostname, "port": port}
-    if parts.username is not None:
-        proxy["username"] = unquote(parts.username)
-    if parts.password is not None:
-        proxy["password"] = unquote(parts.password)
-    return proxy
-
-
-def check_template(template: str, placeholders: frozenset[str], sample: Mapping[str, Any]) -> None:
-    """Render ``template`` once with ``sample``; raise ValueError saying what is wrong.
-
-    Catches what ``str.format`` would raise later at run time: unknown
-    placeholders, bad format specs (``{users:Q}``), and widths so large that
-    rendering would exhaust memory (``{users:>99999999999}``, checked before
-    rendering).
-    """
-    import string
-
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise ValueError(f"bad template: {exc}") from None
-    for _, name, spec, _ in parsed:
-        if name is None:
-            continue
-        if name not in placeholders:
-            allowed = ", ".join("{" + p + "}" for p in sorted(placeholders))
-            raise ValueError(f"unknown placeholder {{{name}}} (allowed: {allowed})")
-        for number in re.findall(r"[0-9]+", spec or ""):
-            if len(number) > 6 or int(number) > FORMAT_WIDTH_MAX:
-                raise ValueError(f"format width {number} in {{{name}:{spec}}} is over {FORMAT_WIDTH_MAX}")
-    try:
-        template.format(**sample)
-    except (ValueError, KeyError, IndexError, AttributeError, TypeError, OverflowError) as exc:
-        raise ValueError(f"bad template: {exc}") from None
-
-
-def _sample(placeholders: frozenset[str]) -> dict[str, str]:
-    # The bot formats counts as text with thousands separators (tracker.bio.render),
-    # and first_name is text: so the sample values are strings, as at run time.
-    return {
-        name: SAMPLE_FIRST_NAME if name == "first_name" else f"{SAMPLE_COUNT:,}" for name in placeholders
-    }
-
-
 def permission_warning(settings: Settings) -> str | None:
     """A one-line warning when the config file holds secrets and others may read it, else None.
 
@@ -413,7 +338,7 @@ class _Reader:
     def template(self, key: str, placeholders: frozenset[str]) -> str:
         text = self.get(key)
         try:
-            check_template(text, placeholders, _sample(placeholders))
+            check_template(text, placeholders, sample_values(placeholders))
         except ValueError as exc:
             raise ConfigError(self.where(key, str(exc))) from None
         return text

@@ -1,18 +1,16 @@
 """Streaming CSV / JSON / NDJSON export of user records.
 
-Every format is a stream of ready pieces (``(bytes, rows)``) drained by one
-loop, :func:`_drain`, that writes them and reports progress. CSV has one
+Every format is a stream of ready pieces (``(bytes, rows)``) that
+:func:`tracker.export_target.write_to` drains, reporting progress. CSV has one
 encoder, :func:`csv_lines`, that turns a chunk of columns (one list per field)
 into lines column by column; whole-store exports hand it slices of
 ``StoreReader.columns``, record iterables are cut into chunks of columns first.
 JSON and NDJSON are for programs and carry every stored field of each record.
 
-Where the bytes go is :func:`_write_to`'s job: standard output (``-``), a
-non-regular file (``/dev/stdout``, a named pipe, ``/dev/null``, a process
-substitution) written into directly, or a regular file written to a temp file
-beside it and renamed over it only when everything was written, so an
-interrupted export (an error, Ctrl-C, SIGTERM, SIGHUP, SIGQUIT) leaves no half
-file and no temp file behind.
+Where the bytes go is :mod:`tracker.export_target`'s job (standard output, a
+special file, or a regular file replaced whole, never one of the tracker's
+own files); :class:`ExportError`, :func:`refuse_protected` and
+:func:`silence_stdout` are re-exported from there.
 
 CSV is for spreadsheets, so by default every text cell that a spreadsheet
 would read as a formula (starting with ``= + - @``, tab or CR, also right
@@ -22,21 +20,22 @@ leading ``'`` (OWASP "CSV injection"); ``safe=False`` writes values as stored.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
-import signal
-import stat
-import sys
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from tracker.files import atomic_write
+from tracker.export_target import (
+    ExportError,
+    Pieces,
+    Progress,
+    refuse_protected,
+    silence_stdout,
+    write_to,
+)
 
 __all__ = [
     "CSV_COLUMNS",
@@ -85,24 +84,13 @@ CHUNK = 10_000
 #: First characters that make a spreadsheet evaluate a cell.
 FORMULA_START = frozenset("=+-@\t\r")
 
-#: Signals that end an export as an error would: the temp file is removed.
-#: SIGINT already raises KeyboardInterrupt; the others would end the process
-#: without unwinding and leave a hidden temp file full of personal data.
-CLEANUP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-
 _BOOL_FIELDS = frozenset({"is_bot", "is_premium", "blocked"})
 _INT_FIELDS = frozenset({"id", "messages"})
 #: Our own timestamps: never a formula, never neutralised.
 _OWN_TEXT_FIELDS = frozenset({"first_seen", "last_seen"})
 _BOOL = {True: "true", False: "false", None: ""}
 
-Progress = Callable[[int], None]
 Columns = Mapping[str, Sequence[Any]]
-Pieces = Iterator[tuple[bytes, int]]
-
-
-class ExportError(Exception):
-    """The export could not be written; the message is one line naming the path."""
 
 
 def format_for(target: str, fmt: str | None) -> str:
@@ -276,7 +264,7 @@ def export(
         pieces = _ndjson_pieces(records)
     else:
         raise ValueError(f"unknown export format {fmt!r} (use one of {', '.join(FORMATS)})")
-    return _write_to(target, pieces, progress)
+    return write_to(target, pieces, progress)
 
 
 def export_columns(
@@ -289,114 +277,4 @@ def export_columns(
 ) -> int:
     """Like :func:`export` in CSV, from whole columns (``StoreReader.columns(CSV_COLUMNS)``)."""
     pieces = _encoded(_csv_pieces(_column_chunks(columns), excel=excel, safe=safe))
-    return _write_to(target, pieces, progress)
-
-
-def _drain(pieces: Pieces, out: IO[bytes], progress: Progress | None) -> int:
-    """The one write loop: every piece to ``out``, progress per piece; the row count."""
-    count = 0
-    for data, rows in pieces:
-        out.write(data)
-        if rows:
-            count += rows
-            if progress is not None:
-                progress(rows)
-    return count
-
-
-def _write_to(target: str | os.PathLike[str], pieces: Pieces, progress: Progress | None) -> int:
-    if str(target) == "-":
-        return _write_stdout(pieces, progress)
-    path = Path(target)
-    try:
-        with _cleanup_on_signals():
-            if _is_special(path):
-                # A device, pipe or socket is written into: replacing it with a
-                # regular file would break whatever reads from it.
-                with open(path, "wb") as out:
-                    return _drain(pieces, out, progress)
-            # Through symlinks: replace the file the link points to, not the link.
-            with atomic_write(Path(os.path.realpath(path))) as out:
-                return _drain(pieces, out, progress)
-    except OSError as exc:
-        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def _is_special(path: Path) -> bool:
-    try:
-        return not stat.S_ISREG(path.stat().st_mode)
-    except OSError:
-        return False
-
-
-def _write_stdout(pieces: Pieces, progress: Progress | None) -> int:
-    if sys.stdout is None:
-        raise ExportError("cannot write to standard output: it is closed")
-    stdout = sys.stdout.buffer
-    try:
-        count = _drain(pieces, stdout, progress)
-        stdout.flush()
-    except BrokenPipeError:
-        # `export - | head`: the reader left; that is not an error of ours.
-        silence_stdout()
-        return 0
-    except OSError as exc:
-        silence_stdout()
-        raise ExportError(f"cannot write to standard output: {exc.strerror or exc}") from None
-    return count
-
-
-def silence_stdout() -> None:
-    """Point standard output at /dev/null so that exit does not fail again on the unwritten rest."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-
-
-@contextlib.contextmanager
-def _cleanup_on_signals() -> Iterator[None]:
-    """Turn the :data:`CLEANUP_SIGNALS` into an exit that unwinds (and removes the temp file)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, _exit_on_signal) for sig in CLEANUP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _exit_on_signal(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
-# --------------------------------------------------------- protected paths
-
-
-def refuse_protected(target: str, protected: Iterable[Path]) -> None:
-    """Raise ExportError if ``target`` is one of ``protected`` however it is spelled.
-
-    Compared after resolving symlinks and relative parts (whether or not the
-    file exists yet), and by inode when both exist (a hard link).
-    """
-    if target == "-":
-        return
-    resolved = os.path.realpath(target)
-    try:
-        target_stat: os.stat_result | None = os.stat(target)
-    except OSError:
-        target_stat = None
-    for path in protected:
-        same = os.path.realpath(path) == resolved
-        if not same and target_stat is not None and stat.S_ISREG(target_stat.st_mode):
-            with contextlib.suppress(OSError):
-                other = os.stat(path)
-                same = (other.st_dev, other.st_ino) == (target_stat.st_dev, target_stat.st_ino)
-        if same:
-            raise ExportError(f"refusing to export onto {path}: it belongs to the tracker, not to exports")
-
-
-#: errno values that mean "standard output cannot take more" (a full disk, a closed or broken file).
-STDOUT_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EBADF, errno.EPIPE})
+    return write_to(target, pieces, progress)

@@ -76,16 +76,7 @@ def render(source: AudienceSource, *, days: int, now: datetime, tz: ZoneInfo) ->
         "<p class='note'>Share of each week's new users active in each later week.</p>",
         _heatmap(cohorts.cohorts),
         "</section><section><h2>Sources</h2>",
-        _table(
-            [k.replace("_", " ") for k in audience.SOURCES_KEYS],
-            [
-                [
-                    r.source if r.source is not None else "(none)",
-                    *(getattr(r, k) for k in audience.SOURCES_KEYS[1:]),
-                ]
-                for r in srcs.rows
-            ],
-        ),
+        _sources_table(srcs),
         "</section><section><h2>Languages</h2>",
         _table(["language", "users"], [[k, v] for k, v in stats["languages"].items()]),
         "</section><section><h2>Commands in these days</h2>",
@@ -93,6 +84,14 @@ def render(source: AudienceSource, *, days: int, now: datetime, tz: ZoneInfo) ->
         "</section></main></body></html>",
     ]
     return "\n".join(parts)
+
+
+def _sources_table(report: audience.SourcesReport) -> str:
+    rows = [
+        [r.source if r.source is not None else "(none)", *(getattr(r, k) for k in audience.SOURCES_KEYS[1:])]
+        for r in report.rows
+    ]
+    return _table([k.replace("_", " ") for k in audience.SOURCES_KEYS], rows)
 
 
 def _cards(stats: dict[str, Any], active_today: int) -> str:

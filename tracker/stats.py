@@ -5,8 +5,9 @@
 in-memory records) and returns a frozen :class:`Stats`; ``Stats.to_json()`` is
 the ``stats --json`` document (DESIGN.md). :func:`compute_stats` is the entry
 point for record iterables (the bot's ``/stats``, ``Tracking.stats()``, the
-profile counter). :func:`render_stats` is the human version. Nothing here does
-I/O, reads a clock or imports pyrogram/tinydb.
+profile counter). :func:`render_stats` is the human version (its home is
+:mod:`tracker.stats_render`). Nothing here does I/O, reads a clock or imports
+pyrogram/tinydb.
 
 Speed: the store may hold a million records and ``stats`` is run as a whole
 process by people who expect an answer at once. Timestamps are
@@ -30,13 +31,13 @@ from typing import Any, NamedTuple, Protocol, TypeGuard
 from zoneinfo import ZoneInfo
 
 from tracker.models import format_ts, parse_ts
-from tracker.table import printable
+from tracker.stats_render import render_stats as render_stats  # its home is stats_render
+from tracker.stats_render import sparkline as sparkline
 
 #: Days covered by ``new_per_day`` (today included).
 CHART_DAYS = 30
 
 #: Languages/sources shown in the human table (the JSON has all of them).
-TOP_N = 5
 
 #: The keys of the ``stats --json`` document, in print order (DESIGN.md).
 STATS_KEYS: tuple[str, ...] = (
@@ -61,7 +62,6 @@ STATS_FIELDS: tuple[str, ...] = ("first_seen", "last_seen", "language_code", "so
 
 UNKNOWN_LANGUAGE = "unknown"
 
-_BARS = " ▁▂▃▄▅▆▇█"
 
 
 class DayCount(NamedTuple):
@@ -280,67 +280,3 @@ def _bucket(sorted_values: list[str], bounds: list[str]) -> list[int]:
 
 def _ordered(counts: Mapping[str, int]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-def sparkline(values: Sequence[int]) -> str:
-    """Unicode block bars, one per value, scaled to the largest (0 is a blank)."""
-    top = max(values, default=0)
-    if top <= 0:
-        return _BARS[0] * len(values)
-    steps = len(_BARS) - 1
-    # Any non-zero day gets at least the lowest bar so it is not mistaken for none.
-    return "".join(_BARS[0] if v <= 0 else _BARS[max(1, round(v * steps / top))] for v in values)
-
-
-def _fmt_ts(text: str | None, tz: ZoneInfo) -> str:
-    if text is None:
-        return "-"
-    try:
-        at = parse_ts(text)
-    except (TypeError, ValueError):
-        return printable(text)
-    return at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
-
-
-def _top(counts: Mapping[str, int], total: int) -> str:
-    if not counts:
-        return "-"
-    shown = list(counts.items())[:TOP_N]
-    # Names and codes come from users: never let their control characters reach the terminal.
-    parts = [
-        f"{printable(name)} {n:,} ({n * 100 / total:.0f}%)" if total else f"{printable(name)} {n:,}"
-        for name, n in shown
-    ]
-    rest = len(counts) - len(shown)
-    if rest > 0:
-        parts.append(f"+{rest} more")
-    return ", ".join(parts)
-
-
-def render_stats(stats: Stats | Mapping[str, Any], tz: ZoneInfo) -> str:
-    """The human table of a :class:`Stats` (or its JSON document), chart included."""
-    if isinstance(stats, Stats):
-        stats = stats.to_json()
-    total = stats["total_users"]
-    lines = [
-        f"Users:          {total:,}",
-        f"New today:      {stats['new_today']:,}  ({tz.key})",
-        f"Active 24h:     {stats['active_24h']:,}",
-        f"Active 7d:      {stats['active_7d']:,}",
-        f"Active 30d:     {stats['active_30d']:,}",
-        f"Blocked:        {stats['blocked_users']:,}",
-        f"Reachable:      {stats['reachable_users']:,}",
-        f"Messages:       {stats['messages_total']:,}",
-        f"First seen:     {_fmt_ts(stats['first_seen'], tz)}",
-        f"Last seen:      {_fmt_ts(stats['last_seen'], tz)}",
-        f"Languages:      {_top(stats['languages'], total)}",
-        f"Sources:        {_top(stats['sources'], total)}",
-    ]
-    days = stats["new_per_day"]
-    if days:
-        counts = [d["users"] for d in days]
-        lines.append(
-            f"New per day:    {sparkline(counts)}  "
-            f"{days[0]['date']} .. {days[-1]['date']}, max {max(counts):,}/day"
-        )
-    return "\n".join(lines)

@@ -110,6 +110,17 @@ def terminal_width() -> int:
     return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
 
 
+def known_width() -> int | None:
+    """$COLUMNS, else the real terminal's width; None when neither says (output to a file or a pipe).
+
+    For output that is cut only to fit a terminal (``stats``): with no terminal
+    to fit, nothing is cut.
+    """
+    import shutil
+
+    return shutil.get_terminal_size((0, 0)).columns or None
+
+
 # ------------------------------------------------------------------ times
 
 

@@ -11,7 +11,8 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from tracker.config import BIO_PLACEHOLDERS, ConfigError, Settings, template_fields
+from tracker.config import BIO_PLACEHOLDERS, ConfigError, Settings
+from tracker.config_checks import template_fields
 
 #: Telegram's limits, in UTF-16 code units.
 BOT_ABOUT_LIMIT = 120

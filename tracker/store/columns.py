@@ -19,7 +19,6 @@ user where the JSON-lines cache it replaces took 120.
 
 from __future__ import annotations
 
-import logging
 import os
 import zlib
 from collections.abc import Collection
@@ -29,15 +28,14 @@ from typing import IO, Any
 
 import orjson
 
-from tracker.files import NotRegularFileError, atomic_write, open_regular, read_regular, unlink_quietly
+from tracker.files import atomic_write, read_regular
 from tracker.models import RECORD_FIELDS, Record
 from tracker.store.column_codec import ColumnBuilder, Kind, TimeColumn, decode
-from tracker.store.errors import StoreError, file_error
+from tracker.store.errors import StoreError
 from tracker.store.format import file_identity, no_cyclic_gc, read_store, store_id_of
 from tracker.store.journal import Effect, committed_changes, first_generation
+from tracker.store.side_file import SideFile, StaleSideFileError, side_path
 from tracker.store.validate import column_problem
-
-log = logging.getLogger(__name__)
 
 #: One sequence per field: plain lists, except timestamps (a :class:`TimeColumn`,
 #: a read-only sequence of the same strings; see :mod:`.column_codec`).
@@ -55,13 +53,13 @@ _END = b"\nend\n"
 _CHECKED_KINDS = (Kind.JSON, Kind.CODE)
 
 
-class StaleColumnsError(ValueError):
+class StaleColumnsError(StaleSideFileError):
     """The column file cannot be trusted for this store (missing, torn, stale, malformed)."""
 
 
 def columns_path(store_path: Path) -> Path:
     """Where the column file of the store at ``store_path`` lives."""
-    return store_path.with_name(store_path.name + ".columns")
+    return side_path(store_path, ColumnCache.suffix)
 
 
 class ColumnCollector:
@@ -85,12 +83,12 @@ class ColumnCollector:
         return [(builder.name, *builder.encode()) for builder, _ in self._builders]
 
 
-class ColumnCache:
+class ColumnCache(SideFile):
     """``read``/``write`` the column file of one store."""
 
-    def __init__(self, store_path: Path) -> None:
-        self.store_path = store_path
-        self.path = columns_path(store_path)
+    suffix = ".columns"
+    what = "column file"
+    stale_error = StaleColumnsError
 
     def write(
         self, columns: ColumnCollector | Columns, gen: int, store_id: str | None,
@@ -123,23 +121,12 @@ class ColumnCache:
                     out.write(section)
                 out.write(_END)
         except (OSError, TypeError, ValueError) as exc:
-            unlink_quietly(self.path)  # better none than a stale one
-            if not quiet:
-                log.warning("cannot write column file %s: %s", self.path, exc)
+            self.write_failed(exc, quiet=quiet)
 
     def read(self, wanted: Collection[str]) -> tuple[tuple[Columns, str | None], int]:
         """``((columns, store id), generation)``; :class:`StaleColumnsError` if they cannot be trusted."""
-        try:
-            fd = open_regular(self.path, os.O_RDONLY, follow=True)
-        except NotRegularFileError as exc:
-            raise file_error("read column file", self.path, exc) from None
-        except OSError as exc:
-            raise StaleColumnsError(f"column file {self.path}: {exc}") from None
-        with os.fdopen(fd, "rb") as fh, no_cyclic_gc():
-            try:
-                return self._parse(fh, set(wanted))
-            except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
-                raise StaleColumnsError(f"column file {self.path}: {exc}") from None
+        with self.open_for_reading() as fh, no_cyclic_gc(), self.trusted():
+            return self._parse(fh, set(wanted))
 
     def _parse(self, fh: IO[bytes], wanted: set[str]) -> tuple[tuple[Columns, str | None], int]:
         # The end mark proves the file is whole (it was not fsynced, so a crash can leave it torn).

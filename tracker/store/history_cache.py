@@ -12,39 +12,35 @@ stale. Shaped like tinydb's ``Storage``: ``read`` and ``write``.
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from tracker.files import NotRegularFileError, atomic_write, open_regular, unlink_quietly
-from tracker.store.errors import file_error
+from tracker.files import atomic_write
 from tracker.store.format import file_identity
-
-log = logging.getLogger(__name__)
+from tracker.store.side_file import SideFile, StaleSideFileError, side_path
 
 HistoryTables = dict[str, dict[str, Any]]
 
 _END = b'"end"\n'
 
 
-class StaleHistoryError(ValueError):
+class StaleHistoryError(StaleSideFileError):
     """The side file cannot be trusted for this store (missing, torn, stale, malformed)."""
 
 
 def history_path(store_path: Path) -> Path:
     """Where the history side file of the store at ``store_path`` lives."""
-    return store_path.with_name(store_path.name + ".history")
+    return side_path(store_path, HistoryCache.suffix)
 
 
-class HistoryCache:
+class HistoryCache(SideFile):
     """``read``/``write`` the history side file of one store."""
 
-    def __init__(self, store_path: Path) -> None:
-        self.store_path = store_path
-        self.path = history_path(store_path)
+    suffix = ".history"
+    what = "history file"
+    stale_error = StaleHistoryError
 
     def write(self, tables: HistoryTables, gen: int, store_id: str | None) -> None:
         """Write the side file for the snapshot of generation ``gen`` just written."""
@@ -53,23 +49,14 @@ class HistoryCache:
             with atomic_write(self.path, durable=False) as out:
                 out.write(orjson.dumps(header) + b"\n" + orjson.dumps(tables) + b"\n" + _END)
         except (OSError, TypeError) as exc:
-            unlink_quietly(self.path)  # better none than a stale one
-            log.warning("cannot write history file %s: %s", self.path, exc)
+            self.write_failed(exc)
 
     def read(self) -> tuple[tuple[HistoryTables, str | None], int]:
         """``((tables, store id), generation)``; :class:`StaleHistoryError` if they cannot be trusted."""
-        try:
-            fd = open_regular(self.path, os.O_RDONLY, follow=True)
-        except NotRegularFileError as exc:
-            raise file_error("read history file", self.path, exc) from None
-        except OSError as exc:
-            raise StaleHistoryError(f"history file {self.path}: {exc}") from None
-        with os.fdopen(fd, "rb") as fh:
+        with self.open_for_reading() as fh:
             data = fh.read()
-        try:
+        with self.trusted():
             return self._parse(data)
-        except (ValueError, TypeError, KeyError, IndexError) as exc:
-            raise StaleHistoryError(f"history file {self.path}: {exc}") from None
 
     def _parse(self, data: bytes) -> tuple[tuple[HistoryTables, str | None], int]:
         if not data.endswith(_END):

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, TypeVar
 from tracker.files import read_regular
 from tracker.history_tables import TABLES as HISTORY_TABLES
 from tracker.models import Record
-from tracker.store.columns import ColumnCache, Columns, StaleColumnsError, apply_to_columns, rebuild
+from tracker.store.columns import ColumnCache, Columns, apply_to_columns, rebuild
 from tracker.store.errors import (
     StoreCorruptError,
     StoreError,
@@ -34,7 +34,7 @@ from tracker.store.format import (
     read_store,
     store_id_of,
 )
-from tracker.store.history_cache import HistoryCache, HistoryTables, StaleHistoryError
+from tracker.store.history_cache import HistoryCache, HistoryTables
 from tracker.store.journal import (
     Effect,
     apply_to_records,
@@ -43,10 +43,12 @@ from tracker.store.journal import (
     first_generation,
     fold,
 )
+from tracker.store.side_file import StaleSideFileError
 
 READ_RETRIES = 20
 
 Base = TypeVar("Base")
+Cached = TypeVar("Cached")
 
 
 def journal_path_of(store_path: Path) -> Path:
@@ -152,16 +154,7 @@ class StoreReader:
     def cached_columns(self, fields: Sequence[str]) -> Columns | None:
         """``fields`` (and ``id``) from the column cache and the journal; None when it cannot be trusted."""
         wanted = {"id", *fields}
-        try:
-            (columns, store_id), gen, journal = read_consistent(
-                lambda: self._columns.read(wanted), self.path, self.journal_path
-            )
-            apply_to_columns(effect_of(journal, gen, self.journal_path, store_id), columns)
-        except StoreFileKindError:
-            raise
-        except (StaleColumnsError, StoreError, OSError):
-            return None
-        return columns
+        return self._from_side_file(lambda: self._columns.read(wanted), apply_to_columns)
 
     def columns(self, fields: Sequence[str]) -> Columns:
         """One list per field, in the order asked (``id`` first, always included).
@@ -213,16 +206,26 @@ class StoreReader:
 
     def cached_history(self) -> HistoryTables | None:
         """Every history table from the side file and the journal; None when it cannot be trusted."""
+        return self._from_side_file(self._history.read, apply_to_tables)
+
+    def _from_side_file(
+        self,
+        read: Callable[[], tuple[tuple[Cached, str | None], int]],
+        apply: Callable[[Effect, Cached], None],
+    ) -> Cached | None:
+        """What a side file holds (``read``), paired with the journal and brought up to date (``apply``).
+
+        None when the side file cannot be trusted (the caller falls back to the
+        store file); a store file of the wrong kind is still an error.
+        """
         try:
-            (tables, store_id), gen, journal = read_consistent(
-                self._history.read, self.path, self.journal_path
-            )
-            apply_to_tables(effect_of(journal, gen, self.journal_path, store_id), tables)
+            (cached, store_id), gen, journal = read_consistent(read, self.path, self.journal_path)
+            apply(effect_of(journal, gen, self.journal_path, store_id), cached)
         except StoreFileKindError:
             raise
-        except (StaleHistoryError, StoreError, OSError):
+        except (StaleSideFileError, StoreError, OSError):
             return None
-        return tables
+        return cached
 
     def document(self) -> dict[str, dict[str, Any]]:
         """The whole TinyDB document (every table), journal applied."""
