@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 import tracker.cli
+import tracker.cli_support
 from tests.support import REPO, profile, run_python
 from tracker.cli import cli
 from tracker.export import CSV_COLUMNS
@@ -33,7 +34,7 @@ NOW = datetime(2024, 6, 15, 12, 0, 0, tzinfo=UTC)
 
 @pytest.fixture(autouse=True)
 def fixed_now(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tracker.cli, "_now", lambda: NOW)
+    monkeypatch.setattr(tracker.cli_support, "now", lambda: NOW)
 
 
 @pytest.fixture
@@ -116,7 +117,7 @@ def test_stats_today_depends_on_tz(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                                    today: int) -> None:
     # First seen 23:30 UTC on the 14th, now 00:40 UTC on the 15th. UTC: yesterday.
     # Tokyo: 08:30 and 09:40 on the 15th. Los Angeles: 16:30 and 17:40 on the 14th.
-    monkeypatch.setattr(tracker.cli, "_now", lambda: datetime(2024, 6, 15, 0, 40, tzinfo=UTC))
+    monkeypatch.setattr(tracker.cli_support, "now", lambda: datetime(2024, 6, 15, 0, 40, tzinfo=UTC))
     path = tmp_path / "u.json"
     with UserStore(path) as store:
         store.seen(profile(1, first_name="Late"), datetime(2024, 6, 14, 23, 30, tzinfo=UTC))

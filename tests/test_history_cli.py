@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 import tracker.cli_history
+import tracker.cli_support
 from tests.test_audience import write_store
 from tests.test_history_aggregates import Simulation, random_events
 from tracker import audience
@@ -31,7 +32,7 @@ BERLIN_CONFIG = "[tracker]\ntimezone = Europe/Berlin\n"
 
 @pytest.fixture(autouse=True)
 def fixed_now(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tracker.cli_history, "_now", lambda: NOW)
+    monkeypatch.setattr(tracker.cli_support, "now", lambda: NOW)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from wcwidth import wcswidth
 
 import tracker.cli_history
+import tracker.cli_support
 from tracker.cli import cli
 from tracker.models import make_profile
 from tracker.periods import Grain
@@ -33,7 +34,7 @@ HOSTILE_SOURCES = [
 
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(tracker.cli_history, "_now", lambda: NOW)
+    monkeypatch.setattr(tracker.cli_support, "now", lambda: NOW)
     path = tmp_path / "data" / "users.json"
     with UserStore(path) as writer:
         for user_id, source in enumerate(HOSTILE_SOURCES, 1):

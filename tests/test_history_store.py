@@ -32,6 +32,7 @@ from click.testing import CliRunner
 from tinydb import TinyDB
 
 import tracker.cli_history
+import tracker.cli_support
 from tests.test_history_aggregates import GRAIN_COLUMNS, Simulation, random_events, ts
 from tracker.cli import cli
 from tracker.models import make_profile
@@ -133,7 +134,7 @@ def drive(
 
 
 def run_cli(sim: StoreSim, now: datetime, *args: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(tracker.cli_history, "_now", lambda: now)
+    monkeypatch.setattr(tracker.cli_support, "now", lambda: now)
     config = sim.path.parent.parent / "config.ini"
     config.write_text(f"[tracker]\ntimezone = {sim.tz.key}\n")
     result = CliRunner().invoke(cli, ["--config", str(config), "--store", str(sim.path), *args])

@@ -23,12 +23,11 @@ startup`` measures it; tests/test_cli_startup.py checks what ``--help`` loads.
 from __future__ import annotations
 
 import gc
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from tracker import __version__
+from tracker import __version__, cli_support
 from tracker.cli_support import (
     State,
     TrackerGroup,
@@ -63,10 +62,6 @@ TABLE_FIELDS = ("id", "username", "first_name", "last_name", "language_code", "m
 # ---------------------------------------------------------------- group
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 @click.group(cls=TrackerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="tracker", message="%(prog)s %(version)s")
 @click.option("--config", type=click.Path(dir_okay=False),
@@ -94,7 +89,7 @@ def _matching(
     """The ``fields`` columns of the users that pass ``filters``, and how many users there are."""
     with errors():
         columns = reader.columns(tuple(dict.fromkeys((*fields, *filters.fields))))
-    return filters.select(columns, now=_now(), tz=tz), len(columns["id"])
+    return filters.select(columns, now=cli_support.now(), tz=tz), len(columns["id"])
 
 
 # ------------------------------------------------------------------ stats
@@ -116,7 +111,7 @@ def stats(ctx: click.Context, as_json: bool, tz: ZoneInfo | None, sources: tuple
     settings = settings_of(ctx)
     zone = tz or settings.tz
     columns, _ = _matching(open_reader(settings), STATS_FIELDS, Filters(sources=sources), zone)
-    result = scan(columns, now=_now(), tz=zone)
+    result = scan(columns, now=cli_support.now(), tz=zone)
     if as_json:
         echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
     else:
@@ -207,7 +202,7 @@ def users(ctx: click.Context, /, sort: str, limit: int, fmt: str, as_json: bool,
     columns, total = _matching(reader, fields, filters, settings.tz)
     rows = top_rows(columns, sort, limit)
     if fmt == "table":
-        echo(table.render_users(rows, width=table.terminal_width(), tz=settings.tz, now=_now()))
+        echo(table.render_users(rows, width=table.terminal_width(), tz=settings.tz, now=cli_support.now()))
     else:
         echo(_serialise(rows, fmt))
     click.echo(f"{len(rows):,} of {len(columns['id']):,} matching users ({total:,} in total)", err=True)
@@ -261,7 +256,7 @@ def show(ctx: click.Context, who: UserRef, as_json: bool) -> None:
     if as_json:
         echo(orjson.dumps(record, option=orjson.OPT_INDENT_2).decode())
     else:
-        echo(render_record(record, tz=settings.tz, now=_now()))
+        echo(render_record(record, tz=settings.tz, now=cli_support.now()))
 
 
 # ----------------------------------------------------------------- forget

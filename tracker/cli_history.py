@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from tracker import cli_support
 from tracker.cli_support import echo, open_reader, settings_of
 
 if TYPE_CHECKING:  # the commands import these when they run: ``tracker --help`` stays cheap
@@ -35,10 +35,6 @@ def _context(ctx: click.Context) -> tuple[AudienceSource, Settings]:
     """The store's reader and the settings (no store: one line naming the path, exit 1)."""
     settings = settings_of(ctx)
     return open_reader(settings), settings
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _query(run: Callable[[], Any]) -> Any:
@@ -156,7 +152,7 @@ def period_command(
             source, settings = _context(ctx)
             (periods,) = counted.values()
             run = getattr(audience, query)
-            report = _query(lambda: run(source, Grain(by), periods, _now(), settings.tz))
+            report = _query(lambda: run(source, Grain(by), periods, cli_support.now(), settings.tz))
             _emit(report, as_json, as_csv, lambda: table(report))
 
         return command
@@ -210,7 +206,7 @@ def sources(ctx: click.Context, as_json: bool, as_csv: bool) -> None:
     from tracker import audience
 
     source, _settings = _context(ctx)
-    report = audience.sources(source.columns(audience.SOURCES_FIELDS), _now())
+    report = audience.sources(source.columns(audience.SOURCES_FIELDS), cli_support.now())
 
     def table() -> str:
         rows = [
@@ -243,7 +239,7 @@ def report(ctx: click.Context, path: Path, days: int) -> None:
     source, settings = _context(ctx)
     with errors():  # never over the store or one of its side files, however the path is spelled
         refuse_protected(str(path), protected_paths(settings))
-    page = _query(lambda: report_mod.render(source, days=days, now=_now(), tz=settings.tz))
+    page = _query(lambda: report_mod.render(source, days=days, now=cli_support.now(), tz=settings.tz))
     try:
         with atomic_write(path, mode=0o600) as out:
             out.write(page.encode())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -67,6 +68,15 @@ class State:
         if self.store:
             settings = dataclasses.replace(settings, store=Path(self.store))
         return settings
+
+
+def now() -> datetime:
+    """The moment every command counts from (UTC): "today", "3 h ago", rolling windows.
+
+    One clock for all commands, looked up at call time, so tests can fix it
+    (``monkeypatch.setattr(tracker.cli_support, "now", ...)``).
+    """
+    return datetime.now(UTC)
 
 
 @contextlib.contextmanager
