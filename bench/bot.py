@@ -106,7 +106,7 @@ async def bench(
 
         baseline = pyrogram.Client("bench-noop", api_id=1, api_hash="x" * 32, bot_token="1:B", in_memory=True)
         baseline.add_handler(MessageHandler(noop), group=-1)
-        tracking = build_app(settings, in_memory=True)
+        tracking = build_app(settings, in_memory=True).tracking
         tracked = tracking.client
         await tg.attach(baseline)
         await tg.attach(tracked)

@@ -183,7 +183,7 @@ def test_bot_py_loads_the_example_plugins_from_any_working_directory(
     alice, bob = tg.user(1001, "Alice"), tg.user(1002, "Bob")
 
     async def scenario() -> None:
-        tracking = build_app(settings, in_memory=True)
+        tracking = build_app(settings, in_memory=True).tracking
         await tg.attach(tracking.client)
         try:
             await tg.feed(tracking.client, tg.message(alice, "/hello"), tg.message(bob, "/ping"))

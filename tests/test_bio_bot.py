@@ -32,14 +32,14 @@ async def with_bot(tmp_path: Path, scenario: Any, **config: str) -> None:
     tg = FakeTelegram(bot=True)
     time_ = FakeTime()
     app = build_app(settings, in_memory=True, clock=lambda: datetime.fromtimestamp(time_.now, UTC))
-    await tg.attach(app.client)
-    service = BioService(app.client, app.store, settings, clock=time_.clock, sleep=time_.sleep)
-    app.on_change.append(service.notify_changed)  # what the bot's wiring does
+    await tg.attach(app)
+    service = BioService(app, app.store, settings, clock=time_.clock, sleep=time_.sleep)
+    app.tracking.on_change.append(service.notify_changed)  # what the bot's wiring does
     try:
         await scenario(app, tg, service, time_)
     finally:
         await service.stop()
-        await tg.detach(app.client)
+        await tg.detach(app)
         app.store.close()
 
 
@@ -51,7 +51,7 @@ def test_new_users_through_the_handlers_update_the_bio_once_per_interval(tmp_pat
         assert set_bot_info_abouts(tg) == ["👥 Users: 0"]
         for n in range(1, 6):
             await time_.advance(100)
-            await tg.feed(app.client, tg.message(tg.user(2000 + n, f"U{n}"), "/start"))
+            await tg.feed(app, tg.message(tg.user(2000 + n, f"U{n}"), "/start"))
             await settle()
         assert len(app.store) == 5
         assert set_bot_info_abouts(tg) == ["👥 Users: 0"]
@@ -78,7 +78,7 @@ def test_flood_wait_does_not_touch_the_handlers(tmp_path: Path) -> None:
         assert len(tg.invoke.of_type(raw.functions.bots.SetBotInfo)) == 1
         # During the FloodWait users keep coming: every one is tracked and welcomed.
         for n in range(1, 4):
-            await tg.feed(app.client, tg.message(tg.user(3000 + n, f"V{n}"), "/start"))
+            await tg.feed(app, tg.message(tg.user(3000 + n, f"V{n}"), "/start"))
         assert len(app.store) == 3
         assert tg.invoke.sent_texts() == ["Hi V1!", "Hi V2!", "Hi V3!"]
         assert len(tg.invoke.of_type(raw.functions.bots.SetBotInfo)) == 1
@@ -95,11 +95,11 @@ def test_blocking_the_bot_changes_reachable(tmp_path: Path) -> None:
     async def scenario(app: Any, tg: FakeTelegram, service: BioService, time_: FakeTime) -> None:
         tg.invoke.respond(raw.functions.bots.SetBotInfo, True)
         alice = tg.user(4001, "Alice")
-        await tg.feed(app.client, tg.message(alice, "/start"))
+        await tg.feed(app, tg.message(alice, "/start"))
         await service.start()
         await settle()
         assert set_bot_info_abouts(tg) == ["1 users, 1 reachable"]
-        await tg.feed(app.client, tg.bot_stopped(alice))
+        await tg.feed(app, tg.bot_stopped(alice))
         await settle()
         assert set_bot_info_abouts(tg) == ["1 users, 1 reachable", "1 users, 0 reachable"]
 

@@ -51,11 +51,11 @@ async def running(
     settings: Settings, tg: FakeTelegram, clock: Callable[[], datetime] | None = None
 ) -> AsyncIterator[Any]:
     app = build_app(settings, in_memory=True, clock=clock or StepClock())
-    await tg.attach(app.client)
+    await tg.attach(app)
     try:
         yield app
     finally:
-        await tg.detach(app.client)
+        await tg.detach(app)
         app.store.close()
 
 
@@ -75,9 +75,9 @@ def test_private_message_records_the_full_profile(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app.client, tg.message(alice, "hello"))
+            await tg.feed(app, tg.message(alice, "hello"))
             first = app.store.get(1001)
-            await tg.feed(app.client, tg.message(alice, "again"))
+            await tg.feed(app, tg.message(alice, "again"))
             second = app.store.get(1001)
         assert first is not None and second is not None
         assert first["messages"] == 1 and second["messages"] == 2
@@ -107,7 +107,7 @@ def test_group_and_supergroup_messages_record_their_senders(tmp_path: Path) -> N
     async def scenario() -> None:
         async with running(settings, tg) as app:
             await tg.feed(
-                app.client,
+                app,
                 tg.message(bob, "in a group", chat=group),
                 tg.message(carol, "in a supergroup", chat=supergroup),
                 tg.message(bob, "supergroup too", chat=supergroup),
@@ -133,7 +133,7 @@ def test_messages_without_a_user_sender_create_no_users(tmp_path: Path, caplog: 
         async with running(settings, tg) as app:
             with caplog.at_level(logging.WARNING):
                 await tg.feed(
-                    app.client,
+                    app,
                     tg.message(news, "a channel post", chat=news, post=True),
                     tg.message(supergroup, "from an anonymous admin", chat=supergroup),
                     tg.message(dave, "a real user", chat=supergroup),
@@ -159,10 +159,10 @@ def test_edits_buttons_and_inline_queries_update_without_counting_messages(tmp_p
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app.client, tg.message(erin, "original"))
+            await tg.feed(app, tg.message(erin, "original"))
             before = app.store.get(4001)
             await tg.feed(
-                app.client,
+                app,
                 tg.message(erin, "edited", edit=True, message_id=1),
                 tg.message(erin, "edited in a supergroup", chat=supergroup, edit=True),
                 tg.callback_query(frank, b"some:button", message_id=1),
@@ -194,7 +194,7 @@ def test_new_chat_members_are_recorded_but_not_as_messages(tmp_path: Path) -> No
     async def scenario() -> None:
         async with running(settings, tg) as app:
             await tg.feed(
-                app.client,
+                app,
                 tg.new_members(group, ivan, [judy, tg.me]),  # Ivan adds Judy and the bot
                 tg.new_members(supergroup, ken, [ken]),  # Ken joins by himself
             )
@@ -214,7 +214,7 @@ def test_user_mode_own_messages_are_not_users(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running(settings, tg) as app:
             await tg.feed(
-                app.client,
+                app,
                 tg.message(tg.me, "my own message", chat=mallory, out=True),
                 tg.message(tg.me, "note to self", chat=tg.me, out=True),
                 tg.message(tg.me, "hi all", chat=group, out=True),
@@ -255,8 +255,8 @@ def test_deep_link_sets_the_first_source_and_welcomes(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app.client, tg.message(alice, "/start ads_may"), tg.message(alice, "/start other"))
-            await tg.feed(app.client, tg.message(bob, "/start"), tg.message(bob, "/start later_payload"))
+            await tg.feed(app, tg.message(alice, "/start ads_may"), tg.message(alice, "/start other"))
+            await tg.feed(app, tg.message(bob, "/start"), tg.message(bob, "/start later_payload"))
             assert tg.invoke.sent_texts() == ["Welcome, Alice! 🎉"] * 2 + ["Welcome, Bob! 🎉"] * 2
             sends = tg.invoke.of_type(raw.functions.messages.SendMessage)
             assert [s.peer.user_id for s in sends] == [1001, 1001, 1002, 1002]
@@ -275,7 +275,7 @@ def test_start_in_user_mode_gets_no_welcome_and_no_source(tmp_path: Path) -> Non
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app.client, tg.message(alice, "/start x"))
+            await tg.feed(app, tg.message(alice, "/start x"))
             assert tg.invoke.sent_texts() == []
 
     run(scenario())
@@ -293,14 +293,14 @@ def test_bot_stopped_blocks_and_unblocks(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            app.on_change.append(lambda: changes.append(len(app.store)))
-            await tg.feed(app.client, tg.message(alice, "hi"))
+            app.tracking.on_change.append(lambda: changes.append(len(app.store)))
+            await tg.feed(app, tg.message(alice, "hi"))
             stop = tg.bot_stopped(alice, stopped=True)
-            await tg.feed(app.client, stop)
+            await tg.feed(app, stop)
             record = app.store.get(1001)
             assert record is not None and record["blocked"] is True
             assert record["blocked_at"] == format_ts(datetime.fromtimestamp(stop.date, UTC))
-            await tg.feed(app.client, tg.bot_stopped(alice, stopped=False))
+            await tg.feed(app, tg.bot_stopped(alice, stopped=False))
             record = app.store.get(1001)
             assert record is not None
             assert record["blocked"] is False and record["blocked_at"] is None
@@ -317,7 +317,7 @@ def test_bot_stopped_by_a_user_seen_before_tracking_creates_a_blocked_record(tmp
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app.client, tg.bot_stopped(old, stopped=True))
+            await tg.feed(app, tg.bot_stopped(old, stopped=True))
 
     run(scenario())
     record = stored(settings)[1003]
@@ -332,7 +332,7 @@ def test_reply_failing_with_user_is_blocked_marks_the_user_blocked(tmp_path: Pat
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app.client, tg.message(alice, "/start"))
+            await tg.feed(app, tg.message(alice, "/start"))
             assert len(tg.invoke.of_type(raw.functions.messages.SendMessage)) == 1
             record = app.store.get(1001)
             assert record is not None and record["blocked"] is True and record["blocked_at"]
@@ -355,9 +355,9 @@ def test_stats_for_an_admin_by_id_and_by_username(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app.client, *(tg.message(u, "hi") for u in users), tg.bot_stopped(users[2]))
-            await tg.feed(app.client, tg.message(users[0], "/stats"))
-            await tg.feed(app.client, tg.message(boss, "/stats", chat=tg.group()))
+            await tg.feed(app, *(tg.message(u, "hi") for u in users), tg.bot_stopped(users[2]))
+            await tg.feed(app, tg.message(users[0], "/stats"))
+            await tg.feed(app, tg.message(boss, "/stats", chat=tg.group()))
             texts = tg.invoke.sent_texts()
             assert len(texts) == 2
             for text in texts:
@@ -374,9 +374,9 @@ def test_stats_for_others_is_refused_or_public(tmp_path: Path) -> None:
 
     async def scenario(settings: Settings) -> list[str]:
         async with running(settings, tg) as app:
-            await tg.feed(app.client, *(tg.message(u, "hi") for u in users))
+            await tg.feed(app, *(tg.message(u, "hi") for u in users))
             before = len(tg.invoke.sent_texts())
-            await tg.feed(app.client, tg.message(users[1], "/stats"))
+            await tg.feed(app, tg.message(users[1], "/stats"))
             return tg.invoke.sent_texts()[before:]
 
     (tmp_path / "a").mkdir()
@@ -397,10 +397,10 @@ def test_stats_in_user_mode_only_for_the_owner(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app.client, *(tg.message(u, "hi") for u in users))
-            await tg.feed(app.client, tg.message(users[1], "/stats"))
+            await tg.feed(app, *(tg.message(u, "hi") for u in users))
+            await tg.feed(app, tg.message(users[1], "/stats"))
             assert tg.invoke.sent_texts() == []
-            await tg.feed(app.client, tg.message(tg.me, "/stats", chat=tg.me, out=True))  # Saved Messages
+            await tg.feed(app, tg.message(tg.me, "/stats", chat=tg.me, out=True))  # Saved Messages
             texts = tg.invoke.sent_texts()
             assert len(texts) == 1 and "Users: 3" in texts[0]
             assert tg.invoke.of_type(raw.functions.messages.SendMessage)[0].peer is not None
@@ -419,8 +419,8 @@ def test_mydata_returns_the_callers_record(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app.client, tg.message(bob, "hi"), tg.message(alice, "/start promo"))
-            await tg.feed(app.client, tg.message(alice, "/mydata"))
+            await tg.feed(app, tg.message(bob, "hi"), tg.message(alice, "/start promo"))
+            await tg.feed(app, tg.message(alice, "/mydata"))
             data = json.loads(tg.invoke.sent_texts()[-1])
             assert data == app.store.get(1001)
             assert data["source"] == "promo" and data["messages"] == 2
@@ -437,19 +437,19 @@ def test_forget_with_the_button(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            app.on_change.append(lambda: changes.append(len(app.store)))
-            await tg.feed(app.client, tg.message(bob, "hi"), tg.message(alice, "/forget"))
+            app.tracking.on_change.append(lambda: changes.append(len(app.store)))
+            await tg.feed(app, tg.message(bob, "hi"), tg.message(alice, "/forget"))
             assert app.store.get(1001) is not None  # nothing erased before confirming
             prompt = tg.sent[-1]
             [(_, data)] = inline_buttons(prompt)
             assert data == FORGET_CONFIRM_DATA.encode()
-            await tg.feed(app.client, tg.callback_query(alice, data, message_id=prompt.id))
+            await tg.feed(app, tg.callback_query(alice, data, message_id=prompt.id))
             assert app.store.get(1001) is None
             assert app.store.get(1002) is not None
             assert len(tg.invoke.of_type(raw.functions.messages.SetBotCallbackAnswer)) == 1
             edits = tg.invoke.of_type(raw.functions.messages.EditMessage)
             assert len(edits) == 1 and edits[0].id == prompt.id and "new record" in edits[0].message
-            await tg.feed(app.client, tg.message(alice, "back again"))
+            await tg.feed(app, tg.message(alice, "back again"))
             record = app.store.get(1001)
             assert record is not None and record["messages"] == 1
 
@@ -464,7 +464,7 @@ def test_forget_yes_in_one_message(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app.client, tg.message(alice, "hello"), tg.message(alice, "/forget yes"))
+            await tg.feed(app, tg.message(alice, "hello"), tg.message(alice, "/forget yes"))
             assert app.store.get(1001) is None
             assert "new record" in tg.invoke.sent_texts()[-1]
 
@@ -479,11 +479,11 @@ def test_forget_in_user_mode_needs_the_text_confirmation(tmp_path: Path) -> None
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app.client, tg.message(alice, "/forget"))
+            await tg.feed(app, tg.message(alice, "/forget"))
             assert app.store.get(1001) is not None
             send = tg.invoke.of_type(raw.functions.messages.SendMessage)[-1]
             assert send.reply_markup is None and "/forget yes" in send.message
-            await tg.feed(app.client, tg.message(alice, "/forget yes"))
+            await tg.feed(app, tg.message(alice, "/forget yes"))
             assert app.store.get(1001) is None
 
     run(scenario())
@@ -512,9 +512,9 @@ def test_a_failing_handler_is_logged_with_the_update_id_and_tracking_goes_on(
             app.store.seen = flaky_seen
             failing = tg.message(alice, "/start boom")
             with caplog.at_level(logging.ERROR, logger="tracker"):
-                await tg.feed(app.client, failing, tg.message(bob, "still tracked"))
+                await tg.feed(app, failing, tg.message(bob, "still tracked"))
             app.store.seen = real_seen
-            await tg.feed(app.client, tg.message(alice, "me too"))
+            await tg.feed(app, tg.message(alice, "me too"))
             assert app.store.get(1002) is not None
             record = app.store.get(1001)
             assert record is not None and record["messages"] == 1
@@ -545,7 +545,7 @@ def test_odd_names_are_stored_faithfully(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app.client, *(tg.message(u, "hi") for u in users))
+            await tg.feed(app, *(tg.message(u, "hi") for u in users))
 
     run(scenario())
     records = stored(settings)
@@ -563,9 +563,9 @@ def test_on_change_fires_for_new_users_not_for_repeat_messages(tmp_path: Path) -
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            app.on_change.append(lambda: calls.append(len(app.store)))
-            app.on_change.insert(0, lambda: 1 / 0)  # a broken callback does not stop the others
-            await tg.feed(app.client, tg.message(alice, "1"), tg.message(alice, "2"), tg.message(bob, "3"))
+            app.tracking.on_change.append(lambda: calls.append(len(app.store)))
+            app.tracking.on_change.insert(0, lambda: 1 / 0)  # a broken callback does not stop the others
+            await tg.feed(app, tg.message(alice, "1"), tg.message(alice, "2"), tg.message(bob, "3"))
 
     run(scenario())
     assert calls == [1, 2]
@@ -584,9 +584,9 @@ def test_control_handler_ping_and_forget(tmp_path: Path) -> None:
                 refreshed.append(force)
                 return Outcome(OutcomeKind.UNCHANGED, text="👥 Users: 1")
 
-            app.bio.refresh = refresh  # type: ignore[method-assign]
-            handle = app.handle_control
-            await tg.feed(app.client, tg.message(alice, "hi"))
+            app.tracking.bio.refresh = refresh  # type: ignore[method-assign]
+            handle = app.tracking.handle_control
+            await tg.feed(app, tg.message(alice, "hi"))
             pong = await handle({"cmd": "ping"})
             assert pong["ok"] is True and pong["users"] == 1
             assert await handle({"cmd": "forget", "user_id": 1001}) == {"ok": True, "forgotten": True}
@@ -607,9 +607,9 @@ def test_build_app_uses_the_data_folder_for_the_session(tmp_path: Path) -> None:
     async def scenario() -> None:
         app = build_app(settings)
         try:
-            assert Path(app.client.workdir) == settings.data_dir == tmp_path / "data"
-            assert app.client.name == "mybot"
-            assert app.client.bot_token == "12345:TEST-token"
+            assert Path(app.workdir) == settings.data_dir == tmp_path / "data"
+            assert app.name == "mybot"
+            assert app.bot_token == "12345:TEST-token"
             assert app.store.path == settings.store
         finally:
             app.store.close()
@@ -643,8 +643,8 @@ def test_start_is_retried_while_telegram_is_unreachable(
         app = build_app(settings, in_memory=True)
         try:
             failures: list[BaseException] = [OSError("unreachable"), ConnectionError(), TimeoutError()]
-            attempts = _flaky_start(app.client, failures)
-            assert await start_client(app.client, asyncio.Event()) is True
+            attempts = _flaky_start(app, failures)
+            assert await start_client(app, asyncio.Event()) is True
             assert len(attempts) == 4
         finally:
             app.store.close()
@@ -659,9 +659,9 @@ def test_refused_credentials_are_fatal(tmp_path: Path, error: BaseException) -> 
     async def scenario() -> None:
         app = build_app(settings, in_memory=True)
         try:
-            attempts = _flaky_start(app.client, [error])
+            attempts = _flaky_start(app, [error])
             with pytest.raises(FatalStartError):
-                await start_client(app.client, asyncio.Event())
+                await start_client(app, asyncio.Event())
             assert len(attempts) == 1
         finally:
             app.store.close()
@@ -683,11 +683,11 @@ def test_stop_during_a_hanging_start_returns_false(tmp_path: Path) -> None:
                 cancelled.append(True)
                 raise
 
-        app.client.start = hang
+        app.start = hang
         stop = asyncio.Event()
         asyncio.get_running_loop().call_later(0.05, stop.set)
         try:
-            assert await start_client(app.client, stop) is False
+            assert await start_client(app, stop) is False
             assert cancelled == [True]
         finally:
             app.store.close()
@@ -711,7 +711,7 @@ def test_a_failing_command_is_logged_with_the_message_id(
         async with running(settings, tg) as app:
             stats = tg.message(alice, "/stats")
             with caplog.at_level(logging.ERROR, logger="tracker"):
-                await tg.feed(app.client, stats, tg.message(alice, "/mydata"))
+                await tg.feed(app, stats, tg.message(alice, "/mydata"))
             assert json.loads(tg.invoke.sent_texts()[-1])["messages"] == 2  # later commands still work
             [error] = [r for r in caplog.records if r.name.startswith("tracker") and r.exc_info]
             assert f"command /stats failed for message {stats.message.id}" in error.getMessage()
@@ -730,15 +730,33 @@ def test_tracking_and_commands_never_stop_propagation(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         app = build_app(settings, in_memory=True)
-        app.client.add_handler(MessageHandler(later_group), group=5)  # an application's own handler
-        await tg.attach(app.client)
+        app.add_handler(MessageHandler(later_group), group=5)  # an application's own handler
+        await tg.attach(app)
         try:
             texts = ["/start x", "hello", "/mydata"]
-            await tg.feed(app.client, *(tg.message(alice, text) for text in texts))
+            await tg.feed(app, *(tg.message(alice, text) for text in texts))
         finally:
-            await tg.detach(app.client)
+            await tg.detach(app)
             app.store.close()
 
     run(scenario())
     assert seen_later == ["/start x", "hello", "/mydata"]
     assert stored(settings)[1001]["messages"] == 3
+
+
+def test_build_app_returns_a_pyrogram_client_that_declares_its_tracking(tmp_path: Path) -> None:
+    """DESIGN.md: ``build_app(settings) -> pyrogram.Client``; what tracking adds is typed on it."""
+    import pyrogram
+
+    from tracker.app import Tracking
+
+    async def scenario() -> None:
+        app = build_app(settings_in(tmp_path), in_memory=True)
+        try:
+            assert isinstance(app, pyrogram.Client)
+            assert isinstance(app.tracking, Tracking) and app.tracking.client is app
+            assert app.store is app.tracking.store and app.store.path == tmp_path / "data" / "users.json"
+        finally:
+            app.tracking.close_store()
+
+    run(scenario())

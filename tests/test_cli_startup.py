@@ -118,14 +118,14 @@ def session_files_met_alice(settings: Settings) -> list[Path]:
 
     async def scenario() -> None:
         app = build_app(settings, in_memory=False, clock=lambda: datetime(2024, 5, 1, 12, tzinfo=UTC))
-        await tg.attach(app.client)
+        await tg.attach(app)
         try:
-            await tg.feed(app.client, tg.message(alice, "hello"))
-            await app.client.storage.save()
+            await tg.feed(app, tg.message(alice, "hello"))
+            await app.storage.save()
         finally:
-            await app.stop()
-            await tg.detach(app.client)
-            app.close_store()
+            await app.tracking.stop()
+            await tg.detach(app)
+            app.tracking.close_store()
 
     run(scenario())
     bot_session = settings.data_dir / f"{settings.session}.session"

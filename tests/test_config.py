@@ -448,7 +448,7 @@ def test_the_proxy_reaches_the_bots_client(tmp_path: Path) -> None:
     path = write(tmp_path, "[pyrogram]\napi_id = 5\napi_hash = h\n[tracker]\nproxy = socks5://u:p@127.0.0.1:1080\n")
 
     async def build() -> Any:
-        tracking = build_app(load(path), in_memory=True)
+        tracking = build_app(load(path), in_memory=True).tracking
         tracking.store.close()
         return tracking.client.proxy
 

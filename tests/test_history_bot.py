@@ -39,7 +39,7 @@ def test_commands_and_buttons_reach_the_history(tmp_path: Path) -> None:
         async with running(settings, tg, StepClock(T0)) as app:
             assert app.store.timezone == TOKYO
             await tg.feed_each(
-                app.client,
+                app,
                 tg.message(alice, "/start ref42"),
                 tg.message(alice, "/help"),
                 tg.message(bob, "/Help@tracker_bot now"),
@@ -72,7 +72,7 @@ def test_stats_shows_active_today_against_last_week(tmp_path: Path) -> None:
 
     async def scenario() -> list[str]:
         async with running(settings, tg, StepClock(T0)) as app:
-            await tg.feed_each(app.client, tg.message(bob, "hi"), tg.message(alice, "/stats"))
+            await tg.feed_each(app, tg.message(bob, "hi"), tg.message(alice, "/stats"))
         return tg.invoke.sent_texts()
 
     texts = run(scenario())

@@ -20,8 +20,7 @@ from pyrogram import raw
 
 from tests.support import settings_in
 from tests.telegram_fakes import FakeTelegram, inline_buttons, run
-from tracker.app import Tracking
-from tracker.bot import build_app
+from tracker.bot import TrackerClient, build_app
 from tracker.commands import FORGET_CONFIRM_DATA
 from tracker.config import Settings
 from tracker.control import request, socket_path_for
@@ -44,15 +43,17 @@ class StepClock:
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, tg: FakeTelegram, *, in_memory: bool = True) -> AsyncIterator[Tracking]:
+async def running(
+    settings: Settings, tg: FakeTelegram, *, in_memory: bool = True
+) -> AsyncIterator[TrackerClient]:
     app = build_app(settings, in_memory=in_memory, clock=StepClock())
-    await tg.attach(app.client)
+    await tg.attach(app)
     try:
         yield app
     finally:
-        await app.stop()
-        await tg.detach(app.client)
-        app.close_store()
+        await app.tracking.stop()
+        await tg.detach(app)
+        app.tracking.close_store()
 
 
 def alice_of(tg: FakeTelegram) -> Any:
@@ -61,9 +62,9 @@ def alice_of(tg: FakeTelegram) -> Any:
     return alice
 
 
-def cached(app: Tracking, user_id: int) -> list[tuple[Any, ...]]:
+def cached(app: TrackerClient, user_id: int) -> list[tuple[Any, ...]]:
     """Every row about ``user_id`` in the session's peer tables (both pyrogram schemas)."""
-    conn: sqlite3.Connection = app.client.storage.conn
+    conn: sqlite3.Connection = app.storage.conn
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     rows: list[tuple[Any, ...]] = []
     for table in ("peers", "usernames"):
@@ -89,9 +90,9 @@ def test_forget_yes_removes_the_user_from_the_session_peer_cache_after_replying(
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app.client, tg.message(alice, "hello"), tg.message(bob, "hi"))
+            await tg.feed(app, tg.message(alice, "hello"), tg.message(bob, "hi"))
             assert cached(app, 1001)  # precondition: pyrogram cached her
-            await tg.feed(app.client, tg.message(alice, "/forget yes"))
+            await tg.feed(app, tg.message(alice, "/forget yes"))
             # The confirmation reached her (it needs her peer) ...
             assert "new record" in tg.invoke.sent_texts()[-1]
             assert sent_to(tg)[-1].user_id == 1001
@@ -110,11 +111,11 @@ def test_forget_button_removes_the_user_from_the_session_peer_cache(tmp_path: Pa
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app.client, tg.message(alice, "/forget"))
+            await tg.feed(app, tg.message(alice, "/forget"))
             prompt = tg.sent[-1]
             [(_, data)] = inline_buttons(prompt)
             assert data == FORGET_CONFIRM_DATA.encode()
-            await tg.feed(app.client, tg.callback_query(alice, data, message_id=prompt.id))
+            await tg.feed(app, tg.callback_query(alice, data, message_id=prompt.id))
             assert len(tg.invoke.of_type(raw.functions.messages.EditMessage)) == 1
             assert cached(app, 1001) == []
             assert app.store.get(1001) is None
@@ -129,7 +130,7 @@ def test_forget_in_user_mode_removes_the_peer_too(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app.client, tg.message(alice, "/forget yes"))
+            await tg.feed(app, tg.message(alice, "/forget yes"))
             assert "new record" in tg.invoke.sent_texts()[-1]
             assert cached(app, 1001) == []
 
@@ -143,8 +144,8 @@ def test_forget_through_the_control_channel_removes_the_peer(tmp_path: Path) -> 
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await app.open_control()
-            await tg.feed(app.client, tg.message(alice, "hello"))
+            await app.tracking.open_control()
+            await tg.feed(app, tg.message(alice, "hello"))
             assert cached(app, 1001)
             sock = socket_path_for(settings.store)
             reply = await asyncio.to_thread(request, sock, {"cmd": "forget", "user_id": 1001})
@@ -152,7 +153,7 @@ def test_forget_through_the_control_channel_removes_the_peer(tmp_path: Path) -> 
             assert cached(app, 1001) == []
             # Someone never recorded in the store may still be in the cache: erased too.
             carol = tg.user(1003, "Carol", username="carol")
-            await tg.feed(app.client, tg.message(carol, "hi"))
+            await tg.feed(app, tg.message(carol, "hi"))
             app.store.forget(1003)
             reply = await asyncio.to_thread(request, sock, {"cmd": "forget", "user_id": 1003})
             assert reply == {"ok": True, "forgotten": False}
@@ -170,14 +171,14 @@ def test_forget_leaves_no_trace_in_the_session_file_bytes(tmp_path: Path) -> Non
 
     async def scenario() -> None:
         async with running(settings, tg, in_memory=False) as app:
-            await tg.feed(app.client, tg.message(alice, "hello"))
-            await app.client.storage.save()  # what pyrogram does on stop
+            await tg.feed(app, tg.message(alice, "hello"))
+            await app.storage.save()  # what pyrogram does on stop
             data = session_file.read_bytes()
             assert ALICE_NAME.encode() in data and ALICE_PHONE.encode() in data  # precondition
             # Some SQLite builds (Debian's) zero deleted rows by default, others do not: act like the latter.
-            app.client.storage.conn.execute("PRAGMA secure_delete = OFF")
-            await tg.feed(app.client, tg.message(alice, "/forget yes"))
-            await app.client.storage.save()
+            app.storage.conn.execute("PRAGMA secure_delete = OFF")
+            await tg.feed(app, tg.message(alice, "/forget yes"))
+            await app.storage.save()
 
     run(scenario())
     data = session_file.read_bytes()
@@ -193,8 +194,8 @@ def test_forget_peer_in_a_session_file_no_client_has_open(tmp_path: Path) -> Non
 
     async def scenario() -> None:
         async with running(settings, tg, in_memory=False) as app:
-            await tg.feed(app.client, tg.message(alice, "hello"))
-            await app.client.storage.save()
+            await tg.feed(app, tg.message(alice, "hello"))
+            await app.storage.save()
 
     run(scenario())
     assert ALICE_PHONE.encode() in session_file.read_bytes()
@@ -215,15 +216,15 @@ def test_a_username_admin_is_pinned_to_the_account_first_seen_with_it(tmp_path: 
 
     async def first_run() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app.client, tg.message(boss, "hi"))
+            await tg.feed(app, tg.message(boss, "hi"))
 
     async def second_run() -> list[str]:
         async with running(settings, tg) as app:
             # The boss renames; the freed name is taken by someone else.
             boss.username = "boss_retired"
             impostor.username = "boss"
-            await tg.feed(app.client, tg.message(impostor, "/stats"))
-            await tg.feed(app.client, tg.message(boss, "/stats"))
+            await tg.feed(app, tg.message(impostor, "/stats"))
+            await tg.feed(app, tg.message(boss, "/stats"))
             return tg.invoke.sent_texts()
 
     run(first_run())
@@ -244,8 +245,8 @@ def test_a_username_admin_first_seen_through_stats_is_pinned_too(tmp_path: Path)
 
     async def scenario() -> list[str]:
         async with running(settings, tg) as app:
-            await tg.feed(app.client, tg.message(boss, "/stats"))
-            await tg.feed(app.client, tg.message(other, "/stats"))
+            await tg.feed(app, tg.message(boss, "/stats"))
+            await tg.feed(app, tg.message(other, "/stats"))
             return tg.invoke.sent_texts()
 
     texts = run(scenario())
@@ -265,8 +266,8 @@ def test_admin_stats_in_a_group_is_answered_in_private(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app.client, tg.message(boss, "/stats", chat=group))
-            await tg.feed(app.client, tg.message(boss, "/stats@tracker_bot", chat=supergroup))
+            await tg.feed(app, tg.message(boss, "/stats", chat=group))
+            await tg.feed(app, tg.message(boss, "/stats@tracker_bot", chat=supergroup))
             peers = sent_to(tg)
             assert len(peers) == 2
             for peer in peers:
@@ -285,8 +286,8 @@ def test_non_admin_stats_in_a_group_gets_no_reply(tmp_path: Path, public: str) -
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app.client, tg.message(mallory, "/stats", chat=group))
-            await tg.feed(app.client, tg.message(mallory, "/stats", chat=tg.channel()))
+            await tg.feed(app, tg.message(mallory, "/stats", chat=group))
+            await tg.feed(app, tg.message(mallory, "/stats", chat=tg.channel()))
             assert tg.invoke.calls == []  # the bot said nothing at all
 
     run(scenario())
@@ -299,7 +300,7 @@ def test_non_admin_stats_in_private_is_refused_or_public(tmp_path: Path) -> None
     async def scenario(settings: Settings) -> list[str]:
         before = len(tg.invoke.sent_texts())
         async with running(settings, tg) as app:
-            await tg.feed(app.client, tg.message(mallory, "/stats"))
+            await tg.feed(app, tg.message(mallory, "/stats"))
         return tg.invoke.sent_texts()[before:]
 
     texts = run(scenario(settings_in(tmp_path / "a", admins="7100")))
@@ -316,9 +317,9 @@ def test_owner_stats_in_a_group_goes_to_saved_messages_in_user_mode(tmp_path: Pa
 
     async def scenario() -> None:
         async with running(settings, tg) as app:
-            await tg.feed(app.client, tg.message(alice, "hi", chat=group))
-            await tg.feed(app.client, tg.message(tg.me, "/stats", chat=group, out=True))
-            await tg.feed(app.client, tg.message(tg.me, "/stats", chat=alice, out=True))  # a chat with Alice
+            await tg.feed(app, tg.message(alice, "hi", chat=group))
+            await tg.feed(app, tg.message(tg.me, "/stats", chat=group, out=True))
+            await tg.feed(app, tg.message(tg.me, "/stats", chat=alice, out=True))  # a chat with Alice
             peers = sent_to(tg)
             assert len(peers) == 2
             assert all(isinstance(peer, raw.types.InputPeerSelf) for peer in peers)

@@ -117,19 +117,19 @@ def test_hostile_requests_get_one_line_errors_and_the_bot_carries_on(
 
     async def scenario() -> None:
         app = build_app(settings, in_memory=True)
-        await tg.attach(app.client)
+        await tg.attach(app)
         try:
-            await app.open_control()
-            await tg.feed(app.client, tg.message(alice, "hi"))
+            await app.tracking.open_control()
+            await tg.feed(app, tg.message(alice, "hi"))
             for name, data in HOSTILE.items():
                 answers[name] = await asyncio.to_thread(exchange, sock, data)
             # Still serving, nothing lost.
             pong = await asyncio.to_thread(request, sock, {"cmd": "ping"})
             assert pong["ok"] is True and pong["users"] == 1
         finally:
-            await app.stop()
-            await tg.detach(app.client)
-            app.close_store()
+            await app.tracking.stop()
+            await tg.detach(app)
+            app.tracking.close_store()
 
     run(scenario())
     ok_replies = {"user id beyond 64 bits", "negative user id"}  # well-formed: nobody to forget

@@ -34,7 +34,7 @@ from tracker.control import ControlError
 from tracker.handlers import Clock, utc_now
 from tracker.logs import describe_network_error, register_session_file, setup_logging
 from tracker.plugins import load_plugins
-from tracker.store import StoreError
+from tracker.store import StoreError, UserStore
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +47,33 @@ class FatalStartError(Exception):
     """Telegram refused the credentials: retrying cannot help."""
 
 
+class TrackerClient(pyrogram.Client):  # type: ignore[misc]  # pyrogram ships no type information
+    """The bot's own client: a ``pyrogram.Client`` that declares what tracking adds to it.
+
+    ``tracking`` is the :class:`~tracker.app.Tracking` that :func:`tracker.attach`
+    attached (the counter, the control channel, the handlers' state); ``store`` is
+    its open :class:`~tracker.store.UserStore`. Nothing else is hung on the client.
+    """
+
+    tracking: Tracking
+
+    @property
+    def store(self) -> UserStore:
+        """The open writer store (``tracking.store``)."""
+        return self.tracking.store
+
+
 def build_app(
     settings: Settings,
     *,
     in_memory: bool = False,
     clock: Clock = utc_now,
-) -> Tracking:
+) -> TrackerClient:
     """The tracker client for ``settings``: store open, handlers registered, not started.
 
-    The client is ``result.client``; tracking is attached with
-    :func:`tracker.attach`, exactly as in an owner's own bot, and the smart
-    plugins of ``plugins = FOLDER`` are loaded beside it.
+    Tracking is attached with :func:`tracker.attach`, exactly as in an owner's
+    own bot (``client.tracking``), and the smart plugins of ``plugins = FOLDER``
+    are loaded beside it.
 
     Call it from inside the event loop that will run the client (pyrogram 2.0.106
     binds the current loop in ``Client.__init__``). ``in_memory`` keeps the
@@ -66,7 +82,7 @@ def build_app(
     lock is held by another bot) before anything is created.
     """
     api_id, api_hash = settings.require_credentials()
-    client = pyrogram.Client(
+    client = TrackerClient(
         settings.session,
         api_id=api_id,
         api_hash=api_hash,
@@ -76,7 +92,7 @@ def build_app(
         workdir=str(settings.data_dir),
         in_memory=in_memory,
     )
-    tracking = attach(client, settings, clock=clock)
+    tracking = client.tracking = attach(client, settings, clock=clock)
     plugins = settings.plugins
     if plugins is not None:
         try:
@@ -84,7 +100,7 @@ def build_app(
         except BaseException:
             tracking.close_store()
             raise
-    return tracking
+    return client
 
 
 async def start_client(app: pyrogram.Client, stop: asyncio.Event) -> bool:
@@ -136,7 +152,7 @@ async def _disconnect_quietly(app: pyrogram.Client) -> None:
             log.debug("disconnect after an interrupted start failed: %r", exc)
 
 
-async def run(tracking: Tracking, *, stop: asyncio.Event | None = None) -> None:
+async def run(app: TrackerClient, *, stop: asyncio.Event | None = None) -> None:
     """Run the client until ``stop`` is set, then shut everything down; the store is always closed.
 
     Without ``stop``, SIGINT and SIGTERM set it. While Telegram is unreachable
@@ -148,7 +164,7 @@ async def run(tracking: Tracking, *, stop: asyncio.Event | None = None) -> None:
     if stop is None:
         stop = asyncio.Event()
         _install_signal_handlers(stop)
-    app = tracking.client
+    tracking = app.tracking
     try:
         if not await start_client(app, stop):
             return

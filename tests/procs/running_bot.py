@@ -63,19 +63,19 @@ async def main(argv: list[str]) -> None:
     tg = FakeTelegram(bot=True)
     tg.invoke.respond(raw.functions.bots.SetBotInfo, bio_answer(args.telegram))
     app = build_app(load(args.config), in_memory=True)
-    await tg.attach(app.client)
+    await tg.attach(app)
     for n in range(args.users):
-        await tg.feed(app.client, tg.message(tg.user(1000 + n, f"U{n}"), "/start"))
-    await app.start()  # what the client's start() does once signed in
+        await tg.feed(app, tg.message(tg.user(1000 + n, f"U{n}"), "/start"))
+    await app.tracking.start()  # what the client's start() does once signed in
     await asyncio.sleep(0.2)
     print("ready", flush=True)
     loop = asyncio.get_running_loop()
     while line := await loop.run_in_executor(None, sys.stdin.readline):
         user_id = int(line.split()[1])
-        await tg.feed(app.client, tg.message(tg.user(user_id, "New"), "/start"))
+        await tg.feed(app, tg.message(tg.user(user_id, "New"), "/start"))
         print("added", flush=True)
-    await app.stop()
-    await tg.detach(app.client)
+    await app.tracking.stop()
+    await tg.detach(app)
     app.store.close()
     bio_requests = [call for call in tg.invoke.calls if hasattr(call, "about")]
     print(json.dumps([{"type": type(c).__name__, "about": c.about} for c in bio_requests]), flush=True)
