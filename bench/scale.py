@@ -103,8 +103,7 @@ def generate(n: int, folder: Path, *, with_sqlite: bool, seed: int = 11) -> None
 
 def child_open(path: str, n: int, updates: int) -> dict[str, float]:
     """Open as the writer, run updates, snapshot under load, close (one process)."""
-    import threading
-
+    from bench.store import pause_during_snapshot
     from tracker.models import make_profile
     from tracker.store import UserStore
 
@@ -119,29 +118,11 @@ def child_open(path: str, n: int, updates: int) -> dict[str, float]:
         store.seen(profile, NOW)
     store.flush()
     per_update = (time.perf_counter() - started) / updates
-    done = threading.Event()
-    took = [0.0]
-
-    def snapshot() -> None:
-        t0 = time.perf_counter()
-        store.snapshot()
-        took[0] = time.perf_counter() - t0
-        done.set()
-
-    worst = 0.0
-    thread = threading.Thread(target=snapshot)
-    thread.start()
-    i = 0
-    while not done.is_set():
-        t0 = time.perf_counter()
-        store.seen(profiles[i % len(profiles)], NOW)
-        worst = max(worst, time.perf_counter() - t0)
-        i += 1
-    thread.join()
+    worst, snapshot_took = pause_during_snapshot(store, profiles)
     started = time.perf_counter()
     store.close()
     return {"open": opened, "seen_us": per_update * 1e6, "pause_ms": worst * 1e3,
-            "snapshot": took[0], "close": time.perf_counter() - started}
+            "snapshot": snapshot_took, "close": time.perf_counter() - started}
 
 
 def child_reopen(path: str) -> dict[str, float]:

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -81,26 +82,33 @@ def longest_pause(path: Path, size: int) -> tuple[float, float]:
     rng = random.Random(2)
     users = [make_profile_of(rng.randrange(size)) for _ in range(50_000)]
     with UserStore(path) as store:
-        done = threading.Event()
-        took = [0.0]
+        worst, took = pause_during_snapshot(store, users)
+    return worst * 1e3, took * 1e3
 
-        def snapshot() -> None:
-            t0 = time.perf_counter()
-            store.snapshot()  # what the snapshot thread runs
-            took[0] = time.perf_counter() - t0
-            done.set()
 
-        worst = 0.0
-        thread = threading.Thread(target=snapshot)
-        thread.start()
-        i = 0
-        while not done.is_set():
-            t0 = time.perf_counter()
-            store.seen(users[i % len(users)], NOW)
-            worst = max(worst, time.perf_counter() - t0)
-            i += 1
-        thread.join()
-    return worst * 1e3, took[0] * 1e3
+def pause_during_snapshot(store: UserStore, profiles: Sequence[Profile]) -> tuple[float, float]:
+    """Snapshot on a second thread (as the store's own does) while this one keeps
+    calling ``seen()``: (the longest ``seen()`` call, the snapshot's duration), in s."""
+    done = threading.Event()
+    took = [0.0]
+
+    def snapshot() -> None:
+        t0 = time.perf_counter()
+        store.snapshot()  # what the snapshot thread runs
+        took[0] = time.perf_counter() - t0
+        done.set()
+
+    worst = 0.0
+    thread = threading.Thread(target=snapshot)
+    thread.start()
+    i = 0
+    while not done.is_set():
+        t0 = time.perf_counter()
+        store.seen(profiles[i % len(profiles)], NOW)
+        worst = max(worst, time.perf_counter() - t0)
+        i += 1
+    thread.join()
+    return worst, took[0]
 
 
 SQL_UPSERT = (
