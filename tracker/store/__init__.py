@@ -45,7 +45,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tracker.history_tables import copy_doc
-from tracker.models import PROFILE_FIELDS, Profile, Record, TimestampCache, encodable_text
+from tracker.models import Profile, Record, encodable_text
 from tracker.store.columns import COLUMN_ORDER, columns_path
 from tracker.store.errors import (
     StoreCorruptError,
@@ -58,8 +58,8 @@ from tracker.store.format import OWN_META_KEYS, SCHEMA
 from tracker.store.history import Activity, Grain
 from tracker.store.history_cache import history_path
 from tracker.store.persister import Tuning
-from tracker.store.reader import StoreReader, find_username, load_columns
-from tracker.store.records import encodable_values, new_record, profile_values
+from tracker.store.reader import StoreReader, load_columns
+from tracker.store.table import BLOCKED_AT, DAY, ODD, Stamps
 from tracker.store.writer import StoreFiles
 
 _new_activity = tuple.__new__
@@ -105,7 +105,7 @@ class UserStore(StoreFiles):
             tuning = dataclasses.replace(tuning, flush_interval=flush_interval)
         tz = timezone if isinstance(timezone, ZoneInfo) else ZoneInfo(timezone)
         super().__init__(Path(path), readonly, tuning, tz)
-        self._timestamp = TimestampCache()
+        self._stamps = Stamps()
         if readonly:
             self._load_for_reading()
         else:
@@ -114,27 +114,25 @@ class UserStore(StoreFiles):
     # ------------------------------------------------------------------ reads
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._table)
 
     def __iter__(self) -> Iterator[Record]:
-        """Iterate over the live records (read them; do not mutate them)."""
+        """Iterate over copies of the records as they are now."""
         with self._lock:
-            return iter(list(self._records.values()))
+            return iter(self._table.records())
 
     def __contains__(self, user_id: object) -> bool:
-        return user_id in self._records
+        return user_id in self._table
 
     def get(self, user_id: int) -> Record | None:
         """A copy of the record of ``user_id``, or None."""
         with self._lock:
-            record = self._records.get(user_id)
-            return dict(record) if record is not None else None
+            return self._table.get(user_id)
 
     def find_username(self, name: str) -> Record | None:
         """A copy of the record whose username is ``name`` (case-insensitive, ``@`` optional)."""
         with self._lock:
-            record = find_username(self._records.values(), name)
-            return dict(record) if record is not None else None
+            return self._table.find_username(name)
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -196,35 +194,40 @@ class UserStore(StoreFiles):
         if type(profile) is not Profile:  # a plain tuple or a pyrogram User would be misread
             raise TypeError(f"seen() takes a tracker.models.Profile, not {type(profile).__name__}")
         user_id = profile[0]
+        values = profile[1:]
+        digest = hash(values)  # outside the lock: the one costly step that needs no state
         with self._lock:
             self._check_writable()
-            seen_at = self._timestamp(at)
-            record = self._records.get(user_id)
-            is_new = whole_record_changed = record is None
-            if record is None:
-                record = new_record(profile, seen_at)
-                self._records[user_id] = record
-                last_seen = None
+            seen_text, seen_at = self._stamps(at)
+            table = self._table
+            row = table.rows.get(user_id)
+            is_new = whole_record_changed = row is None
+            if row is None:
+                row = table.add(user_id, values, digest, seen_at, seen_text)
+                first_seen, last_seen = seen_text, None
             else:
-                last_seen = record["last_seen"]
-                if last_seen is None or seen_at >= last_seen:  # None: a hand-edited record
-                    if profile_values(record) != profile[1:]:
-                        record.update(zip(PROFILE_FIELDS, encodable_values(profile), strict=True))
-                        whole_record_changed = True
-                    record["last_seen"] = seen_at
-                    if record["first_seen"] is None:
-                        record["first_seen"] = seen_at
-                        whole_record_changed = True
+                previous, first = table.last_seen[row], table.first_seen[row]
+                if 0 < previous < ODD and 0 < first < ODD and seen_at != ODD:  # the norm: plain seconds
+                    day_prefix, time_of_day = table.day_prefix, table.time_of_day
+                    last_seen = day_prefix[previous // DAY] + time_of_day[previous % DAY]
+                    first_seen = day_prefix[first // DAY] + time_of_day[first % DAY]
+                    if seen_at >= previous:
+                        table.last_seen[row] = seen_at
+                        if table.hashes[row] != digest:
+                            table.set_profile(row, values, digest)
+                            whole_record_changed = True
+                else:  # a null or odd timestamp (hand-edited): compared as text, as the file has them
+                    first_seen, last_seen, whole_record_changed = table.see_as_text(
+                        row, values, digest, seen_at, seen_text
+                    )
             if message:
-                record["messages"] += 1
-            if source and not record["source"]:
-                record["source"] = encodable_text(source)
+                table.messages[row] += 1
+            if source and not table.sources[row]:
+                table.sources[row] = table.share(encodable_text(source))
                 whole_record_changed = True
             # Built with tuple.__new__: the keyword-free fast path of a NamedTuple (hot path).
             self._keeper.record(
-                _new_activity(
-                    Activity, (seen_at, record["first_seen"], last_seen, is_new, message, command, button)
-                )
+                _new_activity(Activity, (seen_text, first_seen, last_seen, is_new, message, command, button))
             )
             pending = self._pending.changed if whole_record_changed else self._pending.touched
             pending.add(user_id)
@@ -236,13 +239,17 @@ class UserStore(StoreFiles):
         """Mark ``user_id`` as having blocked (or unblocked) the bot; False if unknown."""
         with self._lock:
             self._check_writable()
-            blocked_at = self._timestamp(at)  # first: a naive datetime must change nothing
-            record = self._records.get(user_id)
-            if record is None:
+            blocked_text, blocked_at = self._stamps(at)  # first: a naive datetime must change nothing
+            table = self._table
+            row = table.rows.get(user_id)
+            if row is None:
                 return False
-            record["blocked"] = blocked
-            record["blocked_at"] = blocked_at if blocked else None
-            self._keeper.record_block(blocked_at, blocked)
+            table.blocked[row] = blocked
+            if blocked:
+                table.set_time(row, BLOCKED_AT, blocked_at, blocked_text)
+            else:
+                table.set_time(row, BLOCKED_AT, 0, None)
+            self._keeper.record_block(blocked_text, blocked)
             self._pending.changed.add(user_id)
             return True
 
@@ -253,7 +260,7 @@ class UserStore(StoreFiles):
         """
         with self._lock:
             self._check_writable()
-            if self._records.pop(user_id, None) is None:
+            if not self._table.remove(user_id):
                 return False
             self._pending.changed.add(user_id)
             return True

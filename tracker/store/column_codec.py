@@ -143,6 +143,16 @@ def texts_of(seconds: Iterable[int]) -> list[str | None]:
     return texts
 
 
+def day_prefixes() -> dict[int, str]:
+    """Day number (days since 1970) -> ``"YYYY-MM-DDT"``, filled on first sight (one shared dict)."""
+    return _DAY_PREFIXES
+
+
+def second_of_day_texts() -> list[str]:
+    """``"HH:MM:SSZ"`` of every second of a day, in order (made once)."""
+    return _TABLES.second_of_day
+
+
 def seconds_of_one(value: str | None) -> int:
     return seconds_of([value])[0]
 
@@ -245,6 +255,13 @@ class ColumnBuilder:
                 self._numbers = array("I")
         else:
             self._json.append(orjson.dumps(values))
+
+    def add_seconds(self, seconds: array[int]) -> None:
+        """Timestamps already as uint32 seconds (0 = null), none of them odd."""
+        if self.kind is Kind.TIME:
+            self._numbers.extend(seconds)
+        else:  # an earlier chunk held odd text: this column is text now
+            self.add(texts_of(seconds))
 
     def encode(self) -> tuple[Kind, bytes, bytes]:
         """``(kind, table, data)``: the column's stored form (``table`` only for codes)."""

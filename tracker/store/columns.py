@@ -35,6 +35,7 @@ from tracker.store.errors import StoreError
 from tracker.store.format import file_identity, no_cyclic_gc, read_store, store_id_of
 from tracker.store.journal import Effect, committed_changes, first_generation
 from tracker.store.side_file import SideFile, StaleSideFileError, side_path
+from tracker.store.table import TIME_COLUMN, Chunk
 from tracker.store.validate import column_problem
 
 #: One sequence per field: plain lists, except timestamps (a :class:`TimeColumn`,
@@ -73,6 +74,17 @@ class ColumnCollector:
         for builder, get in self._builders:
             builder.add(list(map(get, records)))
         self.count += len(records)
+
+    def add_chunk(self, chunk: Chunk) -> None:
+        """A writer's chunk of rows: timestamps go in as the seconds they already are."""
+        odd_columns = {column for _, column in chunk.odd}
+        for builder, _ in self._builders:
+            column = TIME_COLUMN.get(builder.name)
+            if column is not None and column not in odd_columns:
+                builder.add_seconds(chunk.times[column])
+            else:
+                builder.add(chunk.values(builder.name))
+        self.count += len(chunk)
 
     @property
     def columns(self) -> ColumnCollector:

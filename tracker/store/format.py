@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import itertools
 import mmap
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import orjson
 
 from tracker.files import atomic_write, open_regular
 from tracker.models import RECORD_FIELDS, Record, complete_record
 from tracker.store.errors import StoreCorruptError, StoreNotFoundError, file_error
+from tracker.store.table import UserTable
 from tracker.store.validate import is_id, record_problem, records_look_right, writable
 
 #: The store format version this code reads and writes.
@@ -44,6 +46,10 @@ _RECORD_KEYS = frozenset(RECORD_FIELDS)
 #: wall, decodes straight from a memory map of the file and peaks ~40% lower.
 #: Below the threshold orjson stays: it is the faster parser for small files.
 LARGE_FILE_BYTES = 256 << 20
+#: How a store file this code writes starts: the users table's records follow a
+#: chunk per line, each line but the last ending in a comma, then a line of
+#: its own starts with ``},`` and holds the other tables.
+USERS_OPENING = b'{"' + USERS_TABLE.encode() + b'":{\n'
 
 
 class Snapshot(NamedTuple):
@@ -138,6 +144,22 @@ def parse_store(data: bytes | mmap.mmap, path: Path, *, compact: bool, large: bo
     ours = META_TABLE in document
     meta = _parse_meta(document.pop(META_TABLE, {}) or {}, path)
     users = document.pop(USERS_TABLE, {}) or {}
+    records = users_records(users, path, ours=ours, compact=compact, large=large)
+    del users
+    if not (writable(meta) and writable(document)):
+        raise StoreCorruptError(f"store {path}: its meta or another table is nested too deep to write back")
+    return Snapshot(records, meta, document, meta.get(JOURNAL_GEN, 0), size)
+
+
+def users_records(
+    users: Any, path: Path, *, ours: bool, compact: bool, large: bool = False
+) -> dict[int, Record]:
+    """The parsed ``users`` table (or a part of it) as checked records keyed by id.
+
+    ``ours``: the file has our meta table (records keyed otherwise are then
+    normalised, not refused); ``compact``: make them small for a long-lived
+    holder (see :func:`compact_records`).
+    """
     if not isinstance(users, dict):
         raise StoreCorruptError(f"store {path}: table 'users' is not an object")
     if not (all(map(str.isdigit, users)) and all(map(str.isascii, users))):
@@ -148,11 +170,8 @@ def parse_store(data: bytes | mmap.mmap, path: Path, *, compact: bool, large: bo
         records = compact_records(users, copy=not large)
     else:
         records = {int(doc_id): rec for doc_id, rec in users.items()}
-    del users
     _check_records(records, path, ours=ours)
-    if not (writable(meta) and writable(document)):
-        raise StoreCorruptError(f"store {path}: its meta or another table is nested too deep to write back")
-    return Snapshot(records, meta, document, meta.get(JOURNAL_GEN, 0), size)
+    return records
 
 
 def _parse_meta(meta_table: Any, path: Path) -> dict[str, Any]:
@@ -235,18 +254,99 @@ def write_store(
 
     Each chunk is a JSON object of ``{"<id>": record}`` (orjson's output for a
     dict); the braces are stripped and the bodies joined, so the users table
-    is streamed chunk by chunk instead of being built whole in memory.
+    is streamed chunk by chunk instead of being built whole in memory. Each
+    chunk is a line of its own (see :data:`USERS_OPENING`): still one JSON
+    document for any reader, and the writer's next open reads it back chunk
+    by chunk (:func:`read_store_table`).
     """
     with atomic_write(path) as out:
-        out.write(b'{"' + USERS_TABLE.encode() + b'":{')
+        out.write(USERS_OPENING)
         first = True
         for body in user_chunks:
             if len(body) > 2:
-                out.write(body[1:-1] if first else b"," + body[1:-1])
+                out.write(body[1:-1] if first else b",\n" + body[1:-1])
                 first = False
-        out.write(b"},")
+        out.write(b"}," if first else b"\n},")
         out.write(orjson.dumps({META_TABLE: {META_DOC_ID: meta}, **other_tables})[1:])
         return out.tell()
+
+
+class _NotOurLayout(Exception):
+    """The file is not laid out as :func:`write_store` writes it: parse it whole instead."""
+
+
+def read_store_table(path: Path, *, large_file_bytes: int = LARGE_FILE_BYTES) -> tuple[Snapshot, UserTable]:
+    """The store file as a :class:`UserTable` and the rest (``Snapshot.records`` is empty): the writer's open.
+
+    A file this code wrote is read a chunk (a line) at a time, each parsed,
+    checked and moved into the table before the next is read, so the peak is
+    the table plus one chunk rather than every record as a dict at once. Any
+    other file (hand-made, written by TinyDB or an older version) is parsed
+    whole by :func:`read_store`. Both accept and refuse the same files: a line
+    that does not fit the layout exactly sends the file to the whole parse.
+    """
+    try:
+        fd = open_regular(path, os.O_RDONLY, follow=True)
+    except FileNotFoundError:
+        raise StoreNotFoundError(f"no store at {path}") from None
+    except OSError as exc:
+        raise file_error("read store", path, exc) from None
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if fh.readline() == USERS_OPENING:
+                try:
+                    return _stream_store(fh, path, size)
+                except _NotOurLayout:
+                    pass
+    except OSError as exc:
+        raise file_error("read store", path, exc) from None
+    snapshot = read_store(path, compact=True, large_file_bytes=large_file_bytes)
+    table = UserTable()
+    records = snapshot.records
+    while records:  # moved over in slices, each freed once in the table
+        slice_ids = list(itertools.islice(records, 10_000))
+        table.put([records.pop(user_id) for user_id in slice_ids])
+    return snapshot, table
+
+
+def _stream_store(lines: IO[bytes], path: Path, size: int) -> tuple[Snapshot, UserTable]:
+    table = UserTable()
+    expect_more = True  # the previous line ended with a comma (or was the opening)
+    first = True
+    with no_cyclic_gc():
+        for line in lines:
+            if line.startswith(b"},"):
+                if expect_more and not first:
+                    raise _NotOurLayout  # a trailing comma: not JSON
+                return _stream_tail(line + lines.read(), path, size), table
+            if not expect_more or not line.endswith(b"\n"):
+                raise _NotOurLayout
+            body = line[:-1]
+            expect_more = body.endswith(b",")
+            if expect_more:
+                body = body[:-1]
+            first = False
+            try:
+                users = orjson.loads(b"{" + body + b"}")
+            except orjson.JSONDecodeError:
+                raise _NotOurLayout from None
+            table.put(users_records(users, path, ours=True, compact=False).values())
+    raise _NotOurLayout  # no end: truncated (the whole parse says so)
+
+
+def _stream_tail(tail: bytes, path: Path, size: int) -> Snapshot:
+    """The tables after the users table (``},"meta": ...}``) as a snapshot without records."""
+    try:
+        document = orjson.loads(b"{" + tail[2:])
+    except orjson.JSONDecodeError:
+        raise _NotOurLayout from None
+    if type(document) is not dict or META_TABLE not in document or USERS_TABLE in document:
+        raise _NotOurLayout  # no meta (not ours: other rules) or a second users table (it would win)
+    meta = _parse_meta(document.pop(META_TABLE) or {}, path)
+    if not (writable(meta) and writable(document)):
+        raise StoreCorruptError(f"store {path}: its meta or another table is nested too deep to write back")
+    return Snapshot({}, meta, document, meta.get(JOURNAL_GEN, 0), size)
 
 
 def store_id_of(meta: dict[str, Any]) -> str | None:

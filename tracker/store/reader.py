@@ -32,6 +32,7 @@ from tracker.store.format import (
     USERS_TABLE,
     Snapshot,
     read_store,
+    read_store_table,
     store_id_of,
 )
 from tracker.store.history_cache import HistoryCache, HistoryTables
@@ -44,6 +45,7 @@ from tracker.store.journal import (
     fold,
 )
 from tracker.store.side_file import StaleSideFileError
+from tracker.store.table import UserTable
 
 READ_RETRIES = 20
 
@@ -129,6 +131,32 @@ def load_state(store_path: Path, *, compact: bool = False) -> StoreState:
     apply_to_tables(effect, snapshot.other_tables)
     meta = merge_meta(snapshot.meta, effect.meta)
     return StoreState(snapshot.records, meta, snapshot.other_tables, gen, snapshot.size)
+
+
+class TableState(NamedTuple):
+    """A store as the writer holds it: its users as a table, journal applied."""
+
+    table: UserTable
+    meta: dict[str, Any]
+    other_tables: dict[str, Any]
+    gen: int
+    size: int
+
+
+def load_table(store_path: Path) -> TableState:
+    """Read the store file (chunk by chunk when it is ours) and its journal into a :class:`UserTable`."""
+    journal_path = journal_path_of(store_path)
+
+    def load_snapshot() -> tuple[tuple[Snapshot, UserTable], int]:
+        snapshot, table = read_store_table(store_path)
+        return (snapshot, table), snapshot.gen
+
+    (snapshot, table), gen, journal = read_consistent(load_snapshot, store_path, journal_path)
+    effect = effect_of(journal, gen, journal_path, store_id_of(snapshot.meta))
+    table.apply(effect)
+    apply_to_tables(effect, snapshot.other_tables)
+    meta = merge_meta(snapshot.meta, effect.meta)
+    return TableState(table, meta, snapshot.other_tables, gen, snapshot.size)
 
 
 class StoreReader:

@@ -1,45 +1,14 @@
-"""Records as the writer changes them: sightings into fields, changes into journal batches."""
+"""The writer's pending changes, and how they become one journal batch."""
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from tracker.models import PROFILE_FIELDS, Profile, Record, encodable_text
 from tracker.store.journal import Change, Delete, HistoryChange, MetaChange, Touch, Upsert, encode_batch
+from tracker.store.table import UserTable
 
 #: Audience-history documents to journal: table -> doc id -> whole document.
 HistoryDocs = dict[str, dict[str, dict[str, Any]]]
-
-
-def _text(value: str | None) -> str | None:
-    return value if value is None else encodable_text(value)
-
-
-def profile_values(record: Record) -> tuple[Any, ...]:
-    return (
-        record["first_name"],
-        record["last_name"],
-        record["username"],
-        record["language_code"],
-        record["is_bot"],
-        record["is_premium"],
-    )
-
-
-def encodable_values(profile: Profile) -> tuple[Any, ...]:
-    """The profile fields after the id, text made UTF-8 encodable."""
-    first_name, last_name, username, language_code = map(_text, profile[1:5])
-    return (first_name, last_name, username, language_code, profile[5], profile[6])
-
-
-def new_record(profile: Profile, seen_at: str) -> Record:
-    """A fresh record for a user first seen at ``seen_at`` (already formatted)."""
-    fields: Record = {"id": profile[0]}
-    fields.update(zip(PROFILE_FIELDS, encodable_values(profile), strict=True))
-    fields.update(
-        first_seen=seen_at, last_seen=seen_at, messages=0, source=None, blocked=False, blocked_at=None
-    )
-    return fields
 
 
 class Taken(NamedTuple):
@@ -71,7 +40,7 @@ class PendingChanges:
         self.history: HistoryDocs = {}
 
     def take(
-        self, records: dict[int, Record], meta: dict[str, Any], crc_start: int, history: HistoryDocs
+        self, table: UserTable, meta: dict[str, Any], crc_start: int, history: HistoryDocs
     ) -> tuple[bytes, Taken]:
         """Serialise the pending changes (and ``history``, the keeper's) as one journal batch; start afresh.
 
@@ -85,16 +54,14 @@ class PendingChanges:
         self.changed, self.touched, self.meta, self.history = set(), set(), False, {}
         changes: list[Change] = []
         if taken.changed:
-            upserts = [records[i] for i in taken.changed if i in records]
-            deletes = [i for i in taken.changed if i not in records]
+            upserts = [record for i in taken.changed if (record := table.get(i)) is not None]
+            deletes = [i for i in taken.changed if i not in table]
             if upserts:
                 changes.append(Upsert(upserts))
             if deletes:
                 changes.append(Delete(deletes))
         touches = [
-            (i, record["last_seen"], record["messages"])
-            for i in taken.touched - taken.changed
-            if (record := records.get(i)) is not None
+            touch for i in taken.touched - taken.changed if (touch := table.touch_entry(i)) is not None
         ]
         if touches:
             changes.append(Touch(touches))

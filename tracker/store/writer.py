@@ -22,7 +22,6 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from tracker.files import unlink_quietly
-from tracker.models import Record
 from tracker.store.columns import ColumnCache, ColumnCollector
 from tracker.store.errors import (
     StoreCorruptError,
@@ -35,13 +34,14 @@ from tracker.store.format import JOURNAL_GEN, SCHEMA, STORE_ID, return_freed_mem
 from tracker.store.history import TABLES as HISTORY_TABLES
 from tracker.store.history import HistoryKeeper
 from tracker.store.history_cache import HistoryCache
-from tracker.store.journal import Generation, apply_to_records, apply_to_tables, encode
+from tracker.store.journal import Generation, apply_to_tables, encode
 from tracker.store.journal_file import JournalClaimedError, JournalFile
 from tracker.store.lock import WriterLock
 from tracker.store.persister import Persister, Tuning
-from tracker.store.reader import journal_path_of, load_state, merge_meta, read_journal
+from tracker.store.reader import journal_path_of, load_state, load_table, merge_meta, read_journal
 from tracker.store.records import PendingChanges
 from tracker.store.rescue import default_rescue_dirs, find_rescues, read_rescue, write_rescue
+from tracker.store.table import UserTable
 
 log = logging.getLogger("tracker.store")
 
@@ -54,7 +54,7 @@ class StoreFiles:
         self.readonly = readonly
         self.journal_path = journal_path_of(path)
         self.tuning = tuning
-        self._records: dict[int, Record] = {}
+        self._table = UserTable()
         self._meta: dict[str, Any] = {"schema": SCHEMA}
         self._other_tables: dict[str, Any] = {}
         #: The audience history (its tables are kept out of _other_tables: the keeper owns them).
@@ -121,7 +121,7 @@ class StoreFiles:
             store_id = store_id_of(self._meta)
             marker = encode(Generation(self._gen, store_id)) + b"\n"
             batch, _ = self._pending.take(
-                self._records, self._meta, zlib.crc32(marker), self._keeper.take_changes()
+                self._table, self._meta, zlib.crc32(marker), self._keeper.take_changes()
             )
         rescue = write_rescue(self._rescue_dirs(), self.path, store_id, marker + batch)
         log.error("%s; the changes since the last save are in %s", failure, rescue)
@@ -141,7 +141,7 @@ class StoreFiles:
         for path in find_rescues(self._rescue_dirs(), self.path, store_id):
             effect = read_rescue(path, store_id, self._gen)
             if effect is not None:
-                apply_to_records(effect, self._records)
+                self._table.apply(effect)
                 apply_to_tables(effect, self._other_tables)
                 self._meta = merge_meta(self._meta, effect.meta)
                 log.warning("applied rescue file %s", path)
@@ -154,7 +154,8 @@ class StoreFiles:
             raise StoreNotFoundError(f"no store at {self.path} yet")
         check_file_kinds({"store": self.path, "journal": self.journal_path}, links_ok=frozenset({"store"}))
         state = load_state(self.path)
-        self._records, self._meta, self._other_tables = state.records, state.meta, state.other_tables
+        self._table.put(state.records.values())
+        self._meta, self._other_tables = state.meta, state.other_tables
         self._load_history()
 
 
@@ -200,8 +201,8 @@ class StoreFiles:
 
     def _load_for_writing(self) -> None:
         if os.path.lexists(self.path):
-            state = load_state(self.path, compact=True)
-            self._records, self._meta, self._other_tables = state.records, state.meta, state.other_tables
+            state = load_table(self.path)
+            self._table, self._meta, self._other_tables = state.table, state.meta, state.other_tables
             self._gen, self._snapshot_bytes = state.gen, state.size
         elif read_journal(self.journal_path):
             raise StoreCorruptError(
@@ -255,7 +256,7 @@ class StoreFiles:
             with self._lock:
                 crc_start = self._journal.tail_crc
                 history = self._keeper.take_changes()
-                batch, taken = self._pending.take(self._records, self._meta, crc_start, history)
+                batch, taken = self._pending.take(self._table, self._meta, crc_start, history)
                 tail_crc = 0 if batch else crc_start
                 marker_at = self._journal.size + len(batch)
                 if new_generation:
@@ -280,13 +281,13 @@ class StoreFiles:
     def _write_snapshot(self) -> None:
         """Write the whole store to a temp file and atomically replace the store file."""
         with self._lock:
-            user_ids = list(self._records)
+            rows = self._table.row_count  # users added from now on are journaled, not written here
             meta = {**self._meta, JOURNAL_GEN: self._gen}
             history = {name: docs for name, docs in self._keeper.tables().items() if docs}
             other_tables = {**self._other_tables, **history}
         collector = ColumnCollector()
         try:
-            size = write_store(self.path, self._user_chunks(user_ids, collector), meta, other_tables)
+            size = write_store(self.path, self._user_chunks(rows, collector), meta, other_tables)
         except OSError as exc:
             raise StoreError(f"cannot write store {self.path}: {os_reason(exc)}") from None
         self._snapshot_bytes = size
@@ -294,19 +295,16 @@ class StoreFiles:
         self._history_file.write(history, meta[JOURNAL_GEN], store_id_of(meta))
 
 
-    def _user_chunks(self, user_ids: list[int], collector: ColumnCollector) -> Iterator[bytes]:
-        """The users table serialised chunk by chunk, each under the lock for a short while."""
+    def _user_chunks(self, rows: int, collector: ColumnCollector) -> Iterator[bytes]:
+        """The users table serialised chunk by chunk, each read under the lock for a short while."""
         chunk_size = self.tuning.snapshot_chunk
-        for start in range(0, len(user_ids), chunk_size):
-            chunk = user_ids[start : start + chunk_size]
-            # One chunk per lock hold bounds the pause seen() callers feel.
+        for start in range(0, rows, chunk_size):
+            # One chunk per lock hold bounds the pause seen() callers feel; the
+            # records are fresh dicts, so serialising them needs no lock.
             with self._lock:
-                records = self._records
-                present = [records[i] for i in chunk if i in records]
-                body = orjson.dumps({str(record["id"]): record for record in present})
-                collector.add(present)
-            yield body
-
+                chunk = self._table.chunk(start, min(start + chunk_size, rows))
+            collector.add_chunk(chunk)
+            yield orjson.dumps({str(record["id"]): record for record in chunk.records()})
 
 
     def _check_writable(self) -> None:
