@@ -113,7 +113,9 @@ class _Tables:
 
 _TABLES = _Tables()
 _DAY_NUMBERS = _DayNumbers({_NULL_TEXT[:11]: 0})
-_DAY_PREFIXES = _DayPrefixes()
+#: Day 0 (1970-01-01, never stored: 0 is null) reads as the null text, which _NULL_OF maps to None.
+_DAY_PREFIXES = _DayPrefixes({0: _NULL_TEXT[:11]})
+_NULL_OF: dict[str | None, str | None] = {_NULL_TEXT: None}
 _HEAD, _TAIL = itemgetter(slice(0, 11)), itemgetter(slice(11, None))
 
 
@@ -132,14 +134,14 @@ def seconds_of(values: Sequence[str | None]) -> array[int]:
 def texts_of(seconds: Iterable[int]) -> list[str | None]:
     """The inverse of :func:`seconds_of`."""
     values = seconds if isinstance(seconds, array) else array("I", seconds)
+    if not any(values):  # a column of nulls (blocked_at, mostly)
+        return [None] * len(values)
     days = map(floordiv, values, repeat(_DAY))
     times = map(mod, values, repeat(_DAY))
     texts: list[str | None] = list(map(str.__add__, map(_DAY_PREFIXES.__getitem__, days),
                                        map(_TABLES.second_of_day.__getitem__, times)))
-    if 0 in values:
-        for position, value in enumerate(values):
-            if value == 0:
-                texts[position] = None
+    if 0 in values:  # nulls made the text of second 0: back to None, still in C
+        texts = list(map(_NULL_OF.get, texts, texts))
     return texts
 
 

@@ -16,6 +16,7 @@ import mmap
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -39,6 +40,7 @@ JOURNAL_GEN = "journal_gen"
 STORE_ID = "store_id"
 OWN_META_KEYS = ("schema", JOURNAL_GEN, STORE_ID)
 _RECORD_KEYS = frozenset(RECORD_FIELDS)
+_ID = itemgetter("id")
 
 #: Store files at least this large are parsed by the large-file path (see
 #: :func:`read_store`). orjson refuses inputs near 2**31 bytes (~7.5M users),
@@ -194,6 +196,16 @@ def _parse_meta(meta_table: Any, path: Path) -> dict[str, Any]:
 
 
 def _check_records(records: dict[int, Record], path: Path, *, ours: bool) -> None:
+    """Refuse malformed records, naming the first; complete and re-key the ones that only need it."""
+    values = list(records.values())
+    # The norm, checked with C-level passes only: complete dicts keyed by their own int id.
+    if (
+        set(map(type, values)) <= {dict}
+        and all(map(_RECORD_KEYS.issubset, values))
+        and list(map(_ID, values)) == list(records)
+        and records_look_right(values)
+    ):
+        return
     for user_id, record in records.items():
         if type(record) is not dict:
             raise StoreCorruptError(f"store {path}: users record {user_id} is not an object")
@@ -275,8 +287,13 @@ class _NotOurLayout(Exception):
     """The file is not laid out as :func:`write_store` writes it: parse it whole instead."""
 
 
-def read_store_table(path: Path, *, large_file_bytes: int = LARGE_FILE_BYTES) -> tuple[Snapshot, UserTable]:
+def read_store_table(
+    path: Path, *, large_file_bytes: int = LARGE_FILE_BYTES
+) -> tuple[Snapshot, UserTable, bool]:
     """The store file as a :class:`UserTable` and the rest (``Snapshot.records`` is empty): the writer's open.
+
+    The flag says whether the file was in this code's own layout (then it
+    need not be rewritten just to be read chunk by chunk next time).
 
     A file this code wrote is read a chunk (a line) at a time, each parsed,
     checked and moved into the table before the next is read, so the peak is
@@ -296,18 +313,19 @@ def read_store_table(path: Path, *, large_file_bytes: int = LARGE_FILE_BYTES) ->
             size = os.fstat(fh.fileno()).st_size
             if fh.readline() == USERS_OPENING:
                 try:
-                    return _stream_store(fh, path, size)
+                    return (*_stream_store(fh, path, size), True)
                 except _NotOurLayout:
                     pass
     except OSError as exc:
         raise file_error("read store", path, exc) from None
-    snapshot = read_store(path, compact=True, large_file_bytes=large_file_bytes)
+    # The parser's own dicts go straight into the table (no compact copies: they would raise the peak).
+    snapshot = read_store(path, compact=False, large_file_bytes=large_file_bytes)
     table = UserTable()
     records = snapshot.records
     while records:  # moved over in slices, each freed once in the table
         slice_ids = list(itertools.islice(records, 10_000))
         table.put([records.pop(user_id) for user_id in slice_ids])
-    return snapshot, table
+    return snapshot, table, False
 
 
 def _stream_store(lines: IO[bytes], path: Path, size: int) -> tuple[Snapshot, UserTable]:

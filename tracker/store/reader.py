@@ -141,22 +141,25 @@ class TableState(NamedTuple):
     other_tables: dict[str, Any]
     gen: int
     size: int
+    #: The store file is in this code's layout and the journal changed nothing: no need to rewrite it.
+    clean: bool
 
 
 def load_table(store_path: Path) -> TableState:
     """Read the store file (chunk by chunk when it is ours) and its journal into a :class:`UserTable`."""
     journal_path = journal_path_of(store_path)
 
-    def load_snapshot() -> tuple[tuple[Snapshot, UserTable], int]:
-        snapshot, table = read_store_table(store_path)
-        return (snapshot, table), snapshot.gen
+    def load_snapshot() -> tuple[tuple[Snapshot, UserTable, bool], int]:
+        snapshot, table, ours = read_store_table(store_path)
+        return (snapshot, table, ours), snapshot.gen
 
-    (snapshot, table), gen, journal = read_consistent(load_snapshot, store_path, journal_path)
+    (snapshot, table, ours), gen, journal = read_consistent(load_snapshot, store_path, journal_path)
     effect = effect_of(journal, gen, journal_path, store_id_of(snapshot.meta))
     table.apply(effect)
     apply_to_tables(effect, snapshot.other_tables)
     meta = merge_meta(snapshot.meta, effect.meta)
-    return TableState(table, meta, snapshot.other_tables, gen, snapshot.size)
+    changed = bool(effect.records or effect.touches or effect.history) or effect.meta is not None
+    return TableState(table, meta, snapshot.other_tables, gen, snapshot.size, ours and not changed)
 
 
 class StoreReader:

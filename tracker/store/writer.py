@@ -41,6 +41,7 @@ from tracker.store.persister import Persister, Tuning
 from tracker.store.reader import journal_path_of, load_state, load_table, merge_meta, read_journal
 from tracker.store.records import PendingChanges
 from tracker.store.rescue import default_rescue_dirs, find_rescues, read_rescue, write_rescue
+from tracker.store.side_file import StaleSideFileError
 from tracker.store.table import UserTable
 
 log = logging.getLogger("tracker.store")
@@ -60,6 +61,8 @@ class StoreFiles:
         #: The audience history (its tables are kept out of _other_tables: the keeper owns them).
         self._keeper = HistoryKeeper(tz)
         self._closed = False
+        #: The store file read at open holds exactly what was loaded, in this code's layout.
+        self._current_on_disk = False
         # _lock guards records/meta/pending changes; _journal_lock the journal
         # file (appends and compaction); _snapshot_lock one snapshot at a time.
         self._lock = threading.Lock()
@@ -186,8 +189,13 @@ class StoreFiles:
             rescues = self._apply_rescues()
             self._load_history()
             self._remove_stale_temp_files()
-            # Fold any journal into a fresh snapshot so the new journal starts clean.
-            self._write_snapshot()
+            # Fold any journal into a fresh snapshot so the new journal starts clean. A store
+            # file that is current already (closed cleanly) is not rewritten: at a million
+            # users that would be seconds of every start.
+            if self._current_on_disk and not rescues:
+                self._refresh_side_files()
+            else:
+                self._write_snapshot()
             self._journal.start(self._gen, store_id_of(self._meta))
             for path in rescues:  # in the store file now
                 unlink_quietly(path)
@@ -204,6 +212,7 @@ class StoreFiles:
             state = load_table(self.path)
             self._table, self._meta, self._other_tables = state.table, state.meta, state.other_tables
             self._gen, self._snapshot_bytes = state.gen, state.size
+            self._current_on_disk = state.clean and store_id_of(state.meta) is not None
         elif read_journal(self.journal_path):
             raise StoreCorruptError(
                 f"journal {self.journal_path} exists but store {self.path} is missing; "
@@ -283,7 +292,7 @@ class StoreFiles:
         with self._lock:
             rows = self._table.row_count  # users added from now on are journaled, not written here
             meta = {**self._meta, JOURNAL_GEN: self._gen}
-            history = {name: docs for name, docs in self._keeper.tables().items() if docs}
+            history = self._history_tables()
             other_tables = {**self._other_tables, **history}
         collector = ColumnCollector()
         try:
@@ -294,6 +303,29 @@ class StoreFiles:
         self._columns.write(collector.columns, meta[JOURNAL_GEN], store_id_of(meta))
         self._history_file.write(history, meta[JOURNAL_GEN], store_id_of(meta))
 
+
+    def _history_tables(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return {name: docs for name, docs in self._keeper.tables().items() if docs}
+
+    def _refresh_side_files(self) -> None:
+        """Rewrite the column and history files if they do not belong to the store file (under the lock)."""
+        store_id = store_id_of(self._meta)
+        try:
+            (_, columns_id), columns_gen = self._columns.read(())
+        except StaleSideFileError:
+            columns_gen, columns_id = -1, None
+        if (columns_gen, columns_id) != (self._gen, store_id):
+            collector = ColumnCollector()
+            rows, chunk_size = self._table.row_count, self.tuning.snapshot_chunk
+            for start in range(0, rows, chunk_size):
+                collector.add_chunk(self._table.chunk(start, min(start + chunk_size, rows)))
+            self._columns.write(collector, self._gen, store_id)
+        try:
+            (_, history_id), history_gen = self._history_file.read()
+        except StaleSideFileError:
+            history_gen, history_id = -1, None
+        if (history_gen, history_id) != (self._gen, store_id):
+            self._history_file.write(self._history_tables(), self._gen, store_id)
 
     def _user_chunks(self, rows: int, collector: ColumnCollector) -> Iterator[bytes]:
         """The users table serialised chunk by chunk, each read under the lock for a short while."""
