@@ -75,15 +75,15 @@ class ColumnCollector:
             builder.add(list(map(get, records)))
         self.count += len(records)
 
-    def add_chunk(self, chunk: Chunk) -> None:
-        """A writer's chunk of rows: timestamps go in as the seconds they already are."""
+    def add_chunk(self, chunk: Chunk, columns: dict[str, list[Any]]) -> None:
+        """A writer's chunk of rows (``columns``: its values): timestamps go in as the seconds they are."""
         odd_columns = {column for _, column in chunk.odd}
         for builder, _ in self._builders:
             column = TIME_COLUMN.get(builder.name)
             if column is not None and column not in odd_columns:
                 builder.add_seconds(chunk.times[column])
             else:
-                builder.add(chunk.values(builder.name))
+                builder.add(columns[builder.name])
         self.count += len(chunk)
 
     @property

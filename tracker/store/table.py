@@ -21,8 +21,9 @@ Not thread-safe by itself: the store calls it under its own lock.
 
 from __future__ import annotations
 
+import functools
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import compress, repeat
@@ -452,13 +453,40 @@ class Chunk:
         plain: dict[str, list[Any]] = {"id": self.ids, "messages": self.messages, "source": self.sources}
         return plain[name]
 
-    def records(self) -> list[Record]:
+    def columns(self) -> dict[str, list[Any]]:
+        """Every field's values in row order, by name, in :data:`RECORD_FIELDS` order."""
+        return {name: self.values(name) for name in RECORD_FIELDS}
+
+    def records(self, columns: dict[str, list[Any]] | None = None) -> list[Record]:
         """The rows as record dicts (the store file's shape), extras included."""
-        rows = zip(*map(self.values, RECORD_FIELDS), strict=True)
+        rows = zip(*(columns or self.columns()).values(), strict=True)
         records = list(map(dict, map(zip, repeat(RECORD_FIELDS), rows)))
         for position, extras in self.extras.items():
             records[position].update(extras)
         return records
+
+    def encoded(self, columns: dict[str, list[Any]] | None = None) -> bytes:
+        """The rows as the JSON object ``{"<id>": record, ...}``, exactly as ``orjson.dumps`` writes it.
+
+        Through msgspec structs rather than dicts: a snapshot of a million
+        users spends ~1.3 s building and serialising dicts, ~0.3 s this way.
+        """
+        columns = columns or self.columns()
+        row_type, encode = _row_encoder()
+        users: dict[int, Any] = dict(zip(self.ids, map(row_type, *columns.values()), strict=True))
+        for position, extras in self.extras.items():  # hand-edited records with fields of their own
+            record = {name: values[position] for name, values in columns.items()}
+            users[self.ids[position]] = {**record, **extras}
+        return encode(users)
+
+
+@functools.cache
+def _row_encoder() -> tuple[Callable[..., Any], Callable[[Any], bytes]]:
+    """A struct of the record's fields in order, and a JSON encoder (msgspec is imported by writers only)."""
+    import msgspec
+
+    row_type = msgspec.defstruct("StoredUser", [(name, Any) for name in RECORD_FIELDS], gc=False)
+    return row_type, msgspec.json.Encoder().encode
 
 
 def _times(texts: list[str | None]) -> list[tuple[int, str | None]]:

@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
-
 from tracker.files import unlink_quietly
 from tracker.store.columns import ColumnCache, ColumnCollector
 from tracker.store.errors import (
@@ -318,7 +316,8 @@ class StoreFiles:
             collector = ColumnCollector()
             rows, chunk_size = self._table.row_count, self.tuning.snapshot_chunk
             for start in range(0, rows, chunk_size):
-                collector.add_chunk(self._table.chunk(start, min(start + chunk_size, rows)))
+                chunk = self._table.chunk(start, min(start + chunk_size, rows))
+                collector.add_chunk(chunk, chunk.columns())
             self._columns.write(collector, self._gen, store_id)
         try:
             (_, history_id), history_gen = self._history_file.read()
@@ -335,8 +334,9 @@ class StoreFiles:
             # records are fresh dicts, so serialising them needs no lock.
             with self._lock:
                 chunk = self._table.chunk(start, min(start + chunk_size, rows))
-            collector.add_chunk(chunk)
-            yield orjson.dumps({str(record["id"]): record for record in chunk.records()})
+            columns = chunk.columns()
+            collector.add_chunk(chunk, columns)
+            yield chunk.encoded(columns)
 
 
     def _check_writable(self) -> None:
