@@ -131,7 +131,7 @@ class UserTable:
         #: (row, FIRST_SEEN | LAST_SEEN | BLOCKED_AT) -> text of a timestamp marked ODD.
         self.odd_times: dict[tuple[int, int], str] = {}
         #: One object per distinct language and source (they repeat across millions of rows).
-        self._shared: dict[str, str] = {}
+        self._shared: dict[str | None, str | None] = {None: None}
         #: Seconds -> text is ``day_prefix[s // DAY] + time_of_day[s % DAY]`` (two lookups; see text_of).
         self.day_prefix = day_prefixes()
         self.time_of_day = second_of_day_texts()
@@ -181,7 +181,9 @@ class UserTable:
         )
 
     def share(self, text: str) -> str:
-        return self._shared.setdefault(text, text)
+        shared = self._shared.setdefault(text, text)
+        assert shared is not None  # only None maps to None
+        return shared
 
     def set_time(self, row: int, column: int, seconds: int, text: str | None) -> None:
         """Set one timestamp (``text`` is kept when ``seconds`` is ODD)."""
@@ -247,9 +249,9 @@ class UserTable:
         ids = list(map(_FIELD["id"], records))
         self.rows.update(zip(ids, range(start, start + len(ids)), strict=True))
         self.ids.extend(ids)
-        share = self._shared.setdefault
-        codes = map(_FIELD["language_code"], records)
-        languages = [None if code is None else share(code, code) for code in codes]
+        share = self._shared.setdefault  # C-level, None included (it maps to itself)
+        codes = list(map(_FIELD["language_code"], records))
+        languages = list(map(share, codes, codes))
         profiles = list(zip(*(map(_FIELD[name], records) for name in PROFILE_FIELDS[:3]), languages,
                             map(_FIELD["is_bot"], records), map(_FIELD["is_premium"], records), strict=True))
         self.profiles.extend(profiles)
@@ -266,11 +268,12 @@ class UserTable:
                         self.odd_times[row, column] = text
         self.messages.extend(map(_FIELD["messages"], records))
         self.blocked.extend(map(_FIELD["blocked"], records))
-        self.sources.extend(None if source is None else share(source, source)
-                            for source in map(_FIELD["source"], records))
-        for row, record in enumerate(records, start):
-            if len(record) > len(_OWN_FIELDS):
-                self.extras[row] = {name: value for name, value in record.items() if name not in _OWN_FIELDS}
+        sources = list(map(_FIELD["source"], records))
+        self.sources.extend(map(share, sources, sources))
+        if max(map(len, records)) > len(_OWN_FIELDS):  # hand-made records with fields of their own
+            for row, record in enumerate(records, start):
+                if len(record) > len(_OWN_FIELDS):
+                    self.extras[row] = {k: v for k, v in record.items() if k not in _OWN_FIELDS}
 
     @property
     def _time_columns(self) -> tuple[array[int], array[int], array[int]]:

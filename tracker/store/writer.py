@@ -8,6 +8,7 @@ readable: the API is about users, this is about files and their order of writes.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import secrets
@@ -197,6 +198,10 @@ class StoreFiles:
             self._journal.start(self._gen, store_id_of(self._meta))
             for path in rescues:  # in the store file now
                 unlink_quietly(path)
+            # The load made every profile tuple in one go with the cyclic GC off: one
+            # collection now (they are all untracked by it: they hold only text) is
+            # paid by the open instead of by the first seen() after it.
+            gc.collect()
             return_freed_memory()  # after the parse and the first snapshot
         except BaseException:
             self._journal.release_unused()
