@@ -241,3 +241,20 @@ def test_records_keep_the_design_fields_in_order_and_extras_after_them(path: Pat
         record = store.get(1_001)
     assert record is not None and list(record) == [*RECORD_FIELDS, "note"]
     assert whole_parse(path)[1_001]["note"] == "vip"
+
+
+def test_closing_without_changes_since_the_last_snapshot_leaves_the_file_alone(path: Path) -> None:
+    varied_store(path)
+    with UserStore(path) as store:
+        store.seen(profile(1_001, ODD_NAMES[1]), NOW + timedelta(days=1))
+        store.snapshot()
+        after_snapshot = path.stat()
+    closed = path.stat()
+    assert (closed.st_ino, closed.st_mtime_ns) == (after_snapshot.st_ino, after_snapshot.st_mtime_ns)
+    assert not UserStore(path, readonly=True).journal_path.exists()
+    with UserStore(path) as store:
+        store.update_meta(note="changed")  # a change: the close must write it
+        before = path.stat().st_ino
+    assert path.stat().st_ino != before
+    with UserStore(path, readonly=True) as store:
+        assert store.meta["note"] == "changed"

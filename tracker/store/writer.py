@@ -102,8 +102,12 @@ class StoreFiles:
         while True:
             try:
                 self._append_pending()
-                with self._snapshot_lock:
-                    self._write_snapshot()
+                with self._journal_lock:
+                    # No change since the last snapshot (or a clean open): the file is current.
+                    current = self._journal.changes_since is None
+                if not current:
+                    with self._snapshot_lock:
+                        self._write_snapshot()
                 with self._journal_lock:
                     self._journal.remove()
                 return
