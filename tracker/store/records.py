@@ -60,9 +60,7 @@ class PendingChanges:
                 changes.append(Upsert(upserts))
             if deletes:
                 changes.append(Delete(deletes))
-        touches = [
-            touch for i in taken.touched - taken.changed if (touch := table.touch_entry(i)) is not None
-        ]
+        touches = table.touches(taken.touched - taken.changed)
         if touches:
             changes.append(Touch(touches))
         if taken.meta:

@@ -399,13 +399,23 @@ class UserTable:
     def __iter__(self) -> Iterator[Record]:
         return iter(self.records())
 
-    def touch_entry(self, user_id: int) -> tuple[int, str, int] | None:
-        """``(id, last_seen, messages)`` of a known, seen user, as the journal's touch has it."""
-        row = self.rows.get(user_id)
-        last_seen = None if row is None else self.time_of(row, LAST_SEEN)
-        if row is None or last_seen is None:  # a touch is only ever pending after a sighting set it
-            return None
-        return (user_id, last_seen, self.messages[row])
+    def touches(self, user_ids: Iterable[int]) -> list[tuple[int, str, int]]:
+        """``(id, last_seen, messages)`` of each known, seen user among ``user_ids``: the journal's touches.
+
+        C-level passes over the whole batch (a journal round may hold thousands).
+        """
+        ids = list(filter(self.rows.__contains__, user_ids))
+        rows = list(map(self.rows.__getitem__, ids))
+        seconds = array("I", map(self.last_seen.__getitem__, rows))
+        texts = texts_of(seconds)
+        if ODD in seconds:
+            for position, row in enumerate(rows):
+                if seconds[position] == ODD:
+                    texts[position] = self.odd_times[row, LAST_SEEN]
+        touches = zip(ids, texts, map(self.messages.__getitem__, rows), strict=True)
+        if 0 in seconds:  # a touch is only ever pending after a sighting set last_seen; never write a null
+            return [touch for touch in touches if touch[1] is not None]  # type: ignore[misc]
+        return list(touches)  # type: ignore[arg-type]
 
     def find_username(self, name: str) -> Record | None:
         """The first record whose username is ``name`` (case-insensitive, ``@`` optional)."""
