@@ -10,7 +10,8 @@ import pytest
 
 from tests.support import profile
 from tracker.models import complete_record, format_ts
-from tracker.stats import STATS_KEYS, compute_stats, render_stats, sparkline
+from tracker.stats import STATS_KEYS, compute_stats
+from tracker.stats_render import render_stats, sparkline
 from tracker.store import UserStore
 
 NOW = datetime(2024, 6, 15, 12, 0, 0, tzinfo=UTC)
