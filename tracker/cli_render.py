@@ -88,7 +88,7 @@ def main() -> None:
     """Write :mod:`tracker.cli_rendered` (``python -m tracker.cli_render``)."""
     source = module_source()
     if TARGET.is_file() and TARGET.read_text(encoding="utf-8") == source:
-        print(f"{TARGET} is up to date")
+        print(f"{TARGET} is up to date", file=sys.stderr)
         return
     TARGET.write_text(source, encoding="utf-8")
     print(f"wrote {TARGET}", file=sys.stderr)
