@@ -245,3 +245,19 @@ def test_the_fingerprint_covers_every_module_the_help_imports(tmp_path: Path) ->
                for name in cli_rendered.SOURCES}
     assert "tracker.cli" in ours
     assert ours - {"tracker.cli_main", "tracker.cli_rendered"} <= covered
+
+
+@pytest.mark.slow
+def test_the_bot_started_through_the_cli_runs_with_the_cyclic_gc_on(tmp_path: Path) -> None:
+    """The entry point turns the GC off for one-shot commands; ``tracker run`` turns it back on."""
+    code = ("import atexit, gc, sys\n"
+            "atexit.register(lambda: sys.stderr.write(f'gc={gc.isenabled()}'))\n"
+            "sys.argv = ['tracker', *sys.argv[1:]]\n"
+            "from tracker.cli_main import main\n"
+            "main()\n")
+    env = python_env()
+    bot = run([sys.executable, "-c", code, "run", "--version"], env=env, cwd=tmp_path)
+    one_shot = run([sys.executable, "-c", code, "--store", "missing.json", "stats"], env=env, cwd=tmp_path)
+
+    assert bot.returncode == 0 and bot.stderr.endswith(b"gc=True"), bot.stderr
+    assert one_shot.returncode == 1 and one_shot.stderr.endswith(b"gc=False"), one_shot.stderr
