@@ -200,7 +200,7 @@ def timed_with_peer(
 
 def versus(label: str, ours: float, peer: float) -> str:
     """``label  tracker X s   sqlite3 Y s   ratio Z x``."""
-    return f"{label:<8}tracker {ours:7.3f} s   sqlite3 {peer:7.3f} s   ratio {ours / peer:5.2f}x"
+    return f"{label:<9}tracker {ours:7.3f} s   sqlite3 {peer:7.3f} s   ratio {ours / peer:5.2f}x"
 
 
 def writer_only(store: Path, out: Path) -> tuple[int, float]:

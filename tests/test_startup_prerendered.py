@@ -213,7 +213,8 @@ def test_on_a_terminal_the_help_is_clicks(columns: int) -> None:
     shown = on_terminal(cmd, columns, env)
 
     assert shown == on_terminal(cmd, columns, {**env, "COLUMNS": str(columns)})
-    assert (shown.replace(b"\r\n", b"\n") == cli_rendered.HELP["tracker"].encode()) is (columns >= 80)
+    rendered = cli_rendered.USAGE["tracker"] + cli_rendered.HELP_BODY
+    assert (shown.replace(b"\r\n", b"\n") == rendered.encode()) is (columns >= 80)
 
 
 @pytest.mark.slow

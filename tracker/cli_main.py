@@ -72,7 +72,8 @@ def prerendered(prog: str | None, args: list[str]) -> str | None:
     from tracker import cli_rendered as rendered
 
     if args[0] in rendered.HELP_OPTIONS:
-        text = rendered.HELP.get(prog)
+        usage = rendered.USAGE.get(prog)
+        text = None if usage is None else usage + rendered.HELP_BODY
     elif args[0] in rendered.VERSION_OPTIONS:
         text = rendered.VERSION
     else:

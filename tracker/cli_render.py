@@ -52,10 +52,14 @@ def options() -> tuple[tuple[str, ...], tuple[str, ...]]:
 def module_source() -> str:
     """The source of :mod:`tracker.cli_rendered` for the code as it is now."""
     help_options, version_options = options()
-    helps = {prog: click_output(prog, [help_options[-1]]) for prog in PROGS}
+    # Kept as one usage line per program name and the body they share (checked to be the same).
+    usages, bodies = {}, set()
+    for prog in PROGS:
+        usages[prog], body = click_output(prog, [help_options[-1]]).split("\n", 1)
+        bodies.add(body)
     versions = {click_output(prog, [option]) for prog in PROGS for option in version_options}
-    if len(versions) != 1:  # the module keeps one version text for every program name
-        raise RuntimeError(f"--version differs between program names: {versions}")
+    if len(bodies) != 1 or len(versions) != 1:
+        raise RuntimeError("the help or the version differs between program names beyond the usage line")
     lines = [
         '"""Click\'s own output for ``tracker --help`` and ``--version`` (see :mod:`tracker.cli_main`).',
         "",
@@ -72,15 +76,15 @@ def module_source() -> str:
         f"VERSION_OPTIONS: tuple[str, ...] = {version_options!r}",
         f"VERSION = {versions.pop()!r}",
         "",
-        f"#: ``PROG --help`` by program name, as Click prints it on a terminal {cli_main.MIN_COLUMNS}+ "
-        "columns wide.",
-        "HELP: dict[str, str] = {",
+        f"#: ``PROG --help`` is ``USAGE[PROG] + HELP_BODY``, as Click prints it on a terminal "
+        f"{cli_main.MIN_COLUMNS}+ columns wide.",
+        "USAGE: dict[str, str] = {",
+        *(f"    {prog!r}: {usage + chr(10)!r}," for prog, usage in usages.items()),
+        "}",
+        "HELP_BODY = (",
+        *(f"    {line!r}" for line in bodies.pop().splitlines(keepends=True)),
+        ")",
     ]
-    for prog, text in helps.items():
-        lines.append(f"    {prog!r}: (")
-        lines += [f"        {line!r}" for line in text.splitlines(keepends=True)]
-        lines.append("    ),")
-    lines.append("}")
     return "\n".join(lines) + "\n"
 
 

@@ -13,84 +13,34 @@ HELP_OPTIONS: tuple[str, ...] = ('-h', '--help')
 VERSION_OPTIONS: tuple[str, ...] = ('--version',)
 VERSION = 'tracker 0.1.0\n'
 
-#: ``PROG --help`` by program name, as Click prints it on a terminal 80+ columns wide.
-HELP: dict[str, str] = {
-    'tracker': (
-        'Usage: tracker [OPTIONS] COMMAND [ARGS]...\n'
-        '\n'
-        '  Inspect and export the users recorded by the Telegram user tracker.\n'
-        '\n'
-        '  Reads the same store as the bot, safely while it runs.\n'
-        '\n'
-        'Options:\n'
-        '  --version      Show the version and exit.\n'
-        '  --config FILE  Config file [default: $TRACKER_CONFIG or ./config.ini].\n'
-        "  --store FILE   User store file, overriding the config's [tracker] store.\n"
-        '  -h, --help     Show this message and exit.\n'
-        '\n'
-        'Commands:\n'
-        '  export       Write users to PATH (or - for standard output), atomically.\n'
-        "  forget       Erase one user: the record and the sessions' cached peer.\n"
-        '  history      New and active users, messages and commands per day, week...\n'
-        '  refresh-bio  Update the profile text (bio / bot description) with the...\n'
-        '  report       Write a self-contained HTML report (charts, retention,...\n'
-        '  retention    Cohorts by first-seen period, and how many came back in...\n'
-        '  run          Start the bot: track every user who interacts with it.\n'
-        '  show         Show every field of one user (times in the configured zone).\n'
-        '  sources      Users per deep-link source: activity, blocks, who stayed...\n'
-        '  stats        Totals, activity, languages, sources and new users per day.\n'
-        '  users        List users as a table that fits the terminal, with search...\n'
-    ),
-    'python -m tracker': (
-        'Usage: python -m tracker [OPTIONS] COMMAND [ARGS]...\n'
-        '\n'
-        '  Inspect and export the users recorded by the Telegram user tracker.\n'
-        '\n'
-        '  Reads the same store as the bot, safely while it runs.\n'
-        '\n'
-        'Options:\n'
-        '  --version      Show the version and exit.\n'
-        '  --config FILE  Config file [default: $TRACKER_CONFIG or ./config.ini].\n'
-        "  --store FILE   User store file, overriding the config's [tracker] store.\n"
-        '  -h, --help     Show this message and exit.\n'
-        '\n'
-        'Commands:\n'
-        '  export       Write users to PATH (or - for standard output), atomically.\n'
-        "  forget       Erase one user: the record and the sessions' cached peer.\n"
-        '  history      New and active users, messages and commands per day, week...\n'
-        '  refresh-bio  Update the profile text (bio / bot description) with the...\n'
-        '  report       Write a self-contained HTML report (charts, retention,...\n'
-        '  retention    Cohorts by first-seen period, and how many came back in...\n'
-        '  run          Start the bot: track every user who interacts with it.\n'
-        '  show         Show every field of one user (times in the configured zone).\n'
-        '  sources      Users per deep-link source: activity, blocks, who stayed...\n'
-        '  stats        Totals, activity, languages, sources and new users per day.\n'
-        '  users        List users as a table that fits the terminal, with search...\n'
-    ),
-    'cli.py': (
-        'Usage: cli.py [OPTIONS] COMMAND [ARGS]...\n'
-        '\n'
-        '  Inspect and export the users recorded by the Telegram user tracker.\n'
-        '\n'
-        '  Reads the same store as the bot, safely while it runs.\n'
-        '\n'
-        'Options:\n'
-        '  --version      Show the version and exit.\n'
-        '  --config FILE  Config file [default: $TRACKER_CONFIG or ./config.ini].\n'
-        "  --store FILE   User store file, overriding the config's [tracker] store.\n"
-        '  -h, --help     Show this message and exit.\n'
-        '\n'
-        'Commands:\n'
-        '  export       Write users to PATH (or - for standard output), atomically.\n'
-        "  forget       Erase one user: the record and the sessions' cached peer.\n"
-        '  history      New and active users, messages and commands per day, week...\n'
-        '  refresh-bio  Update the profile text (bio / bot description) with the...\n'
-        '  report       Write a self-contained HTML report (charts, retention,...\n'
-        '  retention    Cohorts by first-seen period, and how many came back in...\n'
-        '  run          Start the bot: track every user who interacts with it.\n'
-        '  show         Show every field of one user (times in the configured zone).\n'
-        '  sources      Users per deep-link source: activity, blocks, who stayed...\n'
-        '  stats        Totals, activity, languages, sources and new users per day.\n'
-        '  users        List users as a table that fits the terminal, with search...\n'
-    ),
+#: ``PROG --help`` is ``USAGE[PROG] + HELP_BODY``, as Click prints it on a terminal 80+ columns wide.
+USAGE: dict[str, str] = {
+    'tracker': 'Usage: tracker [OPTIONS] COMMAND [ARGS]...\n',
+    'python -m tracker': 'Usage: python -m tracker [OPTIONS] COMMAND [ARGS]...\n',
+    'cli.py': 'Usage: cli.py [OPTIONS] COMMAND [ARGS]...\n',
 }
+HELP_BODY = (
+    '\n'
+    '  Inspect and export the users recorded by the Telegram user tracker.\n'
+    '\n'
+    '  Reads the same store as the bot, safely while it runs.\n'
+    '\n'
+    'Options:\n'
+    '  --version      Show the version and exit.\n'
+    '  --config FILE  Config file [default: $TRACKER_CONFIG or ./config.ini].\n'
+    "  --store FILE   User store file, overriding the config's [tracker] store.\n"
+    '  -h, --help     Show this message and exit.\n'
+    '\n'
+    'Commands:\n'
+    '  export       Write users to PATH (or - for standard output), atomically.\n'
+    "  forget       Erase one user: the record and the sessions' cached peer.\n"
+    '  history      New and active users, messages and commands per day, week...\n'
+    '  refresh-bio  Update the profile text (bio / bot description) with the...\n'
+    '  report       Write a self-contained HTML report (charts, retention,...\n'
+    '  retention    Cohorts by first-seen period, and how many came back in...\n'
+    '  run          Start the bot: track every user who interacts with it.\n'
+    '  show         Show every field of one user (times in the configured zone).\n'
+    '  sources      Users per deep-link source: activity, blocks, who stayed...\n'
+    '  stats        Totals, activity, languages, sources and new users per day.\n'
+    '  users        List users as a table that fits the terminal, with search...\n'
+)
