@@ -38,22 +38,27 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 def main(prog_name: str | None = None) -> None:
     """Run the ``tracker`` command (``prog_name``: what help calls it; by default the script's name)."""
     text = prerendered(prog_name or script_name(), sys.argv[1:])
-    if text is None:
-        import gc
-
-        # The group turns the cyclic GC off for the run anyway (``run`` turns it
-        # back on); off from here, the imports are spared its passes too (~3 ms).
-        gc.disable()
-        from tracker.cli import cli
-
-        cli(prog_name=prog_name)
+    if text is not None:
+        write_out(text)
         return
+    import gc
+
+    # The group turns the cyclic GC off for the run anyway (``run`` turns it
+    # back on); off from here, the imports are spared its passes too (~3 ms).
+    gc.disable()
+    from tracker.cli import cli
+
+    cli(prog_name=prog_name)
+
+
+def write_out(text: str) -> None:
+    """Print ``text`` as Click's ``echo`` does (then flush); a reader that left is handled as Click does."""
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
     except BrokenPipeError:
-        # What Click does when the reader left (``| head -1``): no traceback, exit 1.
-        # Output goes to /dev/null so the interpreter's final flush cannot fail again.
+        # Click: no traceback, exit 1. Output goes to /dev/null so that the
+        # interpreter's last flush cannot fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
 
