@@ -1,4 +1,4 @@
 """The tracker CLI: ``python cli.py --help``."""
-from tracker.cli import cli
+from tracker.cli_main import main
 
-cli()
+main()

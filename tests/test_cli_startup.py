@@ -71,6 +71,9 @@ def test_stats_json_imports_neither_the_audience_commands_nor_renderers(tmp_path
     assert "tracker.stats" in modules and "tracker.store" in modules
     assert heavy(modules, "pyrogram", "asyncio", "wcwidth", "tracker.cli_history", "tracker.audience",
                  "tracker.export", "tracker.bio", "tracker.control") == []
+    # Nor the human table's renderer, strptime, or what only a writer needs (rescue files, store ids).
+    assert heavy(modules, "tracker.stats_render", "tracker.table", "_strptime", "tracker.store.rescue",
+                 "secrets", "tempfile", "ctypes") == []
 
 
 def test_the_audience_commands_registered_by_name_are_those_of_their_module() -> None:

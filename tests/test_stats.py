@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 
 from tests.support import profile
 from tracker.models import complete_record, format_ts
-from tracker.stats import STATS_KEYS, compute_stats, render_stats, sparkline
-from tracker.store import UserStore
+from tracker.stats import STATS_FIELDS, STATS_KEYS, compute_stats, scan
+from tracker.stats_render import render_stats, sparkline
+from tracker.store import StoreReader, UserStore
 
 NOW = datetime(2024, 6, 15, 12, 0, 0, tzinfo=UTC)
 UTC_ZONE = ZoneInfo("UTC")
@@ -126,6 +129,28 @@ def test_matches_records_read_back_from_a_real_store(tmp_path: Any) -> None:
     assert stats["languages"] == {"de": 1, "unknown": 1}
     assert stats["sources"] == {"ads": 1}
     assert (stats["new_today"], stats["active_24h"], stats["active_7d"]) == (1, 1, 2)
+
+
+@pytest.mark.parametrize("latest", [timedelta(hours=1), timedelta(days=45)], ids=["recent", "all-idle"])
+def test_the_column_cache_and_the_records_agree(tmp_path: Path, latest: timedelta) -> None:
+    """Timestamps as seconds (the column cache) and as text (records) give the same figures, also
+    with a null first_seen (0 in the cache) and when nobody was active in the last 30 days."""
+    records = [rec(i, NOW - latest - timedelta(days=i), NOW - latest - timedelta(hours=i),
+                   language_code=["en", "de", None][i % 3], source=["ads", None][i % 2], blocked=i % 4 == 0)
+               for i in range(1, 40)]
+    records[5]["first_seen"] = None
+    path = tmp_path / "users.json"
+    document = {"users": {str(r["id"]): r for r in records}, "meta": {"1": {"schema": 1}}}
+    path.write_bytes(orjson.dumps(document))
+    UserStore(path).close()  # leaves the column cache beside it, as the bot does
+    columns = StoreReader(path).columns(STATS_FIELDS)
+    assert hasattr(columns["first_seen"], "seconds")  # the precondition: the cache's form
+
+    from_cache = scan(columns, now=NOW, tz=UTC_ZONE).to_json()
+
+    assert from_cache == compute_stats(records, now=NOW, tz=UTC_ZONE)
+    assert from_cache["last_seen"] == format_ts(NOW - latest - timedelta(hours=1))
+    assert from_cache["first_seen"] == format_ts(NOW - latest - timedelta(days=39))
 
 
 def test_complete_records_and_plain_dicts_agree() -> None:

@@ -22,7 +22,9 @@ from tracker.store.format import USERS_OPENING, read_store, read_store_table
 from tracker.store.table import UserTable
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
-ODD_NAMES = ["", "x" * 5000, "مرحبا بالعالم", "🦄👩‍👩‍👧", "tab\tnew\nline\x00nul\x1b[31m", "\u202eevil", "a\"b\\c"]
+ODD_NAMES = [
+    "", "x" * 5000, "مرحبا بالعالم", "🦄👩‍👩‍👧", "tab\tnew\nline\x00nul\x1b[31m", "\u202eevil", "a\"b\\c",
+]
 
 
 @pytest.fixture
@@ -39,9 +41,10 @@ def varied_store(path: Path, users: int = 40) -> None:
     with UserStore(path, tuning=small_chunks()) as store:
         for i in range(users):
             name = ODD_NAMES[i % len(ODD_NAMES)]
-            store.seen(profile(1_000 + i, name, username=f"u{i}" if i % 3 else None,
-                               language_code=("en", "fa", None)[i % 3], is_premium=(None, True, False)[i % 3]),
-                       NOW + timedelta(seconds=i), source="ads" if i % 4 == 0 else None, message=i % 2 == 0)
+            user = profile(1_000 + i, name, username=f"u{i}" if i % 3 else None,
+                           language_code=("en", "fa", None)[i % 3], is_premium=(None, True, False)[i % 3])
+            source = "ads" if i % 4 == 0 else None
+            store.seen(user, NOW + timedelta(seconds=i), source=source, message=i % 2 == 0)
         store.set_blocked(1_003, True, NOW + timedelta(hours=1))
         store.forget(1_005)
         store.seen(profile(1_005, "Back again"), NOW + timedelta(hours=2))

@@ -1,5 +1,5 @@
 """``python -m tracker``: the same CLI as ``tracker`` (``python -m tracker run`` starts the bot)."""
 
-from tracker.cli import cli
+from tracker.cli_main import main
 
-cli(prog_name="python -m tracker")
+main(prog_name="python -m tracker")

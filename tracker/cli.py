@@ -102,19 +102,21 @@ def _matching(
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool, tz: ZoneInfo | None, sources: tuple[str | None, ...]) -> None:
     """Totals, activity, languages, sources and new users per day."""
-    import orjson
-
     from tracker.filters import Filters
-    from tracker.stats import STATS_FIELDS, render_stats, scan
-    from tracker.table import known_width
+    from tracker.stats import STATS_FIELDS, scan
 
     settings = settings_of(ctx)
     zone = tz or settings.tz
     columns, _ = _matching(open_reader(settings), STATS_FIELDS, Filters(sources=sources), zone)
     result = scan(columns, now=cli_support.now(), tz=zone)
     if as_json:
+        import orjson
+
         echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
     else:
+        from tracker.stats_render import render_stats
+        from tracker.table import known_width
+
         echo(render_stats(result, zone, known_width()))
 
 

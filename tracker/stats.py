@@ -5,9 +5,9 @@
 in-memory records) and returns a frozen :class:`Stats`; ``Stats.to_json()`` is
 the ``stats --json`` document (DESIGN.md). :func:`compute_stats` is the entry
 point for record iterables (the bot's ``/stats``, ``Tracking.stats()``, the
-profile counter). :func:`render_stats` is the human version (its home is
-:mod:`tracker.stats_render`). Nothing here does I/O, reads a clock or imports
-pyrogram/tinydb.
+profile counter). The human version is :mod:`tracker.stats_render` (not
+imported here: ``stats --json`` does without it). Nothing here does I/O, reads
+a clock or imports pyrogram/tinydb.
 
 Speed: the store may hold a million records and ``stats`` is run as a whole
 process by people who expect an answer at once. Timestamps are
@@ -30,9 +30,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple, Protocol, TypeGuard
 from zoneinfo import ZoneInfo
 
-from tracker.models import format_ts, parse_ts
-from tracker.stats_render import render_stats as render_stats  # its home is stats_render
-from tracker.stats_render import sparkline as sparkline
+from tracker.models import format_ts
 
 #: Days covered by ``new_per_day`` (today included).
 CHART_DAYS = 30
@@ -176,35 +174,42 @@ def _has_seconds(column: Any) -> TypeGuard[SecondsColumn]:
 
 
 def _time_domain(
-    first: Sequence[Any], last: Sequence[Any], bounds: list[str], cuts: list[str]
+    first: Sequence[Any], last: Sequence[Any], bounds: list[datetime], cuts: list[datetime]
 ) -> _TimeDomain:
     """The timestamps as text (sortable), or as seconds when the columns hold them (no string per user)."""
     if _has_seconds(first) and _has_seconds(last):
-        def to_seconds(text: str) -> int:
-            return max(1, int((parse_ts(text) - _EPOCH).total_seconds()))
+        return _TimeDomain(first.seconds, last.seconds, [*map(_seconds, bounds)], [*map(_seconds, cuts)],
+                           nonzero=True)
+    return _TimeDomain(_texts(first), _texts(last), [*map(format_ts, bounds)], [*map(format_ts, cuts)],
+                       nonzero=False)
 
-        return _TimeDomain(first.seconds, last.seconds, [*map(to_seconds, bounds)],
-                           [*map(to_seconds, cuts)], nonzero=True)
-    return _TimeDomain(_texts(first), _texts(last), bounds, cuts, nonzero=False)
+
+def _seconds(at: datetime) -> int:
+    """``at`` as whole seconds since 1970 (as its text form would read back; 0 is null, so at least 1)."""
+    return max(1, (at - _EPOCH) // timedelta(seconds=1))
 
 
 def scan(columns: Mapping[str, Sequence[Any]], *, now: datetime, tz: ZoneInfo) -> Stats:
     """The one scanner: :class:`Stats` of the users in ``columns`` (one list per :data:`STATS_FIELDS`)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    dates, text_bounds = day_boundaries(now, tz)
+    dates, starts = _day_starts(now, tz)
     spans = (timedelta(days=30), timedelta(days=7), timedelta(hours=24))
-    times = _time_domain(columns["first_seen"], columns["last_seen"], text_bounds,
-                         [format_ts(now - span) for span in spans])
+    times = _time_domain(columns["first_seen"], columns["last_seen"], starts, [now - span for span in spans])
     # From here on every comparison is within one domain (text, or seconds with 0 for null).
+    # A pass over a whole column costs ~40 ns a user, so there are as few as the figures need.
     first_seen, last_seen, bounds, (c30, c7, c24) = times.first, times.last, times.bounds, times.cuts
     within_30d = list(filter(c30.__le__, last_seen))
     within_7d = list(filter(c7.__le__, within_30d))
+    # Anyone seen in the last 30 days was seen last; only without such a user is the whole column needed.
+    latest = max(within_30d or last_seen, default=None)
     # Only the last 30 days' first sightings are sorted, then cut at the day bounds.
     per_day = _bucket(sorted(filter(bounds[0].__le__, first_seen)), bounds)
     blocked = sum(1 for flag in columns["blocked"] if flag is True)
     total = len(columns["first_seen"])
-    earliest = min(filter(None, first_seen) if times.nonzero else first_seen, default=None)
+    earliest = min(first_seen, default=None)
+    if times.nonzero and earliest == 0:  # some first_seen is null: the earliest of the others
+        earliest = min(filter(None, first_seen), default=None)
     return Stats(
         total_users=total,
         new_today=per_day[-1],
@@ -214,7 +219,7 @@ def scan(columns: Mapping[str, Sequence[Any]], *, now: datetime, tz: ZoneInfo) -
         blocked_users=blocked,
         messages_total=_sum_counts(columns["messages"]),
         first_seen=times.text(earliest),
-        last_seen=times.text(max(last_seen, default=None)),
+        last_seen=times.text(latest),
         languages=_ordered(_count_names(columns["language_code"], none_as=UNKNOWN_LANGUAGE)),
         sources=_ordered(_count_names(columns["source"], none_as=None)),
         new_per_day=tuple(DayCount(d, n) for d, n in zip(dates, per_day, strict=True)),
@@ -265,14 +270,18 @@ def day_boundaries(now: datetime, tz: ZoneInfo, days: int = CHART_DAYS) -> tuple
     The second list has one more item: the start of tomorrow, so that day ``i``
     is ``bounds[i] <= first_seen < bounds[i + 1]``.
     """
+    dates, starts = _day_starts(now, tz, days)
+    return dates, [*map(format_ts, starts)]
+
+
+def _day_starts(now: datetime, tz: ZoneInfo, days: int = CHART_DAYS) -> tuple[list[date], list[datetime]]:
+    """:func:`day_boundaries` with the starts as datetimes."""
     today = now.astimezone(tz).date()
     dates = [today - timedelta(days=days - 1 - i) for i in range(days)]
-    bounds = [format_ts(_local_midnight(d, tz)) for d in dates]
-    bounds.append(format_ts(_local_midnight(today + timedelta(days=1), tz)))
-    return dates, bounds
+    return dates, [_local_midnight(d, tz) for d in [*dates, today + timedelta(days=1)]]
 
 
-def _bucket(sorted_values: list[str], bounds: list[str]) -> list[int]:
+def _bucket(sorted_values: list[Any], bounds: list[Any]) -> list[int]:
     """Counts of sorted values per half-open interval ``[bounds[i], bounds[i+1])``."""
     edges = [bisect_left(sorted_values, b) for b in bounds]
     return [edges[i + 1] - edges[i] for i in range(len(bounds) - 1)]

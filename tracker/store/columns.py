@@ -84,7 +84,7 @@ class ColumnCollector:
                 builder.add_seconds(chunk.times[column])
             else:
                 builder.add(columns[builder.name])
-        self.count += len(chunk)
+        self.count += chunk.size
 
     @property
     def columns(self) -> ColumnCollector:

@@ -9,16 +9,14 @@ builds the whole document in memory.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import itertools
-import mmap
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -27,6 +25,9 @@ from tracker.models import RECORD_FIELDS, Record, complete_record
 from tracker.store.errors import StoreCorruptError, StoreNotFoundError, file_error
 from tracker.store.table import UserTable
 from tracker.store.validate import is_id, record_problem, records_look_right, writable
+
+if TYPE_CHECKING:  # imported where used: a reader of the column cache needs neither
+    import mmap
 
 #: The store format version this code reads and writes.
 SCHEMA = 1
@@ -96,6 +97,8 @@ def read_store(path: Path, *, compact: bool, large_file_bytes: int = LARGE_FILE_
             if size < max(large_file_bytes, 1):  # mmap refuses an empty file
                 data = fh.read()
                 return parse_store(data, path, compact=compact)
+            import mmap
+
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
                 return parse_store(mapped, path, compact=compact, large=True)
     except OSError as exc:
@@ -387,6 +390,8 @@ def return_freed_memory() -> None:
     the parse's peak, ~50% above what it needs). A no-op where there is no
     ``malloc_trim`` (not glibc).
     """
+    import ctypes
+
     try:
         trim = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -273,7 +272,6 @@ def first_generation(journal: bytes) -> int | None:
 # -------------------------------------------------------------------- replay
 
 
-@dataclass
 class Effect:
     """What a run of changes amounts to, whatever order they came in.
 
@@ -284,10 +282,15 @@ class Effect:
     this in a dict, the column cache in lists; both apply the same effect.
     """
 
-    records: dict[int, Record | None] = field(default_factory=dict)
-    touches: dict[int, tuple[str, int]] = field(default_factory=dict)
-    meta: dict[str, Any] | None = None
-    history: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # A plain class, not a dataclass: ``dataclasses`` imports ``inspect``, start-up
+    # time every CLI read would pay for one small accumulator.
+    __slots__ = ("history", "meta", "records", "touches")
+
+    def __init__(self) -> None:
+        self.records: dict[int, Record | None] = {}
+        self.touches: dict[int, tuple[str, int]] = {}
+        self.meta: dict[str, Any] | None = None
+        self.history: dict[str, dict[str, dict[str, Any]]] = {}
 
 
 def _fold_upsert(effect: Effect, change: Upsert) -> None:

@@ -24,11 +24,10 @@ from __future__ import annotations
 import functools
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import compress, repeat
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from tracker.models import PROFILE_FIELDS, RECORD_FIELDS, Record, encodable_text, format_ts
 from tracker.store.column_codec import day_prefixes, second_of_day_texts, seconds_of, texts_of
@@ -428,8 +427,7 @@ class UserTable:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class Chunk:
+class Chunk(NamedTuple):
     """Copies of some rows (no holes): taken under the store's lock, made into records and columns after."""
 
     ids: list[int]
@@ -444,7 +442,9 @@ class Chunk:
     #: position -> a hand-edited record's extra fields
     extras: dict[int, dict[str, Any]]
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
+        """How many rows."""
         return len(self.ids)
 
     def time_texts(self, column: int) -> list[str | None]:

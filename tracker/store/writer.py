@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import secrets
 import threading
 import time
 import zlib
@@ -39,7 +38,6 @@ from tracker.store.lock import WriterLock
 from tracker.store.persister import Persister, Tuning
 from tracker.store.reader import journal_path_of, load_state, load_table, merge_meta, read_journal
 from tracker.store.records import PendingChanges
-from tracker.store.rescue import default_rescue_dirs, find_rescues, read_rescue, write_rescue
 from tracker.store.side_file import StaleSideFileError
 from tracker.store.table import UserTable
 
@@ -129,6 +127,8 @@ class StoreFiles:
             batch, _ = self._pending.take(
                 self._table, self._meta, zlib.crc32(marker), self._keeper.take_changes()
             )
+        from tracker.store.rescue import write_rescue  # lazy: readers (the CLI) import this module too
+
         rescue = write_rescue(self._rescue_dirs(), self.path, store_id, marker + batch)
         log.error("%s; the changes since the last save are in %s", failure, rescue)
         raise StoreError(
@@ -137,11 +137,15 @@ class StoreFiles:
 
 
     def _rescue_dirs(self) -> tuple[Path, ...]:
+        from tracker.store.rescue import default_rescue_dirs
+
         return tuple(map(Path, self.tuning.rescue_dirs)) or default_rescue_dirs()
 
 
     def _apply_rescues(self) -> list[Path]:
         """Apply the rescue files a failed close left for this store; return them (removed once saved)."""
+        from tracker.store.rescue import find_rescues, read_rescue
+
         applied = []
         store_id = store_id_of(self._meta)
         for path in find_rescues(self._rescue_dirs(), self.path, store_id):
@@ -226,6 +230,8 @@ class StoreFiles:
                 f"restore the store file or remove the journal"
             )
         # A store gets its id the first time a writer opens it; every journal carries it.
+        import secrets  # lazy: ~2 ms to import (hashlib), and only a writer's first open needs it
+
         self._meta.setdefault(STORE_ID, secrets.token_hex(8))
 
 
