@@ -258,28 +258,31 @@ def measure_size(folder: Path, size: int, args: argparse.Namespace, null: Run, e
 
 
 def ratio(other: float | None, ours: float) -> str:
-    return f"{other / ours:.1f}x" if other and ours > 0 else "-"
+    if not other or ours <= 0:
+        return "-"
+    return f"{other / ours:,.0f}x" if other / ours >= 100 else f"{other / ours:.1f}x"
 
 
 def print_row(r: SizeResult, first: bool) -> None:
     if first:
         print(f"{'users':>9} | {'UserStore':>10} {'(caller':>8} {'in call)':>9} | {'sqlite batched':>14} "
               f"{'(in call)':>9} | {'autocommit':>10} {'(in call)':>9} | {'TinyDB':>8} | "
-              f"{'vs batched':>10} | {'vs autocommit':>13} | {'vs TinyDB':>9} | {'cycle':>17}")
-    mark = "*" if not r.store.snapshots else " "
-    cycle = f"{r.store.run.updates:,} upd {r.store.run.wall:.0f} s{mark}"
+              f"{'vs batched':>10} | {'vs autocommit':>13} | {'vs TinyDB':>9} | {'store window':>24}")
+    snapshots = f"{r.store.snapshots} snap" if r.store.snapshots else "forced*"
+    cycle = f"{r.store.run.updates:,} upd {snapshots} {r.store.run.wall:.0f} s"
     tiny = f"{r.tinydb / 1e3:6.1f}ms" if r.tinydb else "-"
     print(f"{r.size:>9,} | {r.ours.cpu:8.2f}µs {r.ours.caller_cpu:7.2f}µs {r.ours.in_calls:7.2f}µs | "
           f"{r.batched.cpu:12.1f}µs {r.batched.in_calls:7.1f}µs | {r.autocommit.cpu:8.1f}µs "
           f"{r.autocommit.in_calls:7.1f}µs | {tiny:>8} | {ratio(r.batched.cpu, r.ours.cpu):>10} | "
-          f"{ratio(r.autocommit.cpu, r.ours.cpu):>13} | {ratio(r.tinydb, r.ours.cpu):>9} | {cycle:>17}",
+          f"{ratio(r.autocommit.cpu, r.ours.cpu):>13} | {ratio(r.tinydb, r.ours.cpu):>9} | {cycle:>24}",
           flush=True)
 
 
 def print_footer(results: list[SizeResult], null: Run) -> None:
     print("\nµs per update = process CPU (all threads) / updates, less the empty loop "
           f"({null.per_update().cpu:.2f} µs); caller = the feeding thread's CPU; in call = wall time "
-          "the caller spent inside the calls. cycle: the store's window (* = no snapshot came, one forced).")
+          "the caller spent inside the calls.\nstore window: its updates, the natural snapshots in it "
+          "(* none came: one was forced, an upper bound), its length.")
     print(f"\n{'users':>9} | {'file B/user':>11} | {'RSS B/user':>10} | {'snapshot pause':>14} | "
           f"{'snapshot took':>13}")
     for r in results:
