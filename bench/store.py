@@ -107,13 +107,13 @@ class StoreRun:
     snapshot_ms: float
 
 
-def after_a_snapshot(store: UserStore) -> threading.Thread:
+def after_a_snapshot(store: UserStore, path: Path) -> threading.Thread:
     """Snapshot on a thread; return once its store file is in place (its tail still running,
     as the tail of the window's last snapshot will be when the window ends)."""
-    before = file_identity(store.path)
+    before = file_identity(path)
     thread = threading.Thread(target=store.snapshot)
     thread.start()
-    while thread.is_alive() and file_identity(store.path) == before:
+    while thread.is_alive() and file_identity(path) == before:
         time.sleep(0.001)
     return thread
 
@@ -135,7 +135,7 @@ def measure_store(path: Path, size: int, rate: int, min_updates: int, max_second
                     return True
             return elapsed >= max_seconds
 
-        forced_snapshot = after_a_snapshot(store)
+        forced_snapshot = after_a_snapshot(store, path)
         previous[0] = file_identity(path)
         run = run_paced(StoreTracker(store.seen), stream, rate, done)
         forced_snapshot.join()
