@@ -1,16 +1,40 @@
-"""``python -m bench store``: the cost of recording a sighting, against the peers.
+"""``python -m bench store``: what recording a sighting costs, against the peers, in one run.
 
-For each size (users already in the store) it measures, in one run:
+For each size (users already in the store) every tracker is fed the same stream
+of updates (``bench/paced.py``): random existing users, one in 100 a new user,
+``--rate`` updates a second (default 10,000: a busy bot, about half of what one
+process can dispatch) in 10 ms ticks, sleeping in between as a bot waits for
+updates. The cost charged to an update is the **process CPU time** over the run
+(every thread) per update, less what the same loop costs feeding a tracker that
+does nothing. CPU time rather than wall time because the stream is paced: wall
+time is set by the pace, and what the tracker takes from the bot is the CPU its
+threads burn (on a shared 2-core machine CPU time is also far less noisy). The
+time the caller spends blocked inside the calls (which includes sqlite's fsync
+waits in the calling thread) is printed beside it.
 
-* UserStore.seen() on existing users, including the journal and snapshot work
-  the background threads do meanwhile (the timed loop ends with ``flush()``);
-* sqlite3 as a typical SQLite-backed tracker stores users (WAL, autocommit,
-  ``INSERT ... ON CONFLICT DO UPDATE``) with synchronous=FULL and =NORMAL;
-* stock TinyDB (``table.upsert(doc, Query().id == uid)`` on JSONStorage) where
-  it finishes in reasonable time;
+* **UserStore**: ``seen(profile, at)`` per update while the store's own journal
+  thread (every ``Tuning.flush_interval``) and snapshot thread (when the store
+  decides one is due) run as they do in the bot. The window is one whole
+  snapshot cycle: it starts when a snapshot has just replaced the store file and
+  ends when the next one, started by the store itself, has (the store file's
+  inode changes: DESIGN.md has every snapshot ``os.replace`` it), so the
+  snapshot's CPU is charged at its natural rate. When none comes within
+  ``--max-seconds`` a snapshot is forced at the end and charged to the window:
+  an upper bound, marked ``*``.
+* **sqlite batched**: the same batching and durability: WAL, synchronous=FULL,
+  an ``INSERT … ON CONFLICT DO UPDATE`` per update, one transaction per batch of
+  as many updates as one journal round of the store takes at this rate
+  (``rate × flush_interval``).
+* **sqlite autocommit**: the typical tracker: WAL, synchronous=NORMAL, autocommit.
+* **TinyDB** (small sizes only): stock ``table.upsert(doc, Query().id == uid)``
+  on JSONStorage, unpaced (each upsert rewrites the file: ms each).
 
-then the longest pause a snapshot causes to seen() callers, the file size per
-user, and resident memory per user (measured in a fresh child process).
+Then, per size: the longest ``seen()`` call while a snapshot runs (another thread
+keeps calling it), all the store's files per user, and the steady-state resident
+memory per user (a fresh process opens the store, takes 20,000 updates and a
+snapshot; its RSS growth over the same steps on an empty store, per user).
+Every measurement runs in a fresh process so one cannot leave garbage or a
+warm heap to the next.
 """
 
 from __future__ import annotations
@@ -20,42 +44,51 @@ import gc
 import json
 import os
 import random
-import sqlite3
-import subprocess
+import shutil
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 
-from tracker.models import Profile, make_profile
-from tracker.store import UserStore
+from bench.paced import (
+    NOW,
+    NullTracker,
+    PerUpdate,
+    Run,
+    SqliteTracker,
+    StoreTracker,
+    UpdateStream,
+    build_sqlite,
+    file_identity,
+    make_profile_of,
+    make_user,
+    run_paced,
+)
+from tracker.models import Profile
+from tracker.store import Tuning, UserStore
 
-NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
-FIRST_ID = 100_000_000
+T = TypeVar("T")
+TINYDB_UPDATES = {1_000: 200, 10_000: 20, 100_000: 3}
+RSS_UPDATES = 20_000
+SEEN_TARGET_US = 3.0
+RATIO_TARGET = 3.0
+RSS_TARGET = 700
+PAUSE_TARGET_MS = 50
+FILE_TARGET = 400
 
 
-def make_user(i: int) -> dict[str, Any]:
-    """A plausible user: ~half have a last name, most a username."""
-    return {
-        "id": FIRST_ID + i,
-        "first_name": f"User{i}",
-        "last_name": f"Lastname{i}" if i % 2 else None,
-        "username": f"user_{i}" if i % 5 else None,
-        "language_code": ("en", "ru", "es", "de", None)[i % 5],
-        "is_bot": False,
-        "is_premium": bool(i % 7 == 0) if i % 3 else None,
-    }
-
-
-def make_profile_of(i: int) -> Profile:
-    """The same user as the handlers hand it to the store."""
-    return make_profile(**{"user_id" if k == "id" else k: v for k, v in make_user(i).items()})
+def in_child(function: Callable[..., T], *args: Any) -> T:
+    """Run ``function(*args)`` in a fresh interpreter and return its result."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
 
 
 def build_store(path: Path, size: int) -> None:
@@ -64,26 +97,55 @@ def build_store(path: Path, size: int) -> None:
             store.seen(make_profile_of(i), NOW)
 
 
-def time_userstore(path: Path, size: int, updates: int) -> float:
-    """µs per seen() on random existing users, journal/snapshot work included."""
-    rng = random.Random(1)
-    users = [make_profile_of(rng.randrange(size)) for _ in range(updates)]
-    with UserStore(path) as store:
-        start = time.perf_counter()
-        for user in users:
-            store.seen(user, NOW)
-        store.flush()
-        elapsed = time.perf_counter() - start
-    return elapsed / updates * 1e6
+@dataclass(frozen=True)
+class StoreRun:
+    """The store's paced run over one snapshot cycle, and its snapshot pause."""
+
+    run: Run
+    snapshots: int  #: natural snapshots in the window (0: one was forced at the end)
+    pause_ms: float
+    snapshot_ms: float
 
 
-def longest_pause(path: Path, size: int) -> tuple[float, float]:
-    """(longest seen() call during a forced snapshot, snapshot duration), in ms."""
-    rng = random.Random(2)
-    users = [make_profile_of(rng.randrange(size)) for _ in range(50_000)]
+def after_a_snapshot(store: UserStore, path: Path) -> threading.Thread:
+    """Snapshot on a thread; return once its store file is in place (its tail still running,
+    as the tail of the window's last snapshot will be when the window ends)."""
+    before = file_identity(path)
+    thread = threading.Thread(target=store.snapshot)
+    thread.start()
+    while thread.is_alive() and file_identity(path) == before:
+        time.sleep(0.001)
+    return thread
+
+
+def measure_store(path: Path, size: int, rate: int, min_updates: int, max_seconds: float) -> StoreRun:
+    """One natural snapshot cycle of paced ``seen()`` calls, then the snapshot pause probe."""
+    stream = UpdateStream(size, seed=1)
     with UserStore(path) as store:
-        worst, took = pause_during_snapshot(store, users)
-    return worst * 1e3, took * 1e3
+        gc.collect()
+        previous = [file_identity(path)]
+        snapshots = [0]
+
+        def done(updates: int, elapsed: float) -> bool:
+            now = file_identity(path)
+            if now != previous[0]:
+                previous[0] = now
+                snapshots[0] += 1
+                if updates >= min_updates:
+                    return True
+            return elapsed >= max_seconds
+
+        forced_snapshot = after_a_snapshot(store, path)
+        previous[0] = file_identity(path)
+        run = run_paced(StoreTracker(store.seen), stream, rate, done)
+        forced_snapshot.join()
+        if not snapshots[0]:  # none came: charge one to this window (an upper bound)
+            cpu = time.process_time()
+            store.snapshot()
+            run = Run(run.updates, run.cpu + time.process_time() - cpu, run.caller_cpu,
+                      run.in_calls, run.wall)
+        worst, took = pause_during_snapshot(store, stream.take(50_000))
+    return StoreRun(run, snapshots[0], worst * 1e3, took * 1e3)
 
 
 def pause_during_snapshot(store: UserStore, profiles: Sequence[Profile]) -> tuple[float, float]:
@@ -111,44 +173,21 @@ def pause_during_snapshot(store: UserStore, profiles: Sequence[Profile]) -> tupl
     return worst, took[0]
 
 
-SQL_UPSERT = (
-    "INSERT INTO users (id, first_name, last_name, username, language_code, is_bot, is_premium,"
-    " first_seen, last_seen, messages) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"
-    " ON CONFLICT(id) DO UPDATE SET first_name=excluded.first_name, last_name=excluded.last_name,"
-    " username=excluded.username, language_code=excluded.language_code,"
-    " is_premium=excluded.is_premium, last_seen=excluded.last_seen, messages=messages+1"
-)
+def measure_sqlite(template: Path, path: Path, size: int, rate: int, updates: int,
+                   synchronous: str, batch: int) -> Run:
+    shutil.copyfile(template, path)
+    tracker = SqliteTracker(path, synchronous, batch)
+    run = run_paced(tracker, UpdateStream(size, seed=1), rate, lambda n, _s: n >= updates)
+    tracker.close()
+    return run
 
 
-def time_sqlite(path: Path, size: int, updates: int, synchronous: str) -> float:
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute(f"PRAGMA synchronous={synchronous}")
-    db.execute(
-        "CREATE TABLE users (id INTEGER PRIMARY KEY, first_name TEXT, last_name TEXT, username TEXT,"
-        " language_code TEXT, is_bot INTEGER, is_premium INTEGER, first_seen TEXT, last_seen TEXT,"
-        " messages INTEGER, source TEXT, blocked INTEGER DEFAULT 0, blocked_at TEXT)"
-    )
-    ts = NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    def row(user: dict[str, Any]) -> tuple[Any, ...]:
-        return (user["id"], user["first_name"], user["last_name"], user["username"],
-                user["language_code"], user["is_bot"], user["is_premium"], ts, ts)
-
-    db.execute("BEGIN")
-    db.executemany(SQL_UPSERT, (row(make_user(i)) for i in range(size)))
-    db.execute("COMMIT")
-    rng = random.Random(1)
-    rows = [row(make_user(rng.randrange(size))) for _ in range(updates)]
-    start = time.perf_counter()
-    for values in rows:  # autocommit: one transaction per update, as a bot does it
-        db.execute(SQL_UPSERT, values)
-    elapsed = time.perf_counter() - start
-    db.close()
-    return elapsed / updates * 1e6
+def measure_null(rate: int, updates: int) -> Run:
+    return run_paced(NullTracker(), UpdateStream(100_000, seed=1), rate, lambda n, _s: n >= updates)
 
 
 def time_tinydb(path: Path, size: int, updates: int) -> float:
+    """CPU µs per stock TinyDB upsert (unpaced: each one takes milliseconds)."""
     from tinydb import Query, TinyDB
 
     # Build the file directly: inserting 100k docs through TinyDB would take hours.
@@ -161,77 +200,155 @@ def time_tinydb(path: Path, size: int, updates: int) -> float:
     rng = random.Random(1)
     docs = [{**make_user(rng.randrange(size)), "last_seen": ts} for _ in range(updates)]
     q = Query()
-    start = time.perf_counter()
+    start = time.process_time()
     for doc in docs:
         users.upsert(doc, q.id == doc["id"])
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     db.close()
     return elapsed / updates * 1e6
 
 
-def resident_bytes_per_user(path: Path, size: int) -> float:
-    """RSS growth of a fresh process opening the store as writer, per user."""
-    code = (
-        "import gc, psutil, sys; from tracker.store import UserStore;"
-        "p = psutil.Process(); gc.collect(); before = p.memory_info().rss;"
-        "s = UserStore(sys.argv[1]); gc.collect(); after = p.memory_info().rss;"
-        "print(after - before); s.close()"
-    )
-    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
-    return int(out.stdout.strip()) / size
+def steady_rss(path: Path, size: int) -> int:
+    """RSS growth of this (fresh) process over: open as writer, updates, snapshot."""
+    profiles = UpdateStream(size, seed=3).take(RSS_UPDATES) if size else []
+    process = psutil.Process()
+    gc.collect()
+    before = process.memory_info().rss
+    with UserStore(path) as store:
+        for profile in profiles:
+            store.seen(profile, NOW)
+        store.flush()
+        store.snapshot()
+        gc.collect()
+        after = process.memory_info().rss
+    return after - before
 
 
-def fmt_ratio(other: float | None, ours: float) -> str:
-    return f"{other / ours:6.1f}x" if other else "     -"
+@dataclass(frozen=True)
+class SizeResult:
+    size: int
+    store: StoreRun
+    ours: PerUpdate
+    batched: PerUpdate
+    autocommit: PerUpdate
+    tinydb: float | None
+    file_per_user: float
+    rss_per_user: float
+
+
+def measure_size(folder: Path, size: int, args: argparse.Namespace, null: Run, empty_rss: int) -> SizeResult:
+    store_path = folder / "users.json"
+    in_child(build_store, store_path, size)
+    # Every file the store keeps (store, column cache, journal, ...), not the store file alone.
+    file_per_user = sum(p.stat().st_size for p in folder.glob("users.json*")) / size
+    template = folder / "template.db"
+    in_child(build_sqlite, template, size)
+    batch = max(1, round(args.rate * Tuning().flush_interval))
+    batched = in_child(measure_sqlite, template, folder / "batched.db", size, args.rate,
+                       args.updates, "FULL", batch)
+    autocommit = in_child(measure_sqlite, template, folder / "auto.db", size, args.rate,
+                          args.updates, "NORMAL", 1)
+    for db in folder.glob("*.db*"):
+        db.unlink()
+    tiny = None
+    if size in TINYDB_UPDATES:
+        tiny = in_child(time_tinydb, folder / "tinydb.json", size, TINYDB_UPDATES[size])
+    rss = (in_child(steady_rss, store_path, size) - empty_rss) / size
+    store = in_child(measure_store, store_path, size, args.rate, args.updates, args.max_seconds)
+    return SizeResult(size, store, store.run.per_update(null), batched.per_update(null),
+                      autocommit.per_update(null), tiny, file_per_user, rss)
+
+
+def ratio(other: float | None, ours: float) -> str:
+    if not other or ours <= 0:
+        return "-"
+    return f"{other / ours:,.0f}x" if other / ours >= 100 else f"{other / ours:.1f}x"
+
+
+def print_row(r: SizeResult, first: bool) -> None:
+    if first:
+        print(f"{'users':>9} | {'UserStore':>10} {'(caller':>8} {'in call)':>9} | {'sqlite batched':>14} "
+              f"{'(in call)':>9} | {'autocommit':>10} {'(in call)':>9} | {'TinyDB':>8} | "
+              f"{'vs batched':>10} | {'vs autocommit':>13} | {'vs TinyDB':>9} | {'store window':>24}")
+    snapshots = f"{r.store.snapshots} snap" if r.store.snapshots else "forced*"
+    cycle = f"{r.store.run.updates:,} upd {snapshots} {r.store.run.wall:.0f} s"
+    tiny = f"{r.tinydb / 1e3:6.1f}ms" if r.tinydb else "-"
+    print(f"{r.size:>9,} | {r.ours.cpu:8.2f}µs {r.ours.caller_cpu:7.2f}µs {r.ours.in_calls:7.2f}µs | "
+          f"{r.batched.cpu:12.1f}µs {r.batched.in_calls:7.1f}µs | {r.autocommit.cpu:8.1f}µs "
+          f"{r.autocommit.in_calls:7.1f}µs | {tiny:>8} | {ratio(r.batched.cpu, r.ours.cpu):>10} | "
+          f"{ratio(r.autocommit.cpu, r.ours.cpu):>13} | {ratio(r.tinydb, r.ours.cpu):>9} | {cycle:>24}",
+          flush=True)
+
+
+def print_footer(results: list[SizeResult], null: Run) -> None:
+    print("\nµs per update = process CPU (all threads) / updates, less the empty loop "
+          f"({null.per_update().cpu:.2f} µs); caller = the feeding thread's CPU; in call = wall time "
+          "the caller spent inside the calls.\nstore window: its updates, the natural snapshots in it "
+          "(* none came: one was forced, an upper bound), its length.")
+    print(f"\n{'users':>9} | {'file B/user':>11} | {'RSS B/user':>10} | {'snapshot pause':>14} | "
+          f"{'snapshot took':>13}")
+    for r in results:
+        print(f"{r.size:>9,} | {r.file_per_user:11.0f} | {r.rss_per_user:10.0f} | "
+              f"{r.store.pause_ms:11.1f} ms | {r.store.snapshot_ms:10,.0f} ms")
+    print_targets(results)
+
+
+def verdict(name: str, met: bool, figure: str) -> None:
+    print(f"  {name}: {'met' if met else 'MISSED'} ({figure})")
+
+
+def print_targets(results: list[SizeResult]) -> None:
+    print("\nTargets (issue 11):")
+    for r in results:
+        batched, autocommit = r.batched.cpu / r.ours.cpu, r.autocommit.cpu / r.ours.cpu
+        verdict(f"{r.size:>9,} users: >= {RATIO_TARGET:.0f}x faster than each sqlite peer",
+                min(batched, autocommit) >= RATIO_TARGET,
+                f"vs batched {batched:.1f}x, vs autocommit {autocommit:.1f}x")
+    for r in results:
+        if r.size == 1_000_000:
+            verdict(f"seen() <= {SEEN_TARGET_US} µs at 1M with the background work",
+                    r.ours.cpu <= SEEN_TARGET_US, f"{r.ours.cpu:.2f} µs")
+            verdict(f"longest seen() pause during a snapshot <= {PAUSE_TARGET_MS} ms at 1M",
+                    r.store.pause_ms <= PAUSE_TARGET_MS, f"{r.store.pause_ms:.0f} ms")
+    largest = results[-1]
+    verdict(f"all files <= {FILE_TARGET} B/user", largest.file_per_user <= FILE_TARGET,
+            f"{largest.file_per_user:.0f} B/user at {largest.size:,}")
+    large = [r for r in results if r.size >= 100_000]  # below, fixed costs dominate
+    if large:
+        worst = max(large, key=lambda r: r.rss_per_user)
+        verdict(f"steady-state RSS <= {RSS_TARGET} B/user (100k+ users)", worst.rss_per_user <= RSS_TARGET,
+                f"{worst.rss_per_user:.0f} B/user at {worst.size:,}")
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench store", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench store", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000,100000,1000000",
                         help="comma-separated store sizes (default: %(default)s)")
-    parser.add_argument("--updates", type=int, default=200_000, help="seen() calls timed per size")
+    parser.add_argument("--updates", type=int, default=60_000,
+                        help="updates per peer run, and at least this many in the store's window "
+                             "(default: %(default)s)")
+    parser.add_argument("--rate", type=int, default=10_000,
+                        help="updates a second in the paced stream (default: %(default)s)")
+    parser.add_argument("--max-seconds", type=float, default=240.0,
+                        help="longest store window waiting for its natural snapshot (default: %(default)s)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
-    tinydb_updates = {1_000: 200, 10_000: 20, 100_000: 3}
-
+    batch = max(1, round(args.rate * Tuning().flush_interval))
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, "
-          f"{psutil.virtual_memory().total / 2**30:.0f} GiB; {args.updates:,} updates per size")
-    header = (f"{'users':>9} | {'UserStore':>10} | {'sqlite FULL':>11} | {'sqlite NORMAL':>13} | "
-              f"{'TinyDB':>10} | {'vs NORMAL':>9} | {'vs FULL':>7} | {'vs TinyDB':>9} | "
-              f"{'file B/user':>11} | {'RSS B/user':>10}")
-    rows: list[str] = []
-    pauses: list[str] = []
-    for size in sizes:
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            store_path = folder / "users.json"
-            build_store(store_path, size)
-            # Every file the store keeps (store, column cache, journal), not the store file alone.
-            file_per_user = sum(p.stat().st_size for p in folder.glob("users.json*")) / size
-            ours = time_userstore(store_path, size, args.updates)
-            sql_updates = min(args.updates, 20_000)
-            full = time_sqlite(folder / "full.db", size, min(sql_updates, 2_000), "FULL")
-            normal = time_sqlite(folder / "normal.db", size, sql_updates, "NORMAL")
-            tiny: float | None = None
-            if size in tinydb_updates:
-                tiny = time_tinydb(folder / "tinydb.json", size, tinydb_updates[size])
-            rss = resident_bytes_per_user(store_path, size)
-            if size >= 100_000:
-                worst, took = longest_pause(store_path, size)
-                pauses.append(f"{size:>9,} users: longest seen() pause during a snapshot "
-                              f"{worst:6.1f} ms (snapshot took {took:,.0f} ms)")
-            gc.collect()
-        tiny_text = f"{tiny:8.0f}µs" if tiny else "         -"
-        rows.append(
-            f"{size:>9,} | {ours:8.2f}µs | {full:9.1f}µs | {normal:11.1f}µs | {tiny_text} | "
-            f"{fmt_ratio(normal, ours):>9} | {fmt_ratio(full, ours):>7} | {fmt_ratio(tiny, ours):>9} | "
-            f"{file_per_user:11.0f} | {rss:10.0f}"
-        )
-        print(rows[-1] if len(rows) > 1 else header + "\n" + rows[-1], flush=True)
-    print()
-    for line in pauses:
-        print(line)
-    print("\nTargets: <= 5 µs/update at every size (>= 3x faster than sqlite NORMAL); "
-          "<= 100 ms longest pause at 100k; all files <= 400 B/user (issue 11); RSS <= 1 KB/user.")
-
-
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB; {args.rate:,} updates/s in 10 ms ticks; "
+          f"sqlite batched commits every {batch:,} updates; {args.updates:,} updates per peer run")
+    results: list[SizeResult] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        null = in_child(measure_null, args.rate, min(args.updates, 20_000))
+        empty = Path(tmp) / "empty" / "users.json"
+        empty.parent.mkdir()
+        UserStore(empty).close()
+        empty_rss = in_child(steady_rss, empty, 0)
+        for size in sizes:
+            folder = Path(tmp) / str(size)
+            folder.mkdir()
+            results.append(measure_size(folder, size, args, null, empty_rss))
+            print_row(results[-1], first=len(results) == 1)
+            shutil.rmtree(folder)
+    print_footer(results, null)
