@@ -262,7 +262,8 @@ class StoreFiles:
             since = self._journal.changes_since
             if since is None or time.monotonic() < self._snapshot_quiet_until:
                 return False
-            wanted = max(tuning.snapshot_min_journal_bytes, self._snapshot_bytes * tuning.snapshot_journal_ratio)
+            ratio = tuning.snapshot_journal_ratio
+            wanted = max(tuning.snapshot_min_journal_bytes, self._snapshot_bytes * ratio)
             if self._journal.size >= wanted:
                 return True
             return time.monotonic() - since >= tuning.snapshot_max_age
