@@ -45,14 +45,25 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 FIRST_ID = 100_000_000
 LANGS = ["en", "ru", "de", "es", "fa", "pt-br", None, "it", "uk", "tr"]
 SOURCES = [None] * 6 + ["ads", "promo", "ref_42", "-x"]
-CHUNK = 100_000
+CHUNK = 5_000  # users per line, as the writer's snapshots have them
+#: Up to this size the open of a one-line store file (older versions' layout) is measured too.
+ONE_LINE_UP_TO = 2_000_000
 
 
 def _stamp(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def generate(n: int, folder: Path, *, with_sqlite: bool, seed: int = 11) -> None:
+def profile_of(i: int) -> dict[str, Any]:
+    """The profile fields of generated user ``i`` (the updates of ``child_open`` repeat them)."""
+    return {
+        "id": FIRST_ID + i * 7, "first_name": f"Name{i}", "last_name": "Last" if i % 3 == 0 else None,
+        "username": f"user{i}" if i % 2 else None, "language_code": LANGS[i % len(LANGS)],
+        "is_bot": i % 97 == 0, "is_premium": None if i % 4 == 0 else i % 5 == 0,
+    }
+
+
+def generate(n: int, folder: Path, *, with_sqlite: bool, seed: int = 11, one_line: bool = False) -> None:
     """Stream ``users.json`` (TinyDB layout) and, if asked, ``users.sqlite`` with the same ``n`` users."""
     rnd = random.Random(seed)
     span = 730 * 86400
@@ -68,8 +79,15 @@ def generate(n: int, folder: Path, *, with_sqlite: bool, seed: int = 11) -> None
             "language_code text, is_bot integer, is_premium integer, first_seen text, last_seen text, "
             "messages integer, source text, blocked integer, blocked_at text)"
         )
+    # The layout this version's writer leaves (a chunk of users per line), or one
+    # line (older versions, TinyDB itself, a hand-made file): same JSON document.
+    if one_line:
+        opening, separator, closing = b'{"users":{', b",", b"}"
+    else:
+        opening, separator, closing = b'{"users":{\n', b",\n", b"\n}"
+    folder.mkdir(exist_ok=True)
     with open(folder / "users.json", "wb") as out:
-        out.write(b'{"users":{')
+        out.write(opening)
         for start in range(0, n, CHUNK):
             chunk: dict[str, dict[str, Any]] = {}
             for i in range(start, min(n, start + CHUNK)):
@@ -78,19 +96,17 @@ def generate(n: int, folder: Path, *, with_sqlite: bool, seed: int = 11) -> None
                 last, first = stamps[min(a, b)], stamps[max(a, b)]
                 blocked = i % 11 == 0
                 chunk[str(uid)] = {
-                    "id": uid, "first_name": f"Name{i}", "last_name": "Last" if i % 3 == 0 else None,
-                    "username": f"user{i}" if i % 2 else None, "language_code": LANGS[i % len(LANGS)],
-                    "is_bot": i % 97 == 0, "is_premium": None if i % 4 == 0 else i % 5 == 0,
+                    **profile_of(i),
                     "first_seen": first, "last_seen": last, "messages": rnd.randrange(50),
                     "source": SOURCES[rnd.randrange(len(SOURCES))], "blocked": blocked,
                     "blocked_at": last if blocked else None,
                 }
             body = orjson.dumps(chunk)[1:-1]
-            out.write(body if start == 0 else b"," + body)
+            out.write(body if start == 0 else separator + body)
             if db is not None:
                 db.executemany("insert into users values (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                [tuple(record.values()) for record in chunk.values()])
-        out.write(b'},"meta":{"1":{"schema":1}}}')
+        out.write(closing + b',"meta":{"1":{"schema":1,"store_id":"0123456789abcdef"}}}')
     if db is not None:
         db.execute("create index users_first_seen on users(first_seen)")
         db.execute("create index users_last_seen on users(last_seen)")
@@ -111,8 +127,8 @@ def child_open(path: str, n: int, updates: int) -> dict[str, float]:
     started = time.perf_counter()
     store = UserStore(path)
     opened = time.perf_counter() - started
-    profiles = [make_profile(FIRST_ID + 7 * i, f"Name{i}", None, f"user{i}", "en", False, None)
-                for i in (rnd.randrange(n) for _ in range(updates))]
+    # Returning users with the profile they have (a rename is the rare case): journaled as touches.
+    profiles = [make_profile(*profile_of(i).values()) for i in (rnd.randrange(n) for _ in range(updates))]
     started = time.perf_counter()
     for profile in profiles:
         store.seen(profile, NOW)
@@ -230,6 +246,13 @@ def scale_one(n: int, folder: Path, repo: Path, args: argparse.Namespace) -> Non
         print(f"reopen    FAILED: {reopened['error']}")
         return
     print(f"reopen    {reopened['open']:7.1f} s   peak RSS {(rss - base) / n:,.0f} B/user", flush=True)
+    if n <= ONE_LINE_UP_TO:
+        generate(n, folder / "one-line", with_sqlite=False, one_line=True)
+        legacy, rss = run_child(repo, "reopen", str(folder / "one-line" / "users.json"))
+        took = f"{legacy['open']:7.1f} s" if "open" in legacy else "FAILED"
+        print(f"one-line  {took}   peak RSS {(rss - base) / n:,.0f} B/user (the first open of a store "
+              f"written by an older version: parsed whole, then rewritten)", flush=True)
+        subprocess.run(["rm", "-rf", str(folder / "one-line")], check=True)
     files = {p.name: p.stat().st_size for p in folder.iterdir() if p.name.startswith("users.json")}
     ours = sum(files.values()) / n
     sqlite_file = folder / "users.sqlite"
