@@ -398,23 +398,20 @@ class UserTable:
     def __iter__(self) -> Iterator[Record]:
         return iter(self.records())
 
-    def touches(self, user_ids: Iterable[int]) -> list[tuple[int, str, int]]:
-        """``(id, last_seen, messages)`` of each known, seen user among ``user_ids``: the journal's touches.
+    def touch_values(self, user_ids: Iterable[int]) -> TouchValues:
+        """The ``last_seen`` and ``messages`` of the known users among ``user_ids``, copied.
 
-        C-level passes over the whole batch (a journal round may hold thousands).
+        A few C-level passes (the store's lock is held meanwhile); turning them
+        into the journal's text (:meth:`TouchValues.entries`) needs no lock.
         """
         ids = list(filter(self.rows.__contains__, user_ids))
         rows = list(map(self.rows.__getitem__, ids))
         seconds = array("I", map(self.last_seen.__getitem__, rows))
-        texts = texts_of(seconds)
+        odd = {}
         if ODD in seconds:
-            for position, row in enumerate(rows):
-                if seconds[position] == ODD:
-                    texts[position] = self.odd_times[row, LAST_SEEN]
-        touches = zip(ids, texts, map(self.messages.__getitem__, rows), strict=True)
-        if 0 in seconds:  # a touch is only ever pending after a sighting set last_seen; never write a null
-            return [touch for touch in touches if touch[1] is not None]  # type: ignore[misc]
-        return list(touches)  # type: ignore[arg-type]
+            odd = {position: self.odd_times[row, LAST_SEEN]
+                   for position, row in enumerate(rows) if seconds[position] == ODD}
+        return TouchValues(ids, seconds, list(map(self.messages.__getitem__, rows)), odd)
 
     def find_username(self, name: str) -> Record | None:
         """The first record whose username is ``name`` (case-insensitive, ``@`` optional)."""
@@ -425,6 +422,26 @@ class UserTable:
             if profile is not None and profile[2] and profile[2].lower() == wanted:
                 return self.record(row)
         return None
+
+
+class TouchValues(NamedTuple):
+    """Copied ``(id, last_seen, messages)`` columns of touched users (see :meth:`UserTable.touch_values`)."""
+
+    ids: list[int]
+    seconds: array[int]
+    messages: list[int]
+    #: position -> the text of an ODD last_seen
+    odd: dict[int, str]
+
+    def entries(self) -> list[tuple[int, str, int]]:
+        """The journal's touches; a user never seen (null ``last_seen``) has none to write."""
+        texts = texts_of(self.seconds)
+        for position, text in self.odd.items():
+            texts[position] = text
+        touches = zip(self.ids, texts, self.messages, strict=True)
+        if 0 in self.seconds:
+            return [touch for touch in touches if touch[1] is not None]  # type: ignore[misc]
+        return list(touches)  # type: ignore[arg-type]
 
 
 class Chunk(NamedTuple):

@@ -124,9 +124,8 @@ class StoreFiles:
                 ) from None
             store_id = store_id_of(self._meta)
             marker = encode(Generation(self._gen, store_id)) + b"\n"
-            batch, _ = self._pending.take(
-                self._table, self._meta, zlib.crc32(marker), self._keeper.take_changes()
-            )
+            copied, _ = self._pending.take(self._table, self._meta, self._keeper.take_changes())
+        batch = copied.encode(zlib.crc32(marker))
         from tracker.store.rescue import write_rescue  # lazy: readers (the CLI) import this module too
 
         rescue = write_rescue(self._rescue_dirs(), self.path, store_id, marker + batch)
@@ -277,17 +276,19 @@ class StoreFiles:
         is covered by a snapshot that starts now.
         """
         with self._journal_lock:
-            with self._lock:
-                crc_start = self._journal.tail_crc
+            with self._lock:  # only copies under it: seen() callers wait for nothing longer
                 history = self._keeper.take_changes()
-                batch, taken = self._pending.take(self._table, self._meta, crc_start, history)
-                tail_crc = 0 if batch else crc_start
-                marker_at = self._journal.size + len(batch)
+                copied, taken = self._pending.take(self._table, self._meta, history)
                 if new_generation:
                     self._gen += 1
                     marker = encode(Generation(self._gen, store_id_of(self._meta))) + b"\n"
-                    batch += marker
-                    tail_crc = zlib.crc32(marker, tail_crc)
+            crc_start = self._journal.tail_crc
+            batch = copied.encode(crc_start)
+            tail_crc = 0 if batch else crc_start
+            marker_at = self._journal.size + len(batch)
+            if new_generation:
+                batch += marker
+                tail_crc = zlib.crc32(marker, tail_crc)
             if not batch or not self._journal.is_open:
                 return self._journal.size
             try:
