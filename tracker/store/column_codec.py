@@ -291,7 +291,8 @@ class ColumnBuilder:
             # Narrowed a slice at a time: one call over a million codes would hold the GIL
             # for ~50 ms, and the bot's seen() callers would wait that long (a snapshot pause).
             numbers, step = self._numbers, 1 << 16
-            parts = (array(typecode, numbers[at : at + step]).tobytes() for at in range(0, len(numbers), step))
+            parts = (array(typecode, numbers[at : at + step]).tobytes()
+                     for at in range(0, len(numbers), step))
             data = b"".join(parts)
             return kind, orjson.dumps(list(self._codes)), data
         return kind, b"", self._numbers.tobytes()
