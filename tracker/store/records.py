@@ -26,13 +26,30 @@ class Taken(NamedTuple):
 
 
 class Copied(NamedTuple):
-    """The values of one journal batch, copied under the store's lock."""
+    """The values of one journal batch, read from the table after the changes were taken.
+
+    Read without the store's lock (:meth:`of`), so ``seen()`` callers never wait
+    for it: a value read while a ``seen()`` is changing the same user may be
+    newer than the batch or half-changed, but that ``seen()`` marks the user
+    pending again when it is done, so the next batch writes the whole truth and
+    replaying the journal ends with it. Rows are never reused, so a read never
+    mixes two users; a user erased meanwhile reads as absent (and its erasure is
+    pending too).
+    """
 
     upserts: list[Record]
     deletes: list[int]
     touches: TouchValues
     meta: dict[str, Any] | None
     history: HistoryDocs
+
+    @classmethod
+    def of(cls, taken: Taken, table: UserTable, meta: dict[str, Any] | None) -> Copied:
+        """The values of ``taken``'s changes as the table holds them now (``meta``: copied under the lock)."""
+        upserts = [record for i in taken.changed if (record := table.get(i)) is not None]
+        deletes = [i for i in taken.changed if i not in table]
+        touches = table.touch_values(taken.touched - taken.changed)
+        return cls(upserts, deletes, touches, meta, taken.history)
 
     def encode(self, crc_start: int) -> bytes:
         """The batch's journal lines (``b""`` when empty): one orjson call per kind of change."""
@@ -66,25 +83,16 @@ class PendingChanges:
         self.meta = False
         self.history: HistoryDocs = {}
 
-    def take(
-        self, table: UserTable, meta: dict[str, Any], history: HistoryDocs
-    ) -> tuple[Copied, Taken]:
-        """Copy the values of the pending changes (and ``history``, the keeper's) and start afresh.
+    def take(self, history: HistoryDocs) -> Taken:
+        """The pending changes (and ``history``, the keeper's), handed over; start afresh (under the lock).
 
-        Runs under the store's lock, so it only copies (C-level passes and one
-        record per rewritten user); :meth:`Copied.encode` serialises them after
-        the lock is released. The :class:`Taken` goes back with :meth:`put_back`
-        if the batch cannot be written.
+        The :class:`Taken` goes back with :meth:`put_back` if the batch cannot be written.
         """
         if self.history:  # put back earlier: older than what the keeper just gave
             history = _merged(self.history, history)
         taken = Taken(self.changed, self.touched, self.meta, history)
         self.changed, self.touched, self.meta, self.history = set(), set(), False, {}
-        upserts = [record for i in taken.changed if (record := table.get(i)) is not None]
-        deletes = [i for i in taken.changed if i not in table]
-        touches = table.touch_values(taken.touched - taken.changed)
-        copied = Copied(upserts, deletes, touches, dict(meta) if taken.meta else None, history)
-        return copied, taken
+        return taken
 
     def put_back(self, taken: Taken) -> None:
         self.changed |= taken.changed

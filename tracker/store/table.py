@@ -331,13 +331,18 @@ class UserTable:
 
     # ------------------------------------------------------------ reading rows
 
-    def record(self, row: int) -> Record:
-        """Row ``row`` as a fresh record dict (the store file's shape)."""
+    def record(self, user_id: int, row: int) -> Record | None:
+        """``user_id``'s row as a fresh record dict (the store file's shape); None for a forgotten row.
+
+        The id is the caller's, not read back from the row: a reader without the
+        lock (``records.Copied``) must never see a row being emptied as user 0.
+        """
         profile = self.profiles[row]
-        assert profile is not None, "a forgotten row has no record"
+        if profile is None:
+            return None
         first_name, last_name, username, language_code, is_bot, is_premium = profile
         record: Record = {
-            "id": self.ids[row],
+            "id": user_id,
             "first_name": first_name,
             "last_name": last_name,
             "username": username,
@@ -358,7 +363,7 @@ class UserTable:
 
     def get(self, user_id: int) -> Record | None:
         row = self.rows.get(user_id)
-        return None if row is None else self.record(row)
+        return None if row is None else self.record(user_id, row)
 
     def records(self, start: int = 0, stop: int | None = None) -> list[Record]:
         """The records of the live rows in ``range(start, stop)``, in row order."""
@@ -401,11 +406,12 @@ class UserTable:
     def touch_values(self, user_ids: Iterable[int]) -> TouchValues:
         """The ``last_seen`` and ``messages`` of the known users among ``user_ids``, copied.
 
-        A few C-level passes (the store's lock is held meanwhile); turning them
-        into the journal's text (:meth:`TouchValues.entries`) needs no lock.
+        Safe without the store's lock (see ``records.Copied``): each id is looked
+        up once, and rows are never reused.
         """
-        ids = list(filter(self.rows.__contains__, user_ids))
-        rows = list(map(self.rows.__getitem__, ids))
+        found = [(user_id, row) for user_id in user_ids if (row := self.rows.get(user_id)) is not None]
+        ids = [user_id for user_id, _ in found]
+        rows = [row for _, row in found]
         seconds = array("I", map(self.last_seen.__getitem__, rows))
         odd = {}
         if ODD in seconds:
@@ -420,7 +426,7 @@ class UserTable:
             return None
         for row, profile in enumerate(self.profiles):
             if profile is not None and profile[2] and profile[2].lower() == wanted:
-                return self.record(row)
+                return self.record(self.ids[row], row)
         return None
 
 

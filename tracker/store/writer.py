@@ -37,7 +37,7 @@ from tracker.store.journal_file import JournalClaimedError, JournalFile
 from tracker.store.lock import WriterLock
 from tracker.store.persister import Persister, Tuning
 from tracker.store.reader import journal_path_of, load_state, load_table, merge_meta, read_journal
-from tracker.store.records import PendingChanges
+from tracker.store.records import Copied, PendingChanges
 from tracker.store.side_file import StaleSideFileError
 from tracker.store.table import UserTable
 
@@ -124,8 +124,9 @@ class StoreFiles:
                 ) from None
             store_id = store_id_of(self._meta)
             marker = encode(Generation(self._gen, store_id)) + b"\n"
-            copied, _ = self._pending.take(self._table, self._meta, self._keeper.take_changes())
-        batch = copied.encode(zlib.crc32(marker))
+            taken = self._pending.take(self._keeper.take_changes())
+            meta = dict(self._meta) if taken.meta else None
+        batch = Copied.of(taken, self._table, meta).encode(zlib.crc32(marker))
         from tracker.store.rescue import write_rescue  # lazy: readers (the CLI) import this module too
 
         rescue = write_rescue(self._rescue_dirs(), self.path, store_id, marker + batch)
@@ -276,14 +277,14 @@ class StoreFiles:
         is covered by a snapshot that starts now.
         """
         with self._journal_lock:
-            with self._lock:  # only copies under it: seen() callers wait for nothing longer
-                history = self._keeper.take_changes()
-                copied, taken = self._pending.take(self._table, self._meta, history)
+            with self._lock:  # short: seen() callers wait on it (the values are read after it)
+                taken = self._pending.take(self._keeper.take_changes())
+                meta = dict(self._meta) if taken.meta else None
                 if new_generation:
                     self._gen += 1
                     marker = encode(Generation(self._gen, store_id_of(self._meta))) + b"\n"
             crc_start = self._journal.tail_crc
-            batch = copied.encode(crc_start)
+            batch = Copied.of(taken, self._table, meta).encode(crc_start)
             tail_crc = 0 if batch else crc_start
             marker_at = self._journal.size + len(batch)
             if new_generation:
