@@ -47,9 +47,9 @@ TRACKING_GROUP = -1
 Clock = Callable[[], datetime]
 
 
-def utc_now() -> datetime:
-    """The current time, timezone-aware (the store wants aware datetimes)."""
-    return datetime.now(UTC)
+#: The current time, timezone-aware (the store wants aware datetimes). A partial
+#: rather than a ``def``: it is read once per update, and a C call has no frame.
+utc_now: Clock = functools.partial(datetime.now, UTC)
 
 
 Callback = Callable[..., Coroutine[Any, Any, None]]
@@ -220,7 +220,12 @@ class Tracker:
                 # Service messages (joins, pins, ...) are interactions, not messages.
                 self._seen(sender, False)
             elif text is None or not text.startswith("/"):
-                self._seen(sender, True)
+                # The commonest update of all: _seen inlined, store.seen's defaults
+                # (a message, no source, no command) not passed as keywords.
+                if self._pins_names and sender.username:
+                    self._admin_names.check(sender.id, sender.username)
+                if self.store.seen(from_user(sender), self.clock()):
+                    self.changed()
             else:  # every /command counts in the history
                 text = str(text)  # a plain str, for the same reason
                 command = command_name(text, me.username if me is not None else None)
