@@ -159,14 +159,20 @@ class World:
             tg.users, tg.chats = all_users, all_chats
 
 
-def store_thread_cpu() -> float:
-    """CPU seconds used so far by the store's background threads (``tracker-store-*``)."""
-    total = 0.0
+def store_threads_cpu() -> dict[str, float]:
+    """CPU seconds used so far by each of the store's background threads (``tracker-store-*``)."""
+    used: dict[str, float] = {}
     for thread in threading.enumerate():
         if thread.name.startswith(STORE_THREADS) and thread.ident is not None:
             with contextlib.suppress(OSError):  # the thread ended between enumerate() and here
-                total += time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
-    return total
+                clock = time.pthread_getcpuclockid(thread.ident)
+                used[thread.name] = used.get(thread.name, 0.0) + time.clock_gettime(clock)
+    return used
+
+
+def store_thread_cpu() -> float:
+    """CPU seconds used so far by the store's background threads, together."""
+    return sum(store_threads_cpu().values())
 
 
 class ChunkCost(NamedTuple):
@@ -276,6 +282,7 @@ class Result(NamedTuple):
     overhead: float
     round_overheads: list[float]
     chunks: int
+    threads: dict[str, float]
 
 
 async def bench(args: argparse.Namespace, log: Callable[[str], None]) -> Result:
@@ -289,6 +296,7 @@ async def bench(args: argparse.Namespace, log: Callable[[str], None]) -> Result:
             gc.collect()
             gc.freeze()  # the prepared updates and the loaded records are long-lived
             per_round: list[RoundFigures] = []
+            threads_before = store_threads_cpu()
             for round_no, batches in enumerate(world.rounds):
                 figures = await run_round(apps, world.tg, chunked(batches, args.chunks))
                 label = "warm-up" if round_no == 0 else f"round {round_no}"
@@ -300,6 +308,13 @@ async def bench(args: argparse.Namespace, log: Callable[[str], None]) -> Result:
                 )
                 if round_no:
                     per_round.append(figures)
+                if round_no == 0:
+                    threads_before = store_threads_cpu()  # the timed rounds' share, thread by thread
+            threads = {
+                name.removeprefix(STORE_THREADS): (used - threads_before.get(name, 0.0))
+                / (args.updates * args.rounds) * 1e6
+                for name, used in store_threads_cpu().items()
+            }
             expected = args.store_users + (args.rounds + 1) * round(args.updates * args.new_share)
             assert len(store) == expected, (len(store), expected)
     ratios = [ratio for figures in per_round for ratio in figures.ratios]
@@ -310,6 +325,7 @@ async def bench(args: argparse.Namespace, log: Callable[[str], None]) -> Result:
         statistics.median(ratios) - 1,
         [r.tracker / r.baseline - 1 for r in per_round],
         len(ratios),
+        threads,
     )
 
 
@@ -336,7 +352,9 @@ def main(argv: list[str]) -> None:
     print(f"baseline (no-op handler): {result.baseline:7.1f} µs/update (median round)")
     print(
         f"tracker:                  {result.tracker:7.1f} µs/update (median round; "
-        f"{result.store:.1f} of it in the store's threads)"
+        f"{result.store:.1f} of it in the store's threads: "
+        + ", ".join(f"{name} {used:.1f}" for name, used in sorted(result.threads.items()))
+        + ")"
     )
     rounds = " / ".join(f"{overhead:+.1%}" for overhead in result.round_overheads)
     print(
