@@ -16,10 +16,9 @@ opening it is the bot's own start. The updates are text messages, one
 ``Updates`` container each (as Telegram sends them), 80 % in private chats and
 20 % in a supergroup, 1 in 20 a ``/command`` the tracker does not answer
 (it counts it in the audience history; answering is the bot's job, not the
-cost of tracking). Their senders are drawn at
-random from the store (same profile as stored) plus ``--new-share`` new users,
-different ones in every round. Everything is built and deserialised before the
-clock starts.
+cost of tracking). Their senders are drawn at random from the store (same
+profile as stored) plus ``--new-share`` new users, different ones in every
+round. Everything is built and deserialised before the clock starts.
 
 **How CPU is charged.** The figure compared is CPU time: wall time on a shared
 machine mostly measures the neighbours. Each round runs all updates through
@@ -37,11 +36,13 @@ whenever they like - also while the *baseline* chunk runs - so:
   during a pause after the round (one journal interval: the work the round left
   pending).
 
-Every CPU cycle of the store's threads is thus charged to the tracker. The
-overhead is the median of the paired chunk ratios (bursts of load from other
-processes hit single chunks); the µs per update are median rounds. The
-collector is frozen after set-up (``gc.freeze()``), since the prepared updates
-and the loaded records are long-lived either way.
+Every CPU cycle of the store's threads is thus charged to the tracker (the
+summary also shows their share, thread by thread; a snapshot, when one falls
+in the measured rounds, shows there). The overhead is the median of the
+paired chunk ratios (bursts of load from other processes hit single
+chunks); the µs per update are median rounds. The collector is frozen
+after set-up (``gc.freeze()``), since the prepared updates and the loaded
+records are long-lived either way.
 
 Figures: README.md, "Benchmarks".
 """
