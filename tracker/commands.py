@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -245,20 +246,41 @@ def forget_text(erased: bool) -> str:
 COMMANDS = frozenset({"start", "stats", "mydata", "forget"})
 
 
-async def _is_tracker_command(flt: Any, client: pyrogram.Client, message: pyrogram.types.Message) -> bool:
+def is_tracker_command(client: pyrogram.Client, message: pyrogram.types.Message) -> bool:
+    """``message`` is one of :data:`COMMANDS` (for this account, when ``/cmd@name``)."""
     # One cheap check per message instead of a filters.command per command: the
-    # command group sees every message, so its filter is on the hot path. Only
-    # our own commands match, so an owner's other commands in the same group
+    # command group sees every message, so this is on the hot path. Only our
+    # own commands match, so an owner's other commands in the same group
     # (Pyrogram runs the first matching handler of a group) still reach theirs.
     text = message.text
-    if text is None or not text.startswith("/"):
+    if text is None or not text.startswith("/"):  # not text[0]: see Tracker.track_message
         return False
     me = client.me
     return command_of(text, me.username if me is not None else None) in COMMANDS
 
 
-#: Messages with one of :data:`COMMANDS` (for this account, when ``/cmd@name``).
-tracker_command = filters.create(_is_tracker_command, "tracker_command")
+async def _tracker_command_filter(flt: Any, client: pyrogram.Client, message: pyrogram.types.Message) -> bool:
+    return is_tracker_command(client, message)
+
+
+#: Messages with one of :data:`COMMANDS`, as a pyrogram filter (for the owner's own handlers).
+tracker_command = filters.create(_tracker_command_filter, "tracker_command")
+
+
+class CommandHandler(MessageHandler):  # type: ignore[misc]  # pyrogram ships no type information
+    """The ``MessageHandler`` of the chat commands: matches :func:`is_tracker_command` messages.
+
+    The check is the handler's own ``check`` rather than a filter: pyrogram's
+    ``Handler.check`` introspects a filter (``inspect.iscoroutinefunction``) on
+    every update before calling it, which cost more than the test itself, and
+    this group sees every message (most of them not commands).
+    """
+
+    def __init__(self, callback: Callable[..., Coroutine[Any, Any, None]]) -> None:
+        super().__init__(callback, tracker_command)
+
+    async def check(self, client: pyrogram.Client, update: pyrogram.types.Message) -> bool:
+        return is_tracker_command(client, update)
 
 
 def command_of(text: str, my_username: str | None) -> str | None:
@@ -282,7 +304,7 @@ def register(client: pyrogram.Client, tracker: ChatCommands) -> None:
     ):
         client.add_handler(handler, group=TRACKING_GROUP)
 
-    client.add_handler(MessageHandler(tracker.on_command, tracker_command), COMMAND_GROUP)
+    client.add_handler(CommandHandler(tracker.on_command), COMMAND_GROUP)
     # Registered in either mode (the mode is known only once signed in): a user
     # account never sends the button, so it never receives its callback query.
     client.add_handler(

@@ -24,10 +24,11 @@ Everything in a tracking handler is synchronous, in-memory work
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import pyrogram
 from pyrogram import raw
@@ -46,31 +47,46 @@ TRACKING_GROUP = -1
 Clock = Callable[[], datetime]
 
 
-def utc_now() -> datetime:
-    """The current time, timezone-aware (the store wants aware datetimes)."""
-    return datetime.now(UTC)
+#: The current time, timezone-aware (the store wants aware datetimes). A partial
+#: rather than a ``def``: it is read once per update, and a C call has no frame.
+utc_now: Clock = functools.partial(datetime.now, UTC)
 
 
-Callback = TypeVar("Callback", bound=Callable[..., Coroutine[Any, Any, None]])
+Callback = Callable[..., Coroutine[Any, Any, None]]
 
 
-def keeps_tracking(failure: Callable[[Any], str]) -> Callable[[Callback], Callback]:
+def keeps_tracking(failure: Callable[[Any], str]) -> Callable[[Callable[..., Any]], Callback]:
     """Log a callback's exception and return: one bad update never stops tracking.
 
     ``failure(update)`` says in words what failed (with the update's id), e.g.
     ``"tracking failed for message 7 in chat 42"``; the log line carries the
     traceback. The decorated callback takes ``(self, client, update, *rest)``.
+    It may be a coroutine function (the commands, which await replies) or a
+    plain function (the tracking callbacks, which never await): either way the
+    result is the coroutine function pyrogram calls, and a plain body is called
+    directly, without a second coroutine per update.
     """
 
-    def decorate(callback: Callback) -> Callback:
+    def decorate(callback: Callable[..., Any]) -> Callback:
+        if inspect.iscoroutinefunction(callback):
+
+            @functools.wraps(callback)
+            async def guarded(self: Any, client: Any, update: Any, *rest: Any) -> None:
+                try:
+                    await callback(self, client, update, *rest)
+                except Exception:
+                    log.exception("%s", failure(update))
+
+            return guarded
+
         @functools.wraps(callback)
-        async def guarded(self: Any, client: Any, update: Any, *rest: Any) -> None:
+        async def guarded_sync(self: Any, client: Any, update: Any, *rest: Any) -> None:
             try:
-                await callback(self, client, update, *rest)
+                callback(self, client, update, *rest)
             except Exception:
                 log.exception("%s", failure(update))
 
-        return cast(Callback, guarded)
+        return guarded_sync
 
     return decorate
 
@@ -126,6 +142,7 @@ class Tracker:
         self.clock = clock
         self._admin_ids = settings.admin_ids()
         self._admin_names = AdminPins(store, settings.admin_usernames())
+        self._pins_names = bool(self._admin_names)  # read per update: no __bool__ call each time
         #: The client the handlers are registered on (set by ``register``): the
         #: control channel's forget reaches its session's peer cache through it.
         self.client: pyrogram.Client | None = None
@@ -143,13 +160,13 @@ class Tracker:
     def _seen(
         self,
         user: pyrogram.types.User,
-        *,
         message: bool,
         source: str | None = None,
         command: str | None = None,
         button: bool = False,
     ) -> None:
-        if self._admin_names and user.username:
+        # Positional parameters: this runs for every update (keywords cost per call).
+        if self._pins_names and user.username:
             self._admin_names.check(user.id, user.username)  # pins an admin name at first sight
         if self.store.seen(
             from_user(user), self.clock(), message=message, source=source, command=command, button=button
@@ -189,43 +206,50 @@ class Tracker:
     # ----------------------------------------------------------------- tracking
 
     @keeps_tracking(_message_failure("tracking"))
-    async def track_message(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
+    def track_message(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
         """A new message anywhere: count it for its sender; record joined members."""
         # The hot path (every message): plain attribute reads and one store call.
         sender = message.from_user
         me = client.me
         # Outgoing = the account's own message (user mode): not a user.
         if sender is not None and not message.outgoing and (me is None or sender.id != me.id):
+            # Pyrogram's message text is a str subclass whose indexing re-encodes the
+            # whole text (text[0] costs a regex pass); startswith is plain str's.
+            text = message.text
             if message.service:
                 # Service messages (joins, pins, ...) are interactions, not messages.
-                self._seen(sender, message=False)
-            else:
-                source = command = None
-                text = message.text
-                if text is not None and text[:1] == "/":  # every /command counts in the history
-                    command = command_name(text, me.username if me is not None else None)
-                    if me is not None and me.is_bot and command == "/start":
-                        source = start_payload(text, me.username)
-                self._seen(sender, message=True, source=source, command=command)
+                self._seen(sender, False)
+            elif text is None or not text.startswith("/"):
+                # The commonest update of all: _seen inlined, store.seen's defaults
+                # (a message, no source, no command) not passed as keywords.
+                if self._pins_names and sender.username:
+                    self._admin_names.check(sender.id, sender.username)
+                if self.store.seen(from_user(sender), self.clock()):
+                    self.changed()
+            else:  # every /command counts in the history
+                text = str(text)  # a plain str, for the same reason
+                command = command_name(text, me.username if me is not None else None)
+                deep_link = command == "/start" and me is not None and me.is_bot
+                self._seen(sender, True, start_payload(text, me.username) if deep_link else None, command)
         members = message.new_chat_members
         if members:
             for member in members:
                 if me is None or member.id != me.id:
-                    self._seen(member, message=False)
+                    self._seen(member, False)
 
     @keeps_tracking(_message_failure("tracking"))
-    async def track_edit(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
+    def track_edit(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
         """An edited message: the sender was active, but it is not a new message."""
         sender = message.from_user
         if sender is not None and not message.outgoing and not self._is_me(client, sender):
-            self._seen(sender, message=False)
+            self._seen(sender, False)
 
     @keeps_tracking(_query_failure)
-    async def track_query(self, client: pyrogram.Client, query: Any) -> None:
+    def track_query(self, client: pyrogram.Client, query: Any) -> None:
         """A callback query (a button press), inline query or chosen inline result: the user was active."""
         user = query.from_user
         if user is not None and not self._is_me(client, user):
-            self._seen(user, message=False, button=isinstance(query, pyrogram.types.CallbackQuery))
+            self._seen(user, False, button=isinstance(query, pyrogram.types.CallbackQuery))
 
     async def track_raw(
         self, client: pyrogram.Client, update: Any, users: Mapping[int, Any], chats: Mapping[int, Any]
@@ -235,7 +259,7 @@ class Tracker:
             await self._track_bot_stopped(client, update, users)
 
     @keeps_tracking(_bot_stopped_failure)
-    async def _track_bot_stopped(
+    def _track_bot_stopped(
         self, client: pyrogram.Client, update: raw.types.UpdateBotStopped, users: Mapping[int, Any]
     ) -> None:
         at = datetime.fromtimestamp(update.date, UTC)

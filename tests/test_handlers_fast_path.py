@@ -1,0 +1,99 @@
+"""The handlers' per-update shortcuts give the same results as the general path.
+
+``from_user`` builds a Profile without ``make_profile`` when the user's fields
+are already normalised, and the command group decides with its own handler
+check (a text test) instead of a pyrogram filter: both must behave exactly as
+the general code did, for every shape of input.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyrogram
+import pytest
+from pyrogram.handlers import MessageHandler
+
+from tests.support import settings_in
+from tests.telegram_fakes import FakeTelegram, run
+from tracker.bot import build_app
+from tracker.commands import COMMAND_GROUP
+from tracker.models import Profile, make_profile
+from tracker.periods import Grain
+from tracker.profiles import from_user
+
+pytestmark = pytest.mark.bot
+
+NAMES = [None, "", "Ann", "Пётр", "😀 family", "bad \ud800 half", "zero\u200bwidth"]
+USERNAMES = [None, "", "ann_42", "Ann"]
+LANGUAGES = [None, "", "en", "pt-br"]
+FLAGS = [None, False, True]
+T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+def test_from_user_is_make_profile_for_every_shape_of_user() -> None:
+    shapes = itertools.product(NAMES, NAMES[:4], USERNAMES, LANGUAGES, FLAGS, FLAGS)
+    for first, last, username, language, is_bot, is_premium in shapes:
+        user = pyrogram.types.User(
+            id=42, first_name=first, last_name=last, username=username,
+            language_code=language, is_bot=is_bot, is_premium=is_premium,
+        )  # fmt: skip
+        expected = make_profile(42, first, last, username, language, is_bot, is_premium)
+        profile = from_user(user)
+        assert type(profile) is Profile
+        assert profile == expected
+        assert [type(value) for value in profile] == [type(value) for value in expected], profile
+
+
+def test_from_user_keeps_make_profiles_checks_of_the_id() -> None:
+    with pytest.raises(TypeError, match="user id must be an int"):
+        from_user(pyrogram.types.User(id=True, first_name="Flag"))  # type: ignore[arg-type]
+
+
+TEXTS = {
+    # text: (answered by the tracker, passed on to the owner's handler of the same group)
+    "/start": (True, False),
+    "/START@Tracker_Bot": (True, False),
+    "/mydata 😀 emoji after a command": (True, False),
+    "/start@other_bot": (False, True),
+    "/help": (False, True),
+    "/": (False, True),
+    "hi /start": (False, True),
+    "😀 /stats": (False, True),
+    "plain text": (False, True),
+}
+
+
+def test_the_command_group_takes_only_the_trackers_commands(tmp_path: Path) -> None:
+    settings = settings_in(tmp_path)
+    tg = FakeTelegram()
+    alice = tg.user(1001, "Alice")
+    passed_on: list[str] = []
+
+    async def owners_handler(client: Any, message: Any) -> None:
+        passed_on.append(message.text)
+
+    async def scenario() -> None:
+        app = build_app(settings, in_memory=True, clock=lambda: T0)
+        app.add_handler(MessageHandler(owners_handler), group=COMMAND_GROUP)  # after the tracker's
+        await tg.attach(app)
+        try:
+            for text in TEXTS:
+                sent_before = len(tg.invoke.sent_texts())
+                await tg.feed(app, tg.message(alice, text))
+                answered = len(tg.invoke.sent_texts()) > sent_before
+                assert (answered, text in passed_on) == TEXTS[text], text
+            record = app.store.get(1001)
+            assert record is not None and record["messages"] == len(TEXTS)
+            day = app.store.history_period(Grain.DAY, T0.date())
+            assert day is not None
+            # Every /command of this bot (or of none) counts, whoever answers it.
+            assert day["commands"] == {"/start": 2, "/mydata": 1, "/help": 1}, day["commands"]
+        finally:
+            await tg.detach(app)
+            app.store.close()
+
+    run(scenario())
