@@ -151,7 +151,7 @@ def child_reopen(path: str) -> dict[str, float]:
     opened = time.perf_counter() - started
     open_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before the steps below add theirs
     store.close()
-    return {"open": opened}
+    return {"open": opened, "open_peak": open_peak}
 
 
 def run_child(repo: Path, step: str, *args: str) -> tuple[dict[str, float], int]:
