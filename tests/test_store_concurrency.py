@@ -73,6 +73,8 @@ def test_readers_never_see_torn_or_backward_state(tmp_path: Path) -> None:
         "store_writer.py", str(path), "--pause", "0.002", "--seconds", "6", "--forget-every", "0",
         # Frequent, slow-ish snapshots: the file is replaced many times under the reader.
         "--snapshot-max-age", "0.05", "--snapshot-min-bytes", "4096", "--snapshot-chunk", "50",
+        # Snapshots back to back (a loaded machine must not space them out past the window).
+        "--snapshot-max-duty", "0.9",
     )  # fmt: skip
     writer_lines = Lines(writer)
     try:

@@ -43,6 +43,7 @@ def tuning_from(args: argparse.Namespace) -> Tuning:
         "snapshot_min_journal_bytes": args.snapshot_min_bytes,
         "snapshot_chunk": args.snapshot_chunk,
         "snapshot_max_age": args.snapshot_max_age,
+        "snapshot_max_duty": args.snapshot_max_duty,
         "close_retry_seconds": args.close_retry,
         "rescue_dirs": (args.rescue_dir,) if args.rescue_dir else None,
     }
@@ -61,6 +62,7 @@ def main() -> int:
     parser.add_argument("--snapshot-min-bytes", type=int)
     parser.add_argument("--snapshot-chunk", type=int)
     parser.add_argument("--snapshot-max-age", type=float)
+    parser.add_argument("--snapshot-max-duty", type=float, help="share of the time snapshots may take")
     parser.add_argument("--close-retry", type=float, help="seconds close() keeps retrying")
     parser.add_argument("--rescue-dir", help="where close() puts what it cannot save")
     args = parser.parse_args()
