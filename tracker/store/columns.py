@@ -31,11 +31,11 @@ import orjson
 from tracker.files import atomic_write, read_regular
 from tracker.models import RECORD_FIELDS, Record
 from tracker.store.column_codec import ColumnBuilder, Kind, TimeColumn, decode
+from tracker.store.copies import TIME_COLUMN, Chunk
 from tracker.store.errors import StoreError
 from tracker.store.format import file_identity, no_cyclic_gc, read_store, store_id_of
 from tracker.store.journal import Effect, committed_changes, first_generation
 from tracker.store.side_file import SideFile, StaleSideFileError, side_path
-from tracker.store.table import TIME_COLUMN, Chunk
 from tracker.store.validate import column_problem
 
 #: One sequence per field: plain lists, except timestamps (a :class:`TimeColumn`,

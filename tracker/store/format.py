@@ -86,13 +86,7 @@ def read_store(path: Path, *, compact: bool, large_file_bytes: int = LARGE_FILE_
     in the same checks, so both accept and refuse exactly the same files.
     """
     try:
-        fd = open_regular(path, os.O_RDONLY, follow=True)
-    except FileNotFoundError:
-        raise StoreNotFoundError(f"no store at {path}") from None
-    except OSError as exc:
-        raise file_error("read store", path, exc) from None
-    try:
-        with os.fdopen(fd, "rb") as fh:
+        with _open_store_file(path) as fh:
             size = os.fstat(fh.fileno()).st_size
             if size < max(large_file_bytes, 1):  # mmap refuses an empty file
                 data = fh.read()
@@ -103,6 +97,17 @@ def read_store(path: Path, *, compact: bool, large_file_bytes: int = LARGE_FILE_
                 return parse_store(mapped, path, compact=compact, large=True)
     except OSError as exc:
         raise file_error("read store", path, exc) from None
+
+
+def _open_store_file(path: Path) -> IO[bytes]:
+    """The store file open for reading (a regular file; a symlink to one is followed)."""
+    try:
+        fd = open_regular(path, os.O_RDONLY, follow=True)
+    except FileNotFoundError:
+        raise StoreNotFoundError(f"no store at {path}") from None
+    except OSError as exc:
+        raise file_error("read store", path, exc) from None
+    return os.fdopen(fd, "rb")
 
 
 def _decode(data: bytes | mmap.mmap, path: Path, *, large: bool) -> Any:
@@ -306,13 +311,7 @@ def read_store_table(
     that does not fit the layout exactly sends the file to the whole parse.
     """
     try:
-        fd = open_regular(path, os.O_RDONLY, follow=True)
-    except FileNotFoundError:
-        raise StoreNotFoundError(f"no store at {path}") from None
-    except OSError as exc:
-        raise file_error("read store", path, exc) from None
-    try:
-        with os.fdopen(fd, "rb") as fh:
+        with _open_store_file(path) as fh:
             size = os.fstat(fh.fileno()).st_size
             if fh.readline() == USERS_OPENING:
                 try:

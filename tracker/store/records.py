@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from tracker.models import Record
+from tracker.store.copies import TouchValues
 from tracker.store.journal import Change, Delete, HistoryChange, MetaChange, Touch, Upsert, encode_batch
-from tracker.store.table import TouchValues, UserTable
+from tracker.store.table import UserTable
 
 #: Audience-history documents to journal: table -> doc id -> whole document.
 HistoryDocs = dict[str, dict[str, dict[str, Any]]]

@@ -21,68 +21,23 @@ Not thread-safe by itself: the store calls it under its own lock.
 
 from __future__ import annotations
 
-import functools
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
-from itertools import compress, repeat
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import compress
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any
 
-from tracker.models import PROFILE_FIELDS, RECORD_FIELDS, Record, encodable_text, format_ts
-from tracker.store.column_codec import day_prefixes, second_of_day_texts, seconds_of, texts_of
+from tracker.models import PROFILE_FIELDS, RECORD_FIELDS, Record, encodable_text
+from tracker.store.column_codec import day_prefixes, second_of_day_texts, seconds_of
+from tracker.store.copies import BLOCKED_AT, FIRST_SEEN, LAST_SEEN, TIME_COLUMN, Chunk, TouchValues
 from tracker.store.journal import Effect
+from tracker.store.stamps import DAY, ODD, seconds_or_odd
 
-#: A timestamp kept as text in :attr:`UserTable.odd_times` (uint32 seconds never reach it).
-ODD = 2**32 - 1
-#: The timestamp columns, by their number in :attr:`UserTable.odd_times` keys.
-FIRST_SEEN, LAST_SEEN, BLOCKED_AT = 0, 1, 2
-#: Seconds in a (UTC) day.
-DAY = 86_400
-_ONE_SECOND = timedelta(seconds=1)
 _PROFILE = itemgetter(*PROFILE_FIELDS)
 _OWN_FIELDS = frozenset(RECORD_FIELDS)
 _FIELD = {name: itemgetter(name) for name in RECORD_FIELDS}
 #: The timestamp fields, in the order of FIRST_SEEN, LAST_SEEN, BLOCKED_AT.
-_TIME_FIELDS = ("first_seen", "last_seen", "blocked_at")
-#: Timestamp field -> its column number.
-TIME_COLUMN = {name: column for column, name in enumerate(_TIME_FIELDS)}
-_PROFILE_POSITION = {name: position for position, name in enumerate(PROFILE_FIELDS)}
-
-
-
-
-def seconds_or_odd(text: str | None) -> int:
-    """``text`` as uint32 seconds: 0 for None, :data:`ODD` when it does not fit."""
-    if text is None:
-        return 0
-    try:
-        return seconds_of([text])[0]
-    except (ValueError, KeyError):
-        return ODD
-
-
-class Stamps:
-    """Aware datetimes as ``(text, seconds)``, cached while the second is the same (see TimestampCache)."""
-
-    __slots__ = ("_end", "_stamp", "_start")
-
-    def __init__(self) -> None:
-        self._start = self._end = datetime.min.replace(tzinfo=UTC)
-        self._stamp = ("", 0)
-
-    def __call__(self, at: datetime) -> tuple[str, int]:
-        # Aware datetimes in another zone compare by wall clock (wrong across a
-        # DST fold), so only UTC ones hit the cache.
-        if at.tzinfo is UTC and self._start <= at < self._end:
-            return self._stamp
-        text = format_ts(at)  # raises for a naive datetime, before anything changes
-        stamp = (text, seconds_or_odd(text))
-        if at.tzinfo is UTC:
-            self._start = at.replace(microsecond=0)
-            self._end = self._start + _ONE_SECOND
-            self._stamp = stamp
-        return stamp
+_TIME_FIELDS = tuple(TIME_COLUMN)
 
 
 class UserTable:
@@ -428,101 +383,6 @@ class UserTable:
             if profile is not None and profile[2] and profile[2].lower() == wanted:
                 return self.record(self.ids[row], row)
         return None
-
-
-class TouchValues(NamedTuple):
-    """Copied ``(id, last_seen, messages)`` columns of touched users (see :meth:`UserTable.touch_values`)."""
-
-    ids: list[int]
-    seconds: array[int]
-    messages: list[int]
-    #: position -> the text of an ODD last_seen
-    odd: dict[int, str]
-
-    def entries(self) -> list[tuple[int, str, int]]:
-        """The journal's touches; a user never seen (null ``last_seen``) has none to write."""
-        texts = texts_of(self.seconds)
-        for position, text in self.odd.items():
-            texts[position] = text
-        touches = zip(self.ids, texts, self.messages, strict=True)
-        if 0 in self.seconds:
-            return [touch for touch in touches if touch[1] is not None]  # type: ignore[misc]
-        return list(touches)  # type: ignore[arg-type]
-
-
-class Chunk(NamedTuple):
-    """Copies of some rows (no holes): taken under the store's lock, made into records and columns after."""
-
-    ids: list[int]
-    profiles: list[tuple[Any, ...]]
-    #: first_seen, last_seen, blocked_at as uint32 seconds (0 null, ODD: see ``odd``)
-    times: tuple[array[int], array[int], array[int]]
-    #: (position, FIRST_SEEN | LAST_SEEN | BLOCKED_AT) -> the text of an ODD timestamp
-    odd: dict[tuple[int, int], str]
-    messages: list[int]
-    blocked: bytes
-    sources: list[str | None]
-    #: position -> a hand-edited record's extra fields
-    extras: dict[int, dict[str, Any]]
-
-    @property
-    def size(self) -> int:
-        """How many rows."""
-        return len(self.ids)
-
-    def time_texts(self, column: int) -> list[str | None]:
-        """One timestamp column (FIRST_SEEN, LAST_SEEN or BLOCKED_AT) as the store's text (None for null)."""
-        texts = texts_of(self.times[column])
-        for (position, odd_column), text in self.odd.items():
-            if odd_column == column:
-                texts[position] = text
-        return texts
-
-    def values(self, name: str) -> list[Any]:
-        """One field's values in row order (timestamps as text)."""
-        if name in _PROFILE_POSITION:
-            return list(map(itemgetter(_PROFILE_POSITION[name]), self.profiles))
-        if name in TIME_COLUMN:
-            return self.time_texts(TIME_COLUMN[name])
-        if name == "blocked":
-            return list(map(bool, self.blocked))
-        plain: dict[str, list[Any]] = {"id": self.ids, "messages": self.messages, "source": self.sources}
-        return plain[name]
-
-    def columns(self) -> dict[str, list[Any]]:
-        """Every field's values in row order, by name, in :data:`RECORD_FIELDS` order."""
-        return {name: self.values(name) for name in RECORD_FIELDS}
-
-    def records(self, columns: dict[str, list[Any]] | None = None) -> list[Record]:
-        """The rows as record dicts (the store file's shape), extras included."""
-        rows = zip(*(columns or self.columns()).values(), strict=True)
-        records = list(map(dict, map(zip, repeat(RECORD_FIELDS), rows)))
-        for position, extras in self.extras.items():
-            records[position].update(extras)
-        return records
-
-    def encoded(self, columns: dict[str, list[Any]] | None = None) -> bytes:
-        """The rows as the JSON object ``{"<id>": record, ...}``, exactly as ``orjson.dumps`` writes it.
-
-        Through msgspec structs rather than dicts: a snapshot of a million
-        users spends ~1.3 s building and serialising dicts, ~0.3 s this way.
-        """
-        columns = columns or self.columns()
-        row_type, encode = _row_encoder()
-        users: dict[int, Any] = dict(zip(self.ids, map(row_type, *columns.values()), strict=True))
-        for position, extras in self.extras.items():  # hand-edited records with fields of their own
-            record = {name: values[position] for name, values in columns.items()}
-            users[self.ids[position]] = {**record, **extras}
-        return encode(users)
-
-
-@functools.cache
-def _row_encoder() -> tuple[Callable[..., Any], Callable[[Any], bytes]]:
-    """A struct of the record's fields in order, and a JSON encoder (msgspec is imported by writers only)."""
-    import msgspec
-
-    row_type = msgspec.defstruct("StoredUser", [(name, Any) for name in RECORD_FIELDS], gc=False)
-    return row_type, msgspec.json.Encoder().encode
 
 
 def _times(texts: list[str | None]) -> list[tuple[int, str | None]]:

@@ -12,10 +12,11 @@ from zoneinfo import ZoneInfo
 
 from tracker.history_tables import copy_doc
 from tracker.models import Profile, Record, encodable_text
+from tracker.store.copies import BLOCKED_AT
 from tracker.store.format import OWN_META_KEYS
 from tracker.store.history import Activity, Grain
 from tracker.store.persister import Tuning
-from tracker.store.table import BLOCKED_AT, DAY, ODD, Stamps
+from tracker.store.stamps import DAY, ODD, Stamps
 from tracker.store.writer import StoreFiles
 
 _new_activity = tuple.__new__
