@@ -6,7 +6,7 @@ an index from Telegram id to row, ``array`` columns for the numbers and the
 timestamps (uint32 seconds, as in the column cache), one tuple of the six
 profile values, and a hash of that tuple so ``seen()`` can tell "same profile"
 without touching the stored strings (each a cache miss in a large store).
-About 430 bytes a user in all, where the dicts took ~1 KB.
+About 400 bytes a user in all, where the dicts took ~1 KB.
 
 Timestamps are kept as seconds since 1970 (0 = null). The few that do not fit
 (a hand-edited ``2026-13-45T…`` or a date before 1970-01-02) are marked
@@ -16,7 +16,8 @@ Rows are never reused: a forgotten user's row is emptied (its data dropped at
 once) and left as a hole until the next open. So a snapshot that walks the
 rows that existed when it started writes each user at most once.
 
-Not thread-safe by itself: the store calls it under its own lock.
+Not thread-safe by itself: the store changes it under its own lock, and
+reads copies of rows for the journal without it (see ``records.Copied``).
 """
 
 from __future__ import annotations
