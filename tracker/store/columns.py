@@ -30,7 +30,7 @@ import orjson
 
 from tracker.files import atomic_write, read_regular
 from tracker.models import RECORD_FIELDS, Record
-from tracker.store.column_codec import ColumnBuilder, Kind, TimeColumn, decode
+from tracker.store.column_codec import ColumnBuilder, Kind, Part, TimeColumn, byte_size, decode
 from tracker.store.copies import TIME_COLUMN, Chunk
 from tracker.store.errors import StoreError
 from tracker.store.format import file_identity, no_cyclic_gc, read_store, store_id_of
@@ -91,7 +91,7 @@ class ColumnCollector:
         """What :meth:`ColumnCache.write` takes (the collector itself: nothing is copied)."""
         return self
 
-    def encoded(self) -> list[tuple[str, Kind, bytes, bytes]]:
+    def encoded(self) -> list[tuple[str, Kind, bytes, list[Part]]]:
         return [(builder.name, *builder.encode()) for builder, _ in self._builders]
 
 
@@ -117,10 +117,11 @@ class ColumnCache(SideFile):
             identity = store_identity or file_identity(self.store_path)
             checksum = store_checksum(self.store_path, identity)
             fields, sections, offset = [], [], 0
-            for name, kind, table, data in collector.encoded():
-                fields.append([name, kind.value, offset, len(table), offset + len(table), len(data)])
-                sections += [table, data]
-                offset += len(table) + len(data)
+            for name, kind, table, parts in collector.encoded():
+                size = byte_size(parts)
+                fields.append([name, kind.value, offset, len(table), offset + len(table), size])
+                sections += [table, *parts]
+                offset += len(table) + size
             # The store file's identity ties this file to the snapshot it was made
             # from: a store file replaced or edited since then no longer matches.
             header = orjson.dumps({
