@@ -5,7 +5,9 @@ them are a million objects the cyclic GC walks. Here a user is a row number:
 an index from Telegram id to row, ``array`` columns for the numbers and the
 timestamps (uint32 seconds, as in the column cache), one tuple of the six
 profile values, and a hash of that tuple so ``seen()`` can tell "same profile"
-without touching the stored strings (each a cache miss in a large store).
+without touching the stored strings (each a cache miss in a large store). Two
+different profiles with equal 64-bit hashes (odds of 1 in 2**64 per update)
+would keep the old name until the user's next change.
 About 400 bytes a user in all, where the dicts took ~1 KB.
 
 Timestamps are kept as seconds since 1970 (0 = null). The few that do not fit
