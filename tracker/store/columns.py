@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
@@ -33,7 +33,7 @@ from tracker.models import RECORD_FIELDS, Record
 from tracker.store.column_codec import ColumnBuilder, Kind, Part, TimeColumn, byte_size, decode
 from tracker.store.copies import TIME_COLUMN, Chunk
 from tracker.store.errors import StoreError
-from tracker.store.format import file_identity, no_cyclic_gc, read_store, store_id_of
+from tracker.store.format import file_identity, no_cyclic_gc, read_store_streamed, store_id_of
 from tracker.store.journal import Effect, committed_changes, first_generation
 from tracker.store.side_file import SideFile, StaleSideFileError, side_path
 from tracker.store.validate import column_problem
@@ -74,6 +74,10 @@ class ColumnCollector:
         for builder, get in self._builders:
             builder.add(list(map(get, records)))
         self.count += len(records)
+
+    def put(self, records: Iterable[Record]) -> None:
+        """:meth:`add`, as a sink of :func:`~tracker.store.format.read_store_streamed`."""
+        self.add(list(records))
 
     def add_chunk(self, chunk: Chunk, columns: dict[str, list[Any]]) -> None:
         """A writer's chunk of rows (``columns``: its values): timestamps go in as the seconds they are."""
@@ -248,7 +252,8 @@ def rebuild(store_path: Path) -> bool:
     """
     try:
         identity = file_identity(store_path)
-        snapshot = read_store(store_path, compact=False)
+        # Streamed into the collector a line at a time: no whole parse of a large store.
+        snapshot, collector, _ = read_store_streamed(store_path, ColumnCollector)
         if file_identity(store_path) != identity:
             return False
         gen, store_id = snapshot.gen, store_id_of(snapshot.meta)
@@ -261,12 +266,6 @@ def rebuild(store_path: Path) -> bool:
             pass
     except (OSError, StoreError):
         return False
-    records = list(snapshot.records.values())
-    del snapshot
-    collector = ColumnCollector()
-    for start in range(0, len(records), 50_000):
-        collector.add(records[start : start + 50_000])
-    del records
     cache = ColumnCache(store_path)
     cache.write(collector, gen, store_id, store_identity=identity, quiet=True)
     return cache.path.exists()

@@ -12,11 +12,11 @@ from __future__ import annotations
 import gc
 import itertools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import orjson
 
@@ -295,43 +295,58 @@ class _NotOurLayout(Exception):
     """The file is not laid out as :func:`write_store` writes it: parse it whole instead."""
 
 
-def read_store_table(
-    path: Path, *, large_file_bytes: int = LARGE_FILE_BYTES
-) -> tuple[Snapshot, UserTable, bool]:
-    """The store file as a :class:`UserTable` and the rest (``Snapshot.records`` is empty): the writer's open.
+class RecordSink(Protocol):
+    """What takes a store file's users chunk by chunk (the writer's table, a column collector)."""
 
-    The flag says whether the file was in this code's own layout (then it
-    need not be rewritten just to be read chunk by chunk next time).
+    def put(self, records: Iterable[Record]) -> None: ...
+
+
+Sink = TypeVar("Sink", bound=RecordSink)
+
+
+def read_store_streamed(
+    path: Path, new_sink: Callable[[], Sink], *, large_file_bytes: int = LARGE_FILE_BYTES
+) -> tuple[Snapshot, Sink, bool]:
+    """The store file's users fed to a new sink, and the rest (``Snapshot.records`` is empty).
 
     A file this code wrote is read a chunk (a line) at a time, each parsed,
-    checked and moved into the table before the next is read, so the peak is
-    the table plus one chunk rather than every record as a dict at once. Any
-    other file (hand-made, written by TinyDB or an older version) is parsed
-    whole by :func:`read_store`. Both accept and refuse the same files: a line
-    that does not fit the layout exactly sends the file to the whole parse.
+    checked and handed to the sink before the next is read, so the peak is
+    what the sink keeps plus one chunk, not every record as a dict at once.
+    Any other file (hand-made, written by TinyDB or an older version) is
+    parsed whole by :func:`read_store` and fed to a fresh sink. Both accept
+    and refuse the same files: a line that does not fit the layout exactly
+    sends the file to the whole parse. The flag says whether the file was in
+    this code's layout (then it need not be rewritten to be read so next time).
     """
     try:
         with _open_store_file(path) as fh:
             size = os.fstat(fh.fileno()).st_size
             if fh.readline() == USERS_OPENING:
+                sink = new_sink()
                 try:
-                    return (*_stream_store(fh, path, size), True)
+                    return _stream_store(fh, path, size, sink), sink, True
                 except _NotOurLayout:
                     pass
     except OSError as exc:
         raise file_error("read store", path, exc) from None
-    # The parser's own dicts go straight into the table (no compact copies: they would raise the peak).
+    # The parser's own dicts go straight to the sink (no compact copies: they would raise the peak).
     snapshot = read_store(path, compact=False, large_file_bytes=large_file_bytes)
-    table = UserTable()
+    sink = new_sink()
     records = snapshot.records
-    while records:  # moved over in slices, each freed once in the table
+    while records:  # handed over in slices, each freed once taken
         slice_ids = list(itertools.islice(records, 10_000))
-        table.put([records.pop(user_id) for user_id in slice_ids])
-    return snapshot, table, False
+        sink.put([records.pop(user_id) for user_id in slice_ids])
+    return snapshot, sink, False
 
 
-def _stream_store(lines: IO[bytes], path: Path, size: int) -> tuple[Snapshot, UserTable]:
-    table = UserTable()
+def read_store_table(
+    path: Path, *, large_file_bytes: int = LARGE_FILE_BYTES
+) -> tuple[Snapshot, UserTable, bool]:
+    """The store file as a :class:`UserTable` (see :func:`read_store_streamed`): the writer's open."""
+    return read_store_streamed(path, UserTable, large_file_bytes=large_file_bytes)
+
+
+def _stream_store(lines: IO[bytes], path: Path, size: int, sink: RecordSink) -> Snapshot:
     expect_more = True  # the previous line ended with a comma (or was the opening)
     first = True
     with no_cyclic_gc():
@@ -339,7 +354,7 @@ def _stream_store(lines: IO[bytes], path: Path, size: int) -> tuple[Snapshot, Us
             if line.startswith(b"},"):
                 if expect_more and not first:
                     raise _NotOurLayout  # a trailing comma: not JSON
-                return _stream_tail(line + lines.read(), path, size), table
+                return _stream_tail(line + lines.read(), path, size)
             if not expect_more or not line.endswith(b"\n"):
                 raise _NotOurLayout
             body = line[:-1]
@@ -351,7 +366,7 @@ def _stream_store(lines: IO[bytes], path: Path, size: int) -> tuple[Snapshot, Us
                 users = orjson.loads(b"{" + body + b"}")
             except orjson.JSONDecodeError:
                 raise _NotOurLayout from None
-            table.put(users_records(users, path, ours=True, compact=False).values())
+            sink.put(users_records(users, path, ours=True, compact=False).values())
     raise _NotOurLayout  # no end: truncated (the whole parse says so)
 
 
@@ -379,20 +394,3 @@ def file_identity(path: Path) -> list[int]:
     """Inode, size and modification time: changes whenever the file is replaced or edited."""
     info = os.stat(path)
     return [info.st_ino, info.st_size, info.st_mtime_ns]
-
-
-def return_freed_memory() -> None:
-    """Hand the memory freed after a big load back to the OS.
-
-    The parsed objects are freed once copied into compact records, but glibc
-    keeps freed memory in its heap (the writer's resident size would stay at
-    the parse's peak, ~50% above what it needs). A no-op where there is no
-    ``malloc_trim`` (not glibc).
-    """
-    import ctypes
-
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return
-    trim(0)

@@ -28,13 +28,20 @@ from tracker.store.errors import (
     check_file_kinds,
     os_reason,
 )
-from tracker.store.format import JOURNAL_GEN, SCHEMA, STORE_ID, return_freed_memory, store_id_of, write_store
+from tracker.store.format import (
+    JOURNAL_GEN,
+    SCHEMA,
+    STORE_ID,
+    store_id_of,
+    write_store,
+)
 from tracker.store.history import TABLES as HISTORY_TABLES
 from tracker.store.history import HistoryKeeper
 from tracker.store.history_cache import HistoryCache
 from tracker.store.journal import Generation, apply_to_tables, encode
 from tracker.store.journal_file import JournalClaimedError, JournalFile
 from tracker.store.lock import WriterLock
+from tracker.store.memory import map_large_buffers, return_freed_memory
 from tracker.store.persister import Persister, Tuning
 from tracker.store.reader import journal_path_of, load_state, load_table, merge_meta, read_journal
 from tracker.store.records import Copied, PendingChanges
@@ -186,6 +193,7 @@ class StoreFiles:
             links_ok=frozenset({"store", "column file"}),  # read through, replaced by rename
         )
         self._writer_lock.acquire()
+        map_large_buffers()  # a long-lived writer: its snapshots' buffers must not stay resident
         try:
             try:
                 self._journal.claim()
@@ -319,10 +327,6 @@ class StoreFiles:
         self._snapshot_bytes = size
         self._columns.write(collector.columns, meta[JOURNAL_GEN], store_id_of(meta))
         self._history_file.write(history, meta[JOURNAL_GEN], store_id_of(meta))
-        del collector
-        # The column cache was built in memory (~100 bytes a user): hand it back to
-        # the OS, or the bot's resident size keeps a snapshot's peak for good.
-        return_freed_memory()
 
 
     def _history_tables(self) -> dict[str, dict[str, dict[str, Any]]]:
