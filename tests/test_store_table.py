@@ -261,3 +261,26 @@ def test_closing_without_changes_since_the_last_snapshot_leaves_the_file_alone(p
     assert path.stat().st_ino != before
     with UserStore(path, readonly=True) as store:
         assert store.meta["note"] == "changed"
+
+
+def test_a_large_open_leaves_what_it_loaded_out_of_later_collections(path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    import tracker.store.writer as writer
+
+    varied_store(path)
+    monkeypatch.setattr(writer, "FREEZE_FROM_ROWS", 10)  # "large" for this test: 40 users
+    gc.unfreeze()
+    try:
+        with UserStore(path) as store:
+            assert gc.get_freeze_count() > 0
+            assert not gc.is_tracked(store._table.rows)  # ints only: never the GC's business
+            frozen = gc.get_freeze_count()
+        monkeypatch.setattr(writer, "FREEZE_FROM_ROWS", 10**9)
+        gc.unfreeze()
+        with UserStore(path):
+            assert gc.get_freeze_count() == 0  # a small store leaves the process's GC alone
+        assert frozen > 0
+    finally:
+        gc.unfreeze()
