@@ -4,7 +4,8 @@ This package is the only code that knows the files. The store file is a plain
 TinyDB JSON database (``TinyDB(path).table("users").get(doc_id=USER_ID)`` works),
 but TinyDB's own write path rewrites the whole file in place on every write:
 about half a second per update at 100k users, and a crash mid-write leaves a
-torn file. So records live in memory and reach the disk two ways:
+torn file. So records live in memory (as columns: :mod:`.table`) and reach the
+disk two ways:
 
 * **Journal** (``<store>.journal``, :mod:`.journal`, :mod:`.journal_file`):
   every ~0.2 s a background thread appends the records changed since the last
@@ -13,8 +14,9 @@ torn file. So records live in memory and reach the disk two ways:
 * **Snapshot** (the store file itself, :mod:`.format`): when the journal has
   grown, a second thread writes the whole store to a temp file in the same
   folder, fsyncs it, ``os.replace``s it over the store and fsyncs the folder,
-  then drops the journal lines the snapshot covers. ``close()`` always ends with
-  a snapshot and no journal, so a plain TinyDB sees everything.
+  then drops the journal lines the snapshot covers. ``close()`` always leaves
+  the store file current (a snapshot, unless nothing changed since the last
+  one) and no journal, so a plain TinyDB sees everything.
 
 The snapshot is *fuzzy*: it is serialised in chunks while ``seen()`` keeps
 running, so it may mix states from different moments. That is safe because a
