@@ -129,7 +129,7 @@ class UserStore(StoreFiles):
         name from :func:`~tracker.store.history.command_name`) and ``button`` (a
         button press).
         """
-        # One function on purpose (~60 lines): it runs for every update the bot
+        # One function on purpose (~50 lines of body): it runs for every update the bot
         # sees, under the store's lock, and each helper split out of it would
         # cost a Python call per update (``python -m bench store`` measures it).
         if type(profile) is not Profile:  # a plain tuple or a pyrogram User would be misread

@@ -217,22 +217,26 @@ class StoreFiles:
             self._journal.start(self._gen, store_id_of(self._meta))
             for path in rescues:  # in the store file now
                 unlink_quietly(path)
-            # The load made every profile tuple in one go with the cyclic GC off: one
-            # collection now (they are all untracked by it: they hold only text) is
-            # paid by the open instead of by the first seen() after it.
-            gc.collect()
-            if self._table.row_count >= FREEZE_FROM_ROWS:
-                # What is left tracked is long-lived (the table's lists of millions of
-                # rows, the bot's modules): out of every later collection, or each full
-                # one walks them all (~100 ms at 10M users, a pause for seen() callers).
-                gc.freeze()
-            return_freed_memory()  # after the parse and the first snapshot
+            self._settle_memory_after_load()
         except BaseException:
             self._journal.release_unused()
             self._writer_lock.release()
             raise
         self._persister.start(self.tuning.flush_interval)
 
+
+    def _settle_memory_after_load(self) -> None:
+        """Leave the process's memory as a long-lived writer wants it, once the load is done."""
+        # The load made every profile tuple in one go with the cyclic GC off: one
+        # collection now (they are all untracked by it: they hold only text) is
+        # paid by the open instead of by the first seen() after it.
+        gc.collect()
+        if self._table.row_count >= FREEZE_FROM_ROWS:
+            # What is left tracked is long-lived (the table's lists of millions of
+            # rows, the bot's modules): out of every later collection, or each full
+            # one walks them all (~100 ms at 10M users, a pause for seen() callers).
+            gc.freeze()
+        return_freed_memory()  # after the parse and the first snapshot
 
     def _load_for_writing(self) -> None:
         if os.path.lexists(self.path):
