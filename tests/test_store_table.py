@@ -284,3 +284,23 @@ def test_a_large_open_leaves_what_it_loaded_out_of_later_collections(path: Path,
         assert frozen > 0
     finally:
         gc.unfreeze()
+
+
+def test_a_journal_round_that_fails_to_build_keeps_its_changes_pending(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tracker.store.records as records
+
+    real_encode = records.Copied.encode
+    with UserStore(path, flush_interval=3600) as store:
+        store.seen(profile(1, "Kept"), NOW)
+        store.flush()
+        store.seen(profile(1, "Renamed"), NOW + timedelta(seconds=1))
+        store.seen(profile(2, "New"), NOW + timedelta(seconds=1))
+        monkeypatch.setattr(records.Copied, "encode", lambda self, crc: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            store.flush()
+        monkeypatch.setattr(records.Copied, "encode", real_encode)
+        store.flush()  # the next round writes what the failed one had taken
+        journal = store.journal_path.read_bytes()
+    assert b'"Renamed"' in journal and b'"New"' in journal

@@ -153,11 +153,19 @@ class UserTable:
 
     def time_of(self, row: int, column: int) -> str | None:
         """One timestamp as the store's text (None when null)."""
-        seconds = self._time_columns[column][row]
+        times = self._time_columns[column]
+        seconds = times[row]
+        if seconds == ODD:
+            text = self.odd_times.get((row, column))
+            if text is not None:
+                return text
+            # Changed meanwhile (the journal reads without the lock): take the new value;
+            # the change marked the user pending, so the next batch has it right anyway.
+            seconds = times[row]
+            if seconds == ODD:
+                return self.odd_times.get((row, column))
         if seconds == 0:
             return None
-        if seconds == ODD:
-            return self.odd_times[row, column]
         return self.day_prefix[seconds // DAY] + self.time_of_day[seconds % DAY]
 
     def set_profile(self, row: int, profile: tuple[Any, ...], digest: int) -> None:
@@ -373,8 +381,15 @@ class UserTable:
         seconds = array("I", map(self.last_seen.__getitem__, rows))
         odd = {}
         if ODD in seconds:
-            odd = {position: self.odd_times[row, LAST_SEEN]
-                   for position, row in enumerate(rows) if seconds[position] == ODD}
+            for position, row in enumerate(rows):
+                if seconds[position] == ODD:
+                    # Gone: the value changed meanwhile; a null is left out (see entries), and
+                    # the change marked the user pending, so the next batch writes it.
+                    text = self.odd_times.get((row, LAST_SEEN))
+                    if text is None:
+                        seconds[position] = 0
+                    else:
+                        odd[position] = text
         return TouchValues(ids, seconds, list(map(self.messages.__getitem__, rows)), odd)
 
     def find_username(self, name: str) -> Record | None:

@@ -303,19 +303,20 @@ class StoreFiles:
                 if new_generation:
                     self._gen += 1
                     marker = encode(Generation(self._gen, store_id_of(self._meta))) + b"\n"
-            crc_start = self._journal.tail_crc
-            batch = Copied.of(taken, self._table, meta).encode(crc_start)
-            tail_crc = 0 if batch else crc_start
-            marker_at = self._journal.size + len(batch)
-            if new_generation:
-                batch += marker
-                tail_crc = zlib.crc32(marker, tail_crc)
-            if not batch or not self._journal.is_open:
-                return self._journal.size
             try:
+                crc_start = self._journal.tail_crc
+                batch = Copied.of(taken, self._table, meta).encode(crc_start)
+                tail_crc = 0 if batch else crc_start
+                marker_at = self._journal.size + len(batch)
+                if new_generation:
+                    batch += marker
+                    tail_crc = zlib.crc32(marker, tail_crc)
+                if not batch or not self._journal.is_open:
+                    return self._journal.size
                 self._journal.append(batch, has_changes=taken.any, tail_crc=tail_crc)
-            except StoreError:
-                # Keep the changes pending, so the next round writes them again.
+            except BaseException:
+                # Whatever failed (the disk, or building the batch), keep the changes
+                # pending: the next round writes them again. Taken is not written.
                 with self._lock:
                     self._pending.put_back(taken)
                     if new_generation:
