@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import functools
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from itertools import repeat
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracker.models import PROFILE_FIELDS, RECORD_FIELDS, Record
 from tracker.store.column_codec import texts_of
+from tracker.store.stamps import ODD
+
+if TYPE_CHECKING:
+    from tracker.store.table import UserTable
 
 #: The timestamp columns, by their number: FIRST_SEEN, LAST_SEEN, BLOCKED_AT.
 FIRST_SEEN, LAST_SEEN, BLOCKED_AT = 0, 1, 2
@@ -25,13 +29,37 @@ _PROFILE_POSITION = {name: position for position, name in enumerate(PROFILE_FIEL
 
 
 class TouchValues(NamedTuple):
-    """Copied ``(id, last_seen, messages)`` columns of touched users (see :meth:`UserTable.touch_values`)."""
+    """Copied ``(id, last_seen, messages)`` columns of touched users (see :meth:`of`)."""
 
     ids: list[int]
     seconds: array[int]
     messages: list[int]
     #: position -> the text of an ODD last_seen
     odd: dict[int, str]
+
+    @classmethod
+    def of(cls, table: UserTable, user_ids: Iterable[int]) -> TouchValues:
+        """The ``last_seen`` and ``messages`` of ``table``'s known users among ``user_ids``, copied.
+
+        Safe without the store's lock (see ``records.Copied``): each id is looked
+        up once, and rows are never reused.
+        """
+        found = [(user_id, row) for user_id in user_ids if (row := table.rows.get(user_id)) is not None]
+        ids = [user_id for user_id, _ in found]
+        rows = [row for _, row in found]
+        seconds = array("I", map(table.last_seen.__getitem__, rows))
+        odd = {}
+        if ODD in seconds:
+            for position, row in enumerate(rows):
+                if seconds[position] == ODD:
+                    # Gone: the value changed meanwhile; a null is left out (see entries), and
+                    # the change marked the user pending, so the next batch writes it.
+                    text = table.odd_times.get((row, LAST_SEEN))
+                    if text is None:
+                        seconds[position] = 0
+                    else:
+                        odd[position] = text
+        return cls(ids, seconds, list(map(table.messages.__getitem__, rows)), odd)
 
     def entries(self) -> list[tuple[int, str, int]]:
         """The journal's touches; a user never seen (null ``last_seen``) has none to write."""

@@ -49,7 +49,7 @@ class Copied(NamedTuple):
         """The values of ``taken``'s changes as the table holds them now (``meta``: copied under the lock)."""
         upserts = [record for i in taken.changed if (record := table.get(i)) is not None]
         deletes = [i for i in taken.changed if i not in table]
-        touches = table.touch_values(taken.touched - taken.changed)
+        touches = TouchValues.of(table, taken.touched - taken.changed)
         return cls(upserts, deletes, touches, meta, taken.history)
 
     def encode(self, crc_start: int) -> bytes:

@@ -32,7 +32,7 @@ from typing import Any
 
 from tracker.models import PROFILE_FIELDS, RECORD_FIELDS, Record, encodable_text
 from tracker.store.column_codec import day_prefixes, second_of_day_texts, seconds_of
-from tracker.store.copies import BLOCKED_AT, FIRST_SEEN, LAST_SEEN, TIME_COLUMN, Chunk, TouchValues
+from tracker.store.copies import BLOCKED_AT, FIRST_SEEN, LAST_SEEN, TIME_COLUMN, Chunk
 from tracker.store.journal import Effect
 from tracker.store.stamps import DAY, ODD, seconds_or_odd
 
@@ -368,29 +368,6 @@ class UserTable:
 
     def __iter__(self) -> Iterator[Record]:
         return iter(self.records())
-
-    def touch_values(self, user_ids: Iterable[int]) -> TouchValues:
-        """The ``last_seen`` and ``messages`` of the known users among ``user_ids``, copied.
-
-        Safe without the store's lock (see ``records.Copied``): each id is looked
-        up once, and rows are never reused.
-        """
-        found = [(user_id, row) for user_id in user_ids if (row := self.rows.get(user_id)) is not None]
-        ids = [user_id for user_id, _ in found]
-        rows = [row for _, row in found]
-        seconds = array("I", map(self.last_seen.__getitem__, rows))
-        odd = {}
-        if ODD in seconds:
-            for position, row in enumerate(rows):
-                if seconds[position] == ODD:
-                    # Gone: the value changed meanwhile; a null is left out (see entries), and
-                    # the change marked the user pending, so the next batch writes it.
-                    text = self.odd_times.get((row, LAST_SEEN))
-                    if text is None:
-                        seconds[position] = 0
-                    else:
-                        odd[position] = text
-        return TouchValues(ids, seconds, list(map(self.messages.__getitem__, rows)), odd)
 
     def find_username(self, name: str) -> Record | None:
         """The first record whose username is ``name`` (case-insensitive, ``@`` optional)."""
