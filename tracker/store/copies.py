@@ -10,8 +10,8 @@ from __future__ import annotations
 import functools
 from array import array
 from collections.abc import Callable, Iterable
-from itertools import repeat
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import itemgetter, not_
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracker.models import PROFILE_FIELDS, RECORD_FIELDS, Record
@@ -38,15 +38,21 @@ class TouchValues(NamedTuple):
     odd: dict[int, str]
 
     @classmethod
-    def of(cls, table: UserTable, user_ids: Iterable[int]) -> TouchValues:
-        """The ``last_seen`` and ``messages`` of ``table``'s known users among ``user_ids``, copied.
+    def of(cls, table: UserTable, rows: Iterable[int], changed: set[int]) -> TouchValues:
+        """The ids, ``last_seen`` and ``messages`` of ``rows`` (each once), copied; ``changed`` ids left out.
 
-        Safe without the store's lock (see ``records.Copied``): each id is looked
-        up once, and rows are never reused.
+        ``changed`` holds the ids whose whole record (or erasure) the batch writes.
+        Safe without the store's lock (see ``records.Copied``): rows are never
+        reused, so a row read meanwhile is its user's or emptied (id 0: left out,
+        its erasure is in this batch or the next).
         """
-        found = [(user_id, row) for user_id in user_ids if (row := table.rows.get(user_id)) is not None]
-        ids = [user_id for user_id, _ in found]
-        rows = [row for _, row in found]
+        rows = list(dict.fromkeys(rows))
+        ids = list(map(table.ids.__getitem__, rows))
+        if changed or 0 in ids:
+            left_out = changed | {0}
+            keep = list(map(not_, map(left_out.__contains__, ids)))
+            ids = list(compress(ids, keep))
+            rows = list(compress(rows, keep))
         seconds = array("I", map(table.last_seen.__getitem__, rows))
         odd = {}
         if ODD in seconds:

@@ -31,23 +31,27 @@ def seconds_or_odd(text: str | None) -> int:
 
 
 class Stamps:
-    """Aware datetimes as ``(text, seconds)``, cached while the second is the same (see TimestampCache)."""
+    """Aware datetimes as ``(text, seconds)``, cached while the second is the same (see TimestampCache).
 
-    __slots__ = ("_end", "_stamp", "_start")
+    Safe to call from several threads at once: the cache is one tuple, read and
+    replaced whole, so a caller never pairs one second's bounds with another's stamp.
+    """
+
+    __slots__ = ("_cached",)
 
     def __init__(self) -> None:
-        self._start = self._end = datetime.min.replace(tzinfo=UTC)
-        self._stamp = ("", 0)
+        never = datetime.min.replace(tzinfo=UTC)
+        self._cached: tuple[datetime, datetime, tuple[str, int]] = (never, never, ("", 0))
 
     def __call__(self, at: datetime) -> tuple[str, int]:
         # Aware datetimes in another zone compare by wall clock (wrong across a
         # DST fold), so only UTC ones hit the cache.
-        if at.tzinfo is UTC and self._start <= at < self._end:
-            return self._stamp
+        start, end, stamp = self._cached
+        if at.tzinfo is UTC and start <= at < end:
+            return stamp
         text = format_ts(at)  # raises for a naive datetime, before anything changes
         stamp = (text, seconds_or_odd(text))
         if at.tzinfo is UTC:
-            self._start = at.replace(microsecond=0)
-            self._end = self._start + _ONE_SECOND
-            self._stamp = stamp
+            start = at.replace(microsecond=0)
+            self._cached = (start, start + _ONE_SECOND, stamp)
         return stamp

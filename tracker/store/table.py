@@ -4,8 +4,9 @@ A record as a ``dict`` costs ~600 bytes before its strings, and a million of
 them are a million objects the cyclic GC walks. Here a user is a row number:
 an index from Telegram id to row, ``array`` columns for the numbers and the
 timestamps (uint32 seconds, as in the column cache), one tuple of the six
-profile values, and a hash of that tuple so ``seen()`` can tell "same profile"
-without touching the stored strings (each a cache miss in a large store). Two
+profile values, and the hash of the whole ``Profile`` (id and values) so a
+sighting can tell "same profile" without touching the stored strings (each a
+cache miss in a large store). Two
 different profiles with equal 64-bit hashes (odds of 1 in 2**64 per update)
 would keep the old name until the user's next change.
 About 400 bytes a user in all, where the dicts took ~1 KB.
@@ -60,10 +61,12 @@ class UserTable:
         "first_seen",
         "hashes",
         "ids",
+        "irregular",
         "last_seen",
         "messages",
         "odd_times",
         "profiles",
+        "removals",
         "rows",
         "sources",
         "time_of_day",
@@ -75,7 +78,8 @@ class UserTable:
         self.ids = array("q")
         #: ``(first_name, last_name, username, language_code, is_bot, is_premium)``; None: a forgotten row.
         self.profiles: list[tuple[Any, ...] | None] = []
-        #: ``hash()`` of the profile tuple last seen (not persisted: str hashes differ per process).
+        #: ``hash()`` of the last seen ``Profile`` as a tuple, id first (see profile_hash; not
+        #: persisted: str hashes differ per process).
         self.hashes = array("q")
         self.first_seen = array("I")
         self.last_seen = array("I")
@@ -87,6 +91,11 @@ class UserTable:
         self.extras: dict[int, dict[str, Any]] = {}
         #: (row, FIRST_SEEN | LAST_SEEN | BLOCKED_AT) -> text of a timestamp marked ODD.
         self.odd_times: dict[tuple[int, int], str] = {}
+        #: Rows whose first_seen or last_seen is null or ODD (hand-edited; compared as text):
+        #: a batch of sightings without them needs no look at first_seen (see ingest.py).
+        self.irregular: set[int] = set()
+        #: How many users were forgotten: a row number looked up before a removal may be stale.
+        self.removals = 0
         #: One object per distinct language and source (they repeat across millions of rows).
         self._shared: dict[str | None, str | None] = {None: None}
         #: Seconds -> text is ``day_prefix[s // DAY] + time_of_day[s % DAY]`` (two lookups; see text_of).
@@ -121,6 +130,7 @@ class UserTable:
         self.sources.append(None)
         if seconds == ODD:
             self.odd_times[row, FIRST_SEEN] = self.odd_times[row, LAST_SEEN] = text
+            self.irregular.add(row)
         return row
 
     def shared_profile(self, profile: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -150,6 +160,11 @@ class UserTable:
             self.odd_times[row, column] = text
         else:
             self.odd_times.pop((row, column), None)
+        if column != BLOCKED_AT:
+            if seconds in (0, ODD):
+                self.irregular.add(row)
+            elif row in self.irregular and 0 < self.first_seen[row] < ODD and 0 < self.last_seen[row] < ODD:
+                self.irregular.discard(row)
 
     def time_of(self, row: int, column: int) -> str | None:
         """One timestamp as the store's text (None when null)."""
@@ -169,7 +184,7 @@ class UserTable:
         return self.day_prefix[seconds // DAY] + self.time_of_day[seconds % DAY]
 
     def set_profile(self, row: int, profile: tuple[Any, ...], digest: int) -> None:
-        """A new profile for a known user (``digest``: ``hash(profile)`` as given, before it is made safe)."""
+        """A new profile for a known user (``digest``: :func:`profile_hash` of it as given, not made safe)."""
         self.profiles[row] = self.shared_profile(profile)
         self.hashes[row] = digest
 
@@ -217,10 +232,10 @@ class UserTable:
         share = self._shared.setdefault  # C-level, None included (it maps to itself)
         codes = list(map(_FIELD["language_code"], records))
         languages = list(map(share, codes, codes))
-        profiles = list(zip(*(map(_FIELD[name], records) for name in PROFILE_FIELDS[:3]), languages,
-                            map(_FIELD["is_bot"], records), map(_FIELD["is_premium"], records), strict=True))
-        self.profiles.extend(profiles)
-        self.hashes.extend(map(hash, profiles))
+        values = [*(list(map(_FIELD[name], records)) for name in PROFILE_FIELDS[:3]), languages,
+                  list(map(_FIELD["is_bot"], records)), list(map(_FIELD["is_premium"], records))]
+        self.profiles.extend(zip(*values, strict=True))
+        self.hashes.extend(map(hash, zip(ids, *values, strict=True)))  # profile_hash, at C speed
         for column, (name, times) in enumerate(zip(_TIME_FIELDS, self._time_columns, strict=True)):
             texts = list(map(_FIELD[name], records))
             try:
@@ -231,6 +246,10 @@ class UserTable:
                     times.append(seconds)
                     if seconds == ODD and text is not None:
                         self.odd_times[row, column] = text
+        for times in (self.first_seen, self.last_seen):
+            added = times[start:]
+            if 0 in added or ODD in added:  # rare: hand-edited records
+                self.irregular.update(row for row, seconds in enumerate(added, start) if seconds in (0, ODD))
         self.messages.extend(map(_FIELD["messages"], records))
         self.blocked.extend(map(_FIELD["blocked"], records))
         sources = list(map(_FIELD["source"], records))
@@ -249,7 +268,7 @@ class UserTable:
         if profile[3] is not None:
             profile = (*profile[:3], self.share(profile[3]), *profile[4:])
         self.profiles[row] = profile
-        self.hashes[row] = hash(profile)
+        self.hashes[row] = profile_hash(record["id"], profile)
         for column, (seconds, text) in enumerate(times):
             self.set_time(row, column, seconds, text)
         self.messages[row] = record["messages"]
@@ -273,9 +292,11 @@ class UserTable:
         row = self.rows.pop(user_id, None)
         if row is None:
             return False
+        self.removals += 1
         self.ids[row] = 0
         self.profiles[row] = None
         self.hashes[row] = 0
+        self.irregular.discard(row)
         for times in (self.first_seen, self.last_seen, self.blocked_at):
             times[row] = 0
         self.messages[row] = 0
@@ -378,6 +399,11 @@ class UserTable:
             if profile is not None and profile[2] and profile[2].lower() == wanted:
                 return self.record(self.ids[row], row)
         return None
+
+
+def profile_hash(user_id: int, values: tuple[Any, ...]) -> int:
+    """What ``UserTable.hashes`` holds: the hash of the ``Profile`` ``(user_id, *values)``."""
+    return hash((user_id, *values))
 
 
 def _times(texts: list[str | None]) -> list[tuple[int, str | None]]:

@@ -38,6 +38,7 @@ from tracker.store.format import (
 from tracker.store.history import TABLES as HISTORY_TABLES
 from tracker.store.history import HistoryKeeper
 from tracker.store.history_cache import HistoryCache
+from tracker.store.ingest import DayBounds, SightingQueue, apply_sightings
 from tracker.store.journal import Generation, apply_to_tables, encode
 from tracker.store.journal_file import JournalClaimedError, JournalFile
 from tracker.store.lock import WriterLock
@@ -76,6 +77,9 @@ class StoreFiles:
         self._journal_lock = threading.Lock()
         self._snapshot_lock = threading.Lock()
         self._pending = PendingChanges()
+        #: seen()'s sightings, applied in batches (see ingest.py) under _lock.
+        self._queue = SightingQueue()
+        self._day = DayBounds()
         self._gen = 0
         self._snapshot_bytes = 0
         self._snapshot_quiet_until = 0.0
@@ -127,6 +131,7 @@ class StoreFiles:
                 log.warning("%s; retrying for %.0f s more", exc, left)
                 time.sleep(min(0.5, left))
         with self._lock:
+            self._apply_queued()
             if not (self._pending.changed or self._pending.touched or self._pending.meta):
                 raise StoreError(
                     f"{failure}; nothing is lost: journal {self.journal_path} holds every change "
@@ -297,7 +302,8 @@ class StoreFiles:
         is covered by a snapshot that starts now.
         """
         with self._journal_lock:
-            with self._lock:  # short: seen() callers wait on it (the values are read after it)
+            with self._lock:  # short: readers wait on it (the values are read after it)
+                self._apply_queued()
                 taken = self._pending.take(self._keeper.take_changes())
                 meta = dict(self._meta) if taken.meta else None
                 if new_generation:
@@ -378,6 +384,16 @@ class StoreFiles:
             collector.add_chunk(chunk, columns)
             yield chunk.encoded(columns)
 
+
+    def _apply_queued(self) -> None:
+        """Apply the sightings ``seen()`` queued (under ``_lock``): what every read does first."""
+        if not self._queue.items:
+            return
+        batch, stale_rows = self._queue.take(self._table)
+        try:
+            apply_sightings(batch, stale_rows, self._table, self._keeper, self._pending, self._day)
+        finally:
+            self._queue.applied(batch)
 
     def _check_writable(self) -> None:
         if self.readonly:
