@@ -52,29 +52,54 @@ def make_profile_of(i: int) -> Profile:
 
 
 class UpdateStream:
-    """Profiles of random existing users (from a replayed pool) and, one in NEW_EVERY, a new user."""
+    """Profiles of random existing users (from a replayed pool) and, one in NEW_EVERY, a new user.
+
+    Each update's Profile is built afresh, its strings new objects, as the
+    handlers build one from the User that Pyrogram has just decoded: only the
+    store's own data is cold, not the update it is handed.
+    """
 
     def __init__(self, size: int, seed: int) -> None:
         import random
 
         rng = random.Random(seed)
-        self._pool = [make_profile_of(rng.randrange(size)) for _ in range(min(POOL, max(size, 1) * 4))]
+        self._pool = [_encoded(make_profile_of(rng.randrange(size)))
+                      for _ in range(min(POOL, max(size, 1) * 4))]
         self._at = 0
         self._taken = 0
         self._next_new = size
 
     def take(self, n: int) -> list[Profile]:
         pool, at = self._pool, self._at
-        batch = pool[at : at + n]
-        while len(batch) < n:  # wrapped around the pool
-            batch += pool[: n - len(batch)]
+        encoded = pool[at : at + n]
+        while len(encoded) < n:  # wrapped around the pool
+            encoded += pool[: n - len(encoded)]
         self._at = (at + n) % len(pool)
+        batch = list(map(_fresh, encoded))
         first_new = -self._taken % NEW_EVERY
         for k in range(first_new, n, NEW_EVERY):
             batch[k] = make_profile_of(self._next_new)
             self._next_new += 1
         self._taken += n
         return batch
+
+
+def _encoded(profile: Profile) -> tuple[Any, ...]:
+    """A profile with its text as bytes (decoded again by _fresh into new str objects)."""
+    return tuple(value.encode() if isinstance(value, str) else value for value in profile)
+
+
+def _fresh(encoded: tuple[Any, ...]) -> Profile:
+    user_id, first_name, last_name, username, language_code, is_bot, is_premium = encoded
+    return Profile(
+        user_id,
+        None if first_name is None else first_name.decode(),
+        None if last_name is None else last_name.decode(),
+        None if username is None else username.decode(),
+        None if language_code is None else language_code.decode(),
+        is_bot,
+        is_premium,
+    )
 
 
 class Tracker(Protocol):

@@ -91,8 +91,8 @@ def a_batch(rng: random.Random, order: str, table: UserTable) -> list[Sighting]:
         message = rng.random() < 0.8
         source = rng.choice([None, None, None, "ads", "-x"])
         command = rng.choice([None, None, "/start", "/help"])
-        sightings.append(Sighting(user, table.rows.get(user_id), seconds, text, message, source, command,
-                                  rng.random() < 0.1))
+        button = rng.random() < 0.1
+        sightings.append((user, table.rows.get(user_id), seconds, text, message, source, command, button))
     return sightings
 
 
