@@ -26,7 +26,7 @@ from tracker.store.history import Grain, HistoryKeeper
 from tracker.store.ingest import DayBounds, Sighting, SightingQueue, apply_one, apply_sightings
 from tracker.store.records import PendingChanges
 from tracker.store.stamps import Stamps
-from tracker.store.table import UserTable
+from tracker.store.table import ID_SLOT, STRIDE, UserTable
 
 NOW = datetime(2026, 11, 23, 23, 59, 0, tzinfo=UTC)  # a minute before midnight: batches may cross it
 TZ = ZoneInfo("UTC")
@@ -52,7 +52,8 @@ class Twin:
         self.day = DayBounds()
 
     def state(self) -> tuple[Any, ...]:
-        touched = {self.table.ids[row] for row in self.pending.touched} - self.pending.changed
+        hot = self.table.hot
+        touched = {hot[row * STRIDE + ID_SLOT] for row in self.pending.touched} - self.pending.changed
         return (
             sorted(self.table.records(), key=lambda record: record["id"]),
             self.pending.changed,
@@ -219,3 +220,34 @@ def test_a_hand_edited_first_seen_that_is_no_date_does_not_stop_recording(tmp_pa
         day = store.history_period(Grain.DAY, NOW.date())
     assert day is not None
     assert (day["active"], day["messages"]) == (1, 2)
+
+
+def test_rows_stay_suspect_until_the_queue_is_emptied() -> None:
+    """A forget between two partial takes: the second take must still look its rows up again."""
+    table, keeper, pending, day = UserTable(), HistoryKeeper(TZ), PendingChanges(), DayBounds()
+    queue = SightingQueue()
+    text, seconds = Stamps()(NOW)
+    for user_id in (1, 2):
+        queue.add(table, profile(user_id, "U"), seconds, text, True, None, None, False)
+    batch, stale = queue.take(table)
+    apply_sightings(batch, stale, table, keeper, pending, day)
+    queue.applied(batch)
+    for user_id in (1, 2):  # both queued with their rows
+        queue.add(table, profile(user_id, "U"), seconds, text, True, None, None, False)
+    table.remove(2)
+    first, stale_first = queue.take(table, limit=1)
+    second, stale_second = queue.take(table, limit=1)
+    assert stale_first and stale_second
+    apply_sightings(first, stale_first, table, keeper, pending, day)
+    apply_sightings(second, stale_second, table, keeper, pending, day)
+    assert table.get(2)["messages"] == 1  # type: ignore[index]  # re-added, not written into the hole
+    assert table.get(1)["messages"] == 2  # type: ignore[index]
+
+
+def test_a_caller_past_the_limit_applies_only_the_oldest(tmp_path: Path) -> None:
+    with UserStore(tmp_path / "users.json", tuning=Tuning(flush_interval=3600, flush_early_at=64)) as store:
+        store._persister.stop()
+        for user_id in range(1, 65):
+            store.seen(profile(user_id, "U"), NOW)
+        assert len(store._queue.items) == 64 - 32 // 4  # the 64th call applied the oldest 8
+        assert len(store) == 64

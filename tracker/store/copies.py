@@ -11,7 +11,7 @@ import functools
 from array import array
 from collections.abc import Callable, Iterable
 from itertools import compress, repeat
-from operator import itemgetter, not_
+from operator import add, itemgetter, mul, not_
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracker.models import PROFILE_FIELDS, RECORD_FIELDS, Record
@@ -46,14 +46,18 @@ class TouchValues(NamedTuple):
         reused, so a row read meanwhile is its user's or emptied (id 0: left out,
         its erasure is in this batch or the next).
         """
+        from tracker.store.table import ID_SLOT, MESSAGES_SLOT, STRIDE  # here: table.py imports this module
+
+        hot = table.hot
         rows = list(dict.fromkeys(rows))
-        ids = list(map(table.ids.__getitem__, rows))
+        ids = list(map(hot.__getitem__, map(add, map(mul, rows, repeat(STRIDE)), repeat(ID_SLOT))))
         if changed or 0 in ids:
             left_out = changed | {0}
             keep = list(map(not_, map(left_out.__contains__, ids)))
             ids = list(compress(ids, keep))
             rows = list(compress(rows, keep))
-        seconds = array("I", map(table.last_seen.__getitem__, rows))
+        last_seen_at = list(map(mul, rows, repeat(STRIDE)))  # LAST_SEEN_SLOT is 0
+        seconds = array("I", map(hot.__getitem__, last_seen_at))
         odd = {}
         if ODD in seconds:
             for position, row in enumerate(rows):
@@ -65,7 +69,8 @@ class TouchValues(NamedTuple):
                         seconds[position] = 0
                     else:
                         odd[position] = text
-        return cls(ids, seconds, list(map(table.messages.__getitem__, rows)), odd)
+        messages = list(map(hot.__getitem__, map(add, last_seen_at, repeat(MESSAGES_SLOT))))
+        return cls(ids, seconds, messages, odd)
 
     def entries(self) -> list[tuple[int, str, int]]:
         """The journal's touches; a user never seen (null ``last_seen``) has none to write."""

@@ -17,14 +17,14 @@ import threading
 from bisect import bisect_left
 from collections import Counter
 from itertools import compress, count, repeat
-from operator import add, and_, ge, itemgetter, lt, ne
+from operator import add, and_, ge, itemgetter, lt, mul, ne
 from typing import NamedTuple
 
 from tracker.models import Profile, encodable_text
 from tracker.store.history import Activity, HistoryKeeper
 from tracker.store.records import PendingChanges
 from tracker.store.stamps import DAY, ODD, seconds_or_odd
-from tracker.store.table import UserTable
+from tracker.store.table import HASH_SLOT, LAST_SEEN_SLOT, MESSAGES_SLOT, STRIDE, UserTable
 
 _new_activity = tuple.__new__
 _USER_ID = itemgetter(0)
@@ -80,17 +80,23 @@ class SightingQueue:
         finally:
             self._lock.release()
 
-    def take(self, table: UserTable) -> tuple[list[Sighting], bool]:
-        """The queued sightings in order, and whether their rows may be stale; start afresh.
+    def take(self, table: UserTable, limit: int | None = None) -> tuple[list[Sighting], bool]:
+        """The queued sightings (the oldest ``limit``) in order, and whether their rows may be stale.
 
         Called under the store's lock, which every removal holds too: the rows
-        are stale when a user was forgotten since the last take (rows of the
-        others stay right: rows are never reused).
+        are stale when a user was forgotten since the queue was last emptied
+        (rows of the others stay right: rows are never reused).
         """
         with self._lock:
-            items, self.items = self.items, []
+            if limit is None or limit >= len(self.items):
+                items, self.items = self.items, []
+                emptied = True
+            else:
+                items, self.items = self.items[:limit], self.items[limit:]
+                emptied = False
         stale = table.removals != self._removals
-        self._removals = table.removals
+        if emptied:  # what is queued from now on is looked up after every removal so far
+            self._removals = table.removals
         return items, stale
 
     def applied(self, batch: list[Sighting]) -> None:
@@ -188,13 +194,15 @@ def _apply_in_bulk(
     digests = list(map(hash, profiles))
     batch = _Batch(profiles, ids, digests, seconds, texts, messages, sources, commands, buttons)
     known_rows, added = _add_new_users(batch, rows, table, pending)
-    previous = list(map(table.last_seen.__getitem__, known_rows))
-    _take_new_profiles(batch, known_rows, previous, table, pending)
-    list(map(table.last_seen.__setitem__, known_rows, map(max, previous, seconds)))
+    hot = table.hot  # each row's hot slots share a cache line: one miss for all three fields
+    last_seen_at = list(map(mul, known_rows, repeat(STRIDE)))  # LAST_SEEN_SLOT is 0
+    previous = list(map(hot.__getitem__, last_seen_at))
+    _take_new_profiles(batch, known_rows, last_seen_at, previous, table, pending)
+    list(map(hot.__setitem__, last_seen_at, map(max, previous, seconds)))
     counted = Counter(compress(known_rows, messages))
     if counted:
-        stored = table.messages
-        list(map(stored.__setitem__, counted, map(add, map(stored.__getitem__, counted), counted.values())))
+        messages_at = list(map(add, map(mul, counted, repeat(STRIDE)), repeat(MESSAGES_SLOT)))
+        list(map(hot.__setitem__, messages_at, map(add, map(hot.__getitem__, messages_at), counted.values())))
     if any(sources):
         _keep_first_sources(batch, known_rows, table, pending)
     _count_first_visits(batch, known_rows, previous, added, day_start, table, keeper)
@@ -226,16 +234,22 @@ def _add_new_users(
 
 
 def _take_new_profiles(
-    batch: _Batch, rows: list[int], previous: list[int], table: UserTable, pending: PendingChanges
+    batch: _Batch,
+    rows: list[int],
+    last_seen_at: list[int],
+    previous: list[int],
+    table: UserTable,
+    pending: PendingChanges,
 ) -> None:
     """A sighting not older than the stored one, with another profile, replaces it (the last one wins)."""
-    hashes = table.hashes
+    hot = table.hot
+    hash_at = map(add, last_seen_at, repeat(HASH_SLOT))
     # Lazy on purpose: compress pulls each stored hash only when it reaches that
     # position, after the replacements before it, as one-at-a-time would compare.
-    other = map(ne, map(hashes.__getitem__, rows), batch.digests)
+    other = map(ne, map(hot.__getitem__, hash_at), batch.digests)
     for position in compress(count(), map(and_, other, map(ge, batch.seconds, previous))):
         row = rows[position]
-        if hashes[row] != batch.digests[position]:
+        if hot[row * STRIDE + HASH_SLOT] != batch.digests[position]:
             table.set_profile(row, batch.profiles[position][1:], batch.digests[position])
             pending.changed.add(batch.ids[position])
 
@@ -290,14 +304,14 @@ def apply_one(sighting: Sighting, table: UserTable, keeper: HistoryKeeper, pendi
         row = table.add(user_id, values, digest, seen_at, seen_text)
         first_seen, last_seen = seen_text, None
     else:
-        previous, first = table.last_seen[row], table.first_seen[row]
+        previous, first = table.last_seen(row), table.first_seen[row]
         if 0 < previous < ODD and 0 < first < ODD and seen_at != ODD:  # the norm: plain seconds
             day_prefix, time_of_day = table.day_prefix, table.time_of_day
             last_seen = day_prefix[previous // DAY] + time_of_day[previous % DAY]
             first_seen = day_prefix[first // DAY] + time_of_day[first % DAY]
             if seen_at >= previous:
-                table.last_seen[row] = seen_at
-                if table.hashes[row] != digest:
+                table.hot[row * STRIDE + LAST_SEEN_SLOT] = seen_at
+                if table.hot[row * STRIDE + HASH_SLOT] != digest:
                     table.set_profile(row, values, digest)
                     whole_record_changed = True
         else:  # a null or odd timestamp (hand-edited): compared as text, as the file has them
@@ -305,7 +319,7 @@ def apply_one(sighting: Sighting, table: UserTable, keeper: HistoryKeeper, pendi
                 row, values, digest, seen_at, seen_text
             )
     if message:
-        table.messages[row] += 1
+        table.hot[row * STRIDE + MESSAGES_SLOT] += 1
     if source and not table.sources[row]:
         table.sources[row] = table.share(encodable_text(source))
         whole_record_changed = True

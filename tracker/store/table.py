@@ -11,6 +11,11 @@ different profiles with equal 64-bit hashes (odds of 1 in 2**64 per update)
 would keep the old name until the user's next change.
 About 400 bytes a user in all, where the dicts took ~1 KB.
 
+The fields every sighting reads or writes (``last_seen``, ``messages``, the
+profile hash) and the id the journal writes beside them sit side by side in
+one array, :data:`STRIDE` slots a row (:data:`LAST_SEEN_SLOT` ...): one cache
+miss a sighting where four arrays were four (see ``ingest.py``).
+
 Timestamps are kept as seconds since 1970 (0 = null). The few that do not fit
 (a hand-edited ``2026-13-45T…`` or a date before 1970-01-02) are marked
 :data:`ODD` and kept as text beside the arrays, so nothing is ever altered.
@@ -42,6 +47,10 @@ _OWN_FIELDS = frozenset(RECORD_FIELDS)
 _FIELD = {name: itemgetter(name) for name in RECORD_FIELDS}
 #: The timestamp fields, in the order of FIRST_SEEN, LAST_SEEN, BLOCKED_AT.
 _TIME_FIELDS = tuple(TIME_COLUMN)
+#: Slots a row takes in ``UserTable.hot``, and where each field is: row ``r``'s
+#: last_seen is ``hot[r * STRIDE + LAST_SEEN_SLOT]``.
+STRIDE = 4
+LAST_SEEN_SLOT, MESSAGES_SLOT, HASH_SLOT, ID_SLOT = range(STRIDE)
 
 
 class UserTable:
@@ -59,11 +68,8 @@ class UserTable:
         "day_prefix",
         "extras",
         "first_seen",
-        "hashes",
-        "ids",
+        "hot",
         "irregular",
-        "last_seen",
-        "messages",
         "odd_times",
         "profiles",
         "removals",
@@ -75,16 +81,14 @@ class UserTable:
     def __init__(self) -> None:
         #: Telegram id -> row.
         self.rows: dict[int, int] = {}
-        self.ids = array("q")
+        #: Per row, side by side: last_seen (uint32 seconds, as first_seen), messages, the hash
+        #: of the last seen ``Profile`` (see profile_hash; not persisted: str hashes differ per
+        #: process) and the id (0: a forgotten row).
+        self.hot = array("q")
         #: ``(first_name, last_name, username, language_code, is_bot, is_premium)``; None: a forgotten row.
         self.profiles: list[tuple[Any, ...] | None] = []
-        #: ``hash()`` of the last seen ``Profile`` as a tuple, id first (see profile_hash; not
-        #: persisted: str hashes differ per process).
-        self.hashes = array("q")
         self.first_seen = array("I")
-        self.last_seen = array("I")
         self.blocked_at = array("I")
-        self.messages = array("Q")
         self.blocked = bytearray()
         self.sources: list[str | None] = []
         #: row -> fields a hand-edited record carries beyond the store's own (kept as they are).
@@ -111,21 +115,18 @@ class UserTable:
     @property
     def row_count(self) -> int:
         """Rows so far, holes included (a snapshot walks ``range(row_count)`` as it was at its start)."""
-        return len(self.ids)
+        return len(self.hot) // STRIDE
 
     # ------------------------------------------------------------ writing rows
 
     def add(self, user_id: int, profile: tuple[Any, ...], digest: int, seconds: int, text: str) -> int:
         """A new user first seen at ``seconds`` (``text`` when ODD); returns the row."""
-        row = len(self.ids)
+        row = self.row_count
         self.rows[user_id] = row
-        self.ids.append(user_id)
+        self.hot.extend((seconds, 0, digest, user_id))  # in slot order
         self.profiles.append(self.shared_profile(profile))
-        self.hashes.append(digest)
         self.first_seen.append(seconds)
-        self.last_seen.append(seconds)
         self.blocked_at.append(0)
-        self.messages.append(0)
         self.blocked.append(0)
         self.sources.append(None)
         if seconds == ODD:
@@ -154,7 +155,8 @@ class UserTable:
 
     def set_time(self, row: int, column: int, seconds: int, text: str | None) -> None:
         """Set one timestamp (``text`` is kept when ``seconds`` is ODD)."""
-        self._time_columns[column][row] = seconds
+        times, index = self._time_slot(row, column)
+        times[index] = seconds
         if seconds == ODD:
             assert text is not None
             self.odd_times[row, column] = text
@@ -163,20 +165,20 @@ class UserTable:
         if column != BLOCKED_AT:
             if seconds in (0, ODD):
                 self.irregular.add(row)
-            elif row in self.irregular and 0 < self.first_seen[row] < ODD and 0 < self.last_seen[row] < ODD:
+            elif row in self.irregular and 0 < self.first_seen[row] < ODD and 0 < self.last_seen(row) < ODD:
                 self.irregular.discard(row)
 
     def time_of(self, row: int, column: int) -> str | None:
         """One timestamp as the store's text (None when null)."""
-        times = self._time_columns[column]
-        seconds = times[row]
+        times, index = self._time_slot(row, column)
+        seconds = times[index]
         if seconds == ODD:
             text = self.odd_times.get((row, column))
             if text is not None:
                 return text
             # Changed meanwhile (the journal reads without the lock): take the new value;
             # the change marked the user pending, so the next batch has it right anyway.
-            seconds = times[row]
+            seconds = times[index]
             if seconds == ODD:
                 return self.odd_times.get((row, column))
         if seconds == 0:
@@ -186,7 +188,7 @@ class UserTable:
     def set_profile(self, row: int, profile: tuple[Any, ...], digest: int) -> None:
         """A new profile for a known user (``digest``: :func:`profile_hash` of it as given, not made safe)."""
         self.profiles[row] = self.shared_profile(profile)
-        self.hashes[row] = digest
+        self.hot[row * STRIDE + HASH_SLOT] = digest
 
     def see_as_text(
         self, row: int, profile: tuple[Any, ...], digest: int, seconds: int, text: str
@@ -200,7 +202,7 @@ class UserTable:
         changed = False
         last_seen = self.time_of(row, LAST_SEEN)
         if last_seen is None or text >= last_seen:
-            if self.hashes[row] != digest:
+            if self.hot[row * STRIDE + HASH_SLOT] != digest:
                 self.set_profile(row, profile, digest)
                 changed = True
             self.set_time(row, LAST_SEEN, seconds, text)
@@ -225,32 +227,29 @@ class UserTable:
 
     def _append(self, records: list[Record]) -> None:
         """New users in bulk: each column extended at C speed (the open of a large store is this)."""
-        start = len(self.ids)
+        start = self.row_count
         ids = list(map(_FIELD["id"], records))
         self.rows.update(zip(ids, range(start, start + len(ids)), strict=True))
-        self.ids.extend(ids)
         share = self._shared.setdefault  # C-level, None included (it maps to itself)
         codes = list(map(_FIELD["language_code"], records))
         languages = list(map(share, codes, codes))
         values = [*(list(map(_FIELD[name], records)) for name in PROFILE_FIELDS[:3]), languages,
                   list(map(_FIELD["is_bot"], records)), list(map(_FIELD["is_premium"], records))]
         self.profiles.extend(zip(*values, strict=True))
-        self.hashes.extend(map(hash, zip(ids, *values, strict=True)))  # profile_hash, at C speed
-        for column, (name, times) in enumerate(zip(_TIME_FIELDS, self._time_columns, strict=True)):
-            texts = list(map(_FIELD[name], records))
-            try:
-                times.extend(seconds_of(texts))
-            except (ValueError, KeyError):  # an odd one: keep it as text (rare: value by value)
-                for row, text in enumerate(texts, start):
-                    seconds = seconds_or_odd(text)
-                    times.append(seconds)
-                    if seconds == ODD and text is not None:
-                        self.odd_times[row, column] = text
-        for times in (self.first_seen, self.last_seen):
-            added = times[start:]
-            if 0 in added or ODD in added:  # rare: hand-edited records
-                self.irregular.update(row for row, seconds in enumerate(added, start) if seconds in (0, ODD))
-        self.messages.extend(map(_FIELD["messages"], records))
+        times = [self._seconds_column(start, column, list(map(_FIELD[name], records)))
+                 for column, name in enumerate(_TIME_FIELDS)]
+        self.first_seen.extend(times[FIRST_SEEN])
+        self.blocked_at.extend(times[BLOCKED_AT])
+        hot: list[int] = [0] * (STRIDE * len(records))  # interleaved at C speed by slice assignment
+        hot[LAST_SEEN_SLOT::STRIDE] = times[LAST_SEEN]
+        hot[MESSAGES_SLOT::STRIDE] = map(_FIELD["messages"], records)
+        hot[HASH_SLOT::STRIDE] = map(hash, zip(ids, *values, strict=True))  # profile_hash, at C speed
+        hot[ID_SLOT::STRIDE] = ids
+        self.hot.fromlist(hot)
+        for column in (FIRST_SEEN, LAST_SEEN):
+            if 0 in times[column] or ODD in times[column]:  # rare: hand-edited records
+                rows = enumerate(times[column], start)
+                self.irregular.update(row for row, seconds in rows if seconds in (0, ODD))
         self.blocked.extend(map(_FIELD["blocked"], records))
         sources = list(map(_FIELD["source"], records))
         self.sources.extend(map(share, sources, sources))
@@ -259,19 +258,36 @@ class UserTable:
                 if len(record) > len(_OWN_FIELDS):
                     self.extras[row] = {k: v for k, v in record.items() if k not in _OWN_FIELDS}
 
-    @property
-    def _time_columns(self) -> tuple[array[int], array[int], array[int]]:
-        return (self.first_seen, self.last_seen, self.blocked_at)
+    def _seconds_column(self, start: int, column: int, texts: list[str | None]) -> list[int]:
+        """New rows' timestamps (from row ``start``) as seconds; the odd ones kept as text."""
+        try:
+            return list(seconds_of(texts))
+        except (ValueError, KeyError):  # an odd one: keep it as text (rare: value by value)
+            seconds = list(map(seconds_or_odd, texts))
+            for row, (value, text) in enumerate(zip(seconds, texts, strict=True), start):
+                if value == ODD and text is not None:
+                    self.odd_times[row, column] = text
+            return seconds
+
+    def _time_slot(self, row: int, column: int) -> tuple[array[int], int]:
+        """Where row ``row``'s FIRST_SEEN, LAST_SEEN or BLOCKED_AT is: an array and an index in it."""
+        if column == LAST_SEEN:
+            return self.hot, row * STRIDE + LAST_SEEN_SLOT
+        return (self.first_seen if column == FIRST_SEEN else self.blocked_at), row
+
+    def last_seen(self, row: int) -> int:
+        """Row ``row``'s last_seen as seconds (0: null; ODD: see odd_times)."""
+        return self.hot[row * STRIDE + LAST_SEEN_SLOT]
 
     def _fill(self, row: int, record: Record, times: list[tuple[int, str | None]]) -> None:
         profile = _PROFILE(record)
         if profile[3] is not None:
             profile = (*profile[:3], self.share(profile[3]), *profile[4:])
         self.profiles[row] = profile
-        self.hashes[row] = profile_hash(record["id"], profile)
+        self.hot[row * STRIDE + HASH_SLOT] = profile_hash(record["id"], profile)
         for column, (seconds, text) in enumerate(times):
             self.set_time(row, column, seconds, text)
-        self.messages[row] = record["messages"]
+        self.hot[row * STRIDE + MESSAGES_SLOT] = record["messages"]
         self.blocked[row] = record["blocked"]
         source = record["source"]
         self.sources[row] = None if source is None else self.share(source)
@@ -285,7 +301,7 @@ class UserTable:
         row = self.rows.get(user_id)
         if row is not None:
             self.set_time(row, LAST_SEEN, seconds_or_odd(last_seen), last_seen)
-            self.messages[row] = messages
+            self.hot[row * STRIDE + MESSAGES_SLOT] = messages
 
     def remove(self, user_id: int) -> bool:
         """Forget ``user_id``: its row is emptied now (a hole until the next open); True if known."""
@@ -293,13 +309,10 @@ class UserTable:
         if row is None:
             return False
         self.removals += 1
-        self.ids[row] = 0
+        self.hot[row * STRIDE : (row + 1) * STRIDE] = array("q", bytes(8 * STRIDE))
         self.profiles[row] = None
-        self.hashes[row] = 0
         self.irregular.discard(row)
-        for times in (self.first_seen, self.last_seen, self.blocked_at):
-            times[row] = 0
-        self.messages[row] = 0
+        self.first_seen[row] = self.blocked_at[row] = 0
         self.blocked[row] = 0
         self.sources[row] = None
         self.extras.pop(row, None)
@@ -338,7 +351,7 @@ class UserTable:
             "is_premium": is_premium,
             "first_seen": self.time_of(row, FIRST_SEEN),
             "last_seen": self.time_of(row, LAST_SEEN),
-            "messages": self.messages[row],
+            "messages": self.hot[row * STRIDE + MESSAGES_SLOT],
             "source": self.sources[row],
             "blocked": bool(self.blocked[row]),
             "blocked_at": self.time_of(row, BLOCKED_AT),
@@ -354,15 +367,16 @@ class UserTable:
 
     def records(self, start: int = 0, stop: int | None = None) -> list[Record]:
         """The records of the live rows in ``range(start, stop)``, in row order."""
-        return self.chunk(start, len(self.ids) if stop is None else stop).records()
+        return self.chunk(start, self.row_count if stop is None else stop).records()
 
     def chunk(self, start: int, stop: int) -> Chunk:
         """Copies of the live rows in ``range(start, stop)``: cheap to take under the store's lock."""
         profiles = self.profiles[start:stop]
         rows = range(start, start + len(profiles))
         columns: list[Sequence[Any]] = [
-            self.ids[start:stop], self.first_seen[start:stop], self.last_seen[start:stop],
-            self.blocked_at[start:stop], self.messages[start:stop], self.blocked[start:stop],
+            self._hot_column(ID_SLOT, start, stop), self.first_seen[start:stop],
+            self._hot_column(LAST_SEEN_SLOT, start, stop), self.blocked_at[start:stop],
+            self._hot_column(MESSAGES_SLOT, start, stop), self.blocked[start:stop],
             self.sources[start:stop],
         ]
         if None in profiles:  # forgotten rows: holes to leave out
@@ -387,6 +401,11 @@ class UserTable:
             odd=odd, messages=list(messages), blocked=bytes(blocked), sources=list(sources), extras=extras,
         )
 
+    def _hot_column(self, slot: int, start: int, stop: int) -> array[int]:
+        """One field of the hot rows in ``range(start, stop)``."""
+        stop = min(stop, self.row_count)  # as a plain slice would clip
+        return self.hot[start * STRIDE + slot : stop * STRIDE : STRIDE]
+
     def __iter__(self) -> Iterator[Record]:
         return iter(self.records())
 
@@ -397,7 +416,7 @@ class UserTable:
             return None
         for row, profile in enumerate(self.profiles):
             if profile is not None and profile[2] and profile[2].lower() == wanted:
-                return self.record(self.ids[row], row)
+                return self.record(self.hot[row * STRIDE + ID_SLOT], row)
         return None
 
 

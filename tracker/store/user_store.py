@@ -45,6 +45,7 @@ class UserStore(StoreFiles):
         tz = timezone if isinstance(timezone, ZoneInfo) else ZoneInfo(timezone)
         super().__init__(Path(path), readonly, tuning, tz)
         self._stamps = Stamps()
+        self._wake_at = max(1, tuning.flush_early_at // 2)
         if readonly:
             self._load_for_reading()
         else:
@@ -146,12 +147,12 @@ class UserStore(StoreFiles):
         text, seconds = self._stamps(at)  # raises for a naive datetime, before anything is queued
         queue = self._queue
         is_new, queued = queue.add(self._table, profile, seconds, text, message, source, command, button)
-        if queued >= self.tuning.flush_early_at:
-            if queued == self.tuning.flush_early_at:
+        if queued >= self._wake_at:
+            if queued == self._wake_at:
                 self._persister.flush_wanted.set()  # the journal thread applies them
-            elif queued >= 4 * self.tuning.flush_early_at:  # it is stuck or starved: apply them here
+            elif queued >= self.tuning.flush_early_at:  # it is behind: apply the oldest few here
                 with self._lock:
-                    self._apply_queued()
+                    self._apply_queued(limit=self._wake_at // 4)
         return is_new
 
     def set_blocked(self, user_id: int, blocked: bool, at: datetime) -> bool:

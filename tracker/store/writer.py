@@ -385,11 +385,15 @@ class StoreFiles:
             yield chunk.encoded(columns)
 
 
-    def _apply_queued(self) -> None:
-        """Apply the sightings ``seen()`` queued (under ``_lock``): what every read does first."""
+    def _apply_queued(self, limit: int | None = None) -> None:
+        """Apply the sightings ``seen()`` queued, or the oldest ``limit`` (under ``_lock``).
+
+        Every read applies them all first; taking and applying under the one
+        lock keeps the batches in the order they were queued.
+        """
         if not self._queue.items:
             return
-        batch, stale_rows = self._queue.take(self._table)
+        batch, stale_rows = self._queue.take(self._table, limit)
         try:
             apply_sightings(batch, stale_rows, self._table, self._keeper, self._pending, self._day)
         finally:
