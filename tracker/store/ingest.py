@@ -147,16 +147,17 @@ def apply_sightings(
 ) -> None:
     """Apply ``batch`` (in order) to ``table``, the history and the pending changes.
 
-    The same outcome as :func:`apply_one` on each sighting in turn. A run of
-    sightings within the history's current day goes in whole-batch passes
-    (:func:`_apply_in_bulk`); the first sighting of a new day moves the history
-    there on its own; a batch out of time order goes one at a time.
+    The same outcome as :func:`apply_one` on each sighting in time order
+    (queue order among equal times): sightings from several threads may be
+    queued a little out of time order, and applying them in time order is what
+    "the newer sighting wins" means. A run of sightings within the history's
+    current day goes in whole-batch passes (:func:`_apply_in_bulk`); the first
+    sighting of a new day moves the history there on its own.
     """
     seconds = list(map(_SECONDS, batch))
-    if not all(map(ge, seconds[1:], seconds)):  # out of order: "newer wins" needs each in turn
-        for sighting in batch:
-            apply_one(sighting, table, keeper, pending)
-        return
+    if not all(map(ge, seconds[1:], seconds)):
+        batch = sorted(batch, key=_SECONDS)  # stable: ties stay in queue order
+        seconds = list(map(_SECONDS, batch))
     start = 0
     while start < len(batch):
         day_start, day_end = day.of(keeper)
