@@ -167,13 +167,19 @@ def measure_store(path: Path, size: int, rate: int, min_updates: int, max_second
             cycle = max(run.updates, natural_cycle(store, journal_per_update, rate))
             run = Run(run.updates, run.cpu + snapshot_cpu * run.updates / cycle, run.caller_cpu,
                       run.in_calls, run.wall)
-        worst, took = pause_during_snapshot(store, stream.take(50_000))
+        worst, took = pause_during_snapshot(store, lambda: stream.take(100))
     return StoreRun(run, snapshots[0], cycle, worst * 1e3, took * 1e3)
 
 
-def pause_during_snapshot(store: UserStore, profiles: Sequence[Profile]) -> tuple[float, float]:
+def pause_during_snapshot(
+    store: UserStore, more_profiles: Callable[[], Sequence[Profile]]
+) -> tuple[float, float]:
     """Snapshot on a second thread (as the store's own does) while this one keeps
-    calling ``seen()``: (the longest ``seen()`` call, the snapshot's duration), in s."""
+    calling ``seen()``: (the longest ``seen()`` call, the snapshot's duration), in s.
+
+    ``more_profiles`` hands out a few fresh profiles at a time, so they live as
+    briefly as a bot's do (a long list of them kept alive would be walked by
+    every full GC pass, a pause of the bench's own making)."""
     done = threading.Event()
     took = [0.0]
 
@@ -186,12 +192,11 @@ def pause_during_snapshot(store: UserStore, profiles: Sequence[Profile]) -> tupl
     worst = 0.0
     thread = threading.Thread(target=snapshot)
     thread.start()
-    i = 0
     while not done.is_set():
-        t0 = time.perf_counter()
-        store.seen(profiles[i % len(profiles)], NOW)
-        worst = max(worst, time.perf_counter() - t0)
-        i += 1
+        for profile in more_profiles():
+            t0 = time.perf_counter()
+            store.seen(profile, NOW)
+            worst = max(worst, time.perf_counter() - t0)
     thread.join()
     return worst, took[0]
 

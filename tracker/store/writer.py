@@ -79,6 +79,8 @@ class StoreFiles:
         self._pending = PendingChanges()
         #: seen()'s sightings, applied in batches (see ingest.py) under _lock.
         self._queue = SightingQueue()
+        #: Sightings applied per hold of _lock by the journal thread and by a caller past the limit.
+        self._apply_slice = max(1, tuning.flush_early_at // 8)
         self._day = DayBounds()
         self._gen = 0
         self._snapshot_bytes = 0
@@ -302,8 +304,9 @@ class StoreFiles:
         is covered by a snapshot that starts now.
         """
         with self._journal_lock:
+            self._apply_queued_in_slices()
             with self._lock:  # short: readers wait on it (the values are read after it)
-                self._apply_queued()
+                self._apply_queued()  # what came meanwhile: a slice at most, as a rule
                 taken = self._pending.take(self._keeper.take_changes())
                 meta = dict(self._meta) if taken.meta else None
                 if new_generation:
@@ -398,6 +401,16 @@ class StoreFiles:
             apply_sightings(batch, stale_rows, self._table, self._keeper, self._pending, self._day)
         finally:
             self._queue.applied(batch)
+
+    def _apply_queued_in_slices(self) -> None:
+        """Apply the queue a slice at a time, the lock released in between.
+
+        A ``seen()`` caller past the queue's limit, or a reader, then waits for
+        one slice at most, not for the whole queue (the pause it can feel).
+        """
+        while len(self._queue.items) > self._apply_slice:
+            with self._lock:
+                self._apply_queued(limit=self._apply_slice)
 
     def _check_writable(self) -> None:
         if self.readonly:
