@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.support import profile
-from tracker.store import Tuning, UserStore
+from tracker.store import StoreReader, Tuning, UserStore
 from tracker.store.history import Grain, HistoryKeeper
 from tracker.store.ingest import DayBounds, Sighting, SightingQueue, apply_one, apply_sightings
 from tracker.store.records import PendingChanges
@@ -252,3 +252,21 @@ def test_a_caller_past_the_limit_applies_only_the_oldest(tmp_path: Path) -> None
             store.seen(profile(user_id, "U"), NOW)
         assert len(store._queue.items) == 64 - 32 // 4  # the 64th call applied the oldest 8
         assert len(store) == 64
+
+
+def test_a_user_with_id_0_is_journaled_like_any_other(tmp_path: Path) -> None:
+    """Bug: the first journal of touched rows took id 0 for a forgotten row, so the visits of a
+    user whose id is 0 (any 64-bit id is valid) never reached the journal and a crash lost them."""
+    path = tmp_path / "users.json"
+    with UserStore(path, tuning=Tuning(flush_interval=3600)) as store:
+        for user_id in (0, 1):
+            store.seen(profile(user_id, "U"), NOW)
+        store.flush()
+        store.forget(1)
+        store.seen(profile(0, "U"), NOW + timedelta(seconds=5))
+        store.flush()
+        # What a crash leaves: the store file and the journal, read as the next open would.
+        recovered = StoreReader(path).get(0)
+        assert recovered is not None
+        assert (recovered["last_seen"], recovered["messages"]) == ("2026-11-23T23:59:05Z", 2)
+        assert StoreReader(path).get(1) is None

@@ -11,7 +11,7 @@ import functools
 from array import array
 from collections.abc import Callable, Iterable
 from itertools import compress, repeat
-from operator import add, itemgetter, mul, not_
+from operator import add, and_, itemgetter, mul, ne, not_
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracker.models import PROFILE_FIELDS, RECORD_FIELDS, Record
@@ -43,24 +43,26 @@ class TouchValues(NamedTuple):
 
         ``changed`` holds the ids whose whole record (or erasure) the batch writes.
         Safe without the store's lock (see ``records.Copied``): rows are never
-        reused, so a row read meanwhile is its user's or emptied (id 0: left out,
-        its erasure is in this batch or the next).
+        reused, so a row read meanwhile is its user's or emptied (marked
+        FORGOTTEN: left out, its erasure is in this batch or the next).
         """
-        from tracker.store.table import ID_SLOT, MESSAGES_SLOT, STRIDE  # here: table.py imports this module
+        from tracker.store.table import FORGOTTEN, HASH_SLOT, ID_SLOT, MESSAGES_SLOT, STRIDE  # (import cycle)
 
         hot = table.hot
-        rows = list(dict.fromkeys(rows))
-        ids = list(map(hot.__getitem__, map(add, map(mul, rows, repeat(STRIDE)), repeat(ID_SLOT))))
-        if changed or 0 in ids:
-            left_out = changed | {0}
-            keep = list(map(not_, map(left_out.__contains__, ids)))
+        # Each row once; LAST_SEEN_SLOT is 0, so a row's last_seen is at row * STRIDE.
+        last_seen_at = list(map(mul, dict.fromkeys(rows), repeat(STRIDE)))
+        ids = list(map(hot.__getitem__, map(add, last_seen_at, repeat(ID_SLOT))))
+        hashes = map(hot.__getitem__, map(add, last_seen_at, repeat(HASH_SLOT)))
+        keep = list(map(ne, hashes, repeat(FORGOTTEN)))
+        if changed:
+            keep = list(map(and_, keep, map(not_, map(changed.__contains__, ids))))
+        if not all(keep):
             ids = list(compress(ids, keep))
-            rows = list(compress(rows, keep))
-        last_seen_at = list(map(mul, rows, repeat(STRIDE)))  # LAST_SEEN_SLOT is 0
+            last_seen_at = list(compress(last_seen_at, keep))
         seconds = array("I", map(hot.__getitem__, last_seen_at))
         odd = {}
         if ODD in seconds:
-            for position, row in enumerate(rows):
+            for position, row in enumerate(index // STRIDE for index in last_seen_at):
                 if seconds[position] == ODD:
                     # Gone: the value changed meanwhile; a null is left out (see entries), and
                     # the change marked the user pending, so the next batch writes it.

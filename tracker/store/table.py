@@ -51,6 +51,9 @@ _TIME_FIELDS = tuple(TIME_COLUMN)
 #: last_seen is ``hot[r * STRIDE + LAST_SEEN_SLOT]``.
 STRIDE = 4
 LAST_SEEN_SLOT, MESSAGES_SLOT, HASH_SLOT, ID_SLOT = range(STRIDE)
+#: The hash slot of a forgotten row: ``hash()`` never returns -1 (CPython keeps it for
+#: errors), while an id can be any 64-bit number, 0 included.
+FORGOTTEN = -1
 
 
 class UserTable:
@@ -309,7 +312,9 @@ class UserTable:
         if row is None:
             return False
         self.removals += 1
-        self.hot[row * STRIDE : (row + 1) * STRIDE] = array("q", bytes(8 * STRIDE))
+        empty = [0] * STRIDE
+        empty[HASH_SLOT] = FORGOTTEN
+        self.hot[row * STRIDE : (row + 1) * STRIDE] = array("q", empty)
         self.profiles[row] = None
         self.irregular.discard(row)
         self.first_seen[row] = self.blocked_at[row] = 0

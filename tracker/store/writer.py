@@ -337,6 +337,9 @@ class StoreFiles:
     def _write_snapshot(self) -> None:
         """Write the whole store to a temp file and atomically replace the store file."""
         with self._lock:
+            # Sightings queued since the journal's marker: applied now, so the meta and the
+            # history written below never run ahead of them (they are journaled next round).
+            self._apply_queued()
             rows = self._table.row_count  # users added from now on are journaled, not written here
             meta = {**self._meta, JOURNAL_GEN: self._gen}
             history = self._history_tables()
