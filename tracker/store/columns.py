@@ -30,7 +30,15 @@ import orjson
 
 from tracker.files import atomic_write, read_regular
 from tracker.models import RECORD_FIELDS, Record
-from tracker.store.column_codec import ColumnBuilder, Kind, Part, TimeColumn, byte_size, decode
+from tracker.store.column_codec import (
+    CodeColumn,
+    ColumnBuilder,
+    EncodedColumn,
+    Kind,
+    Part,
+    byte_size,
+    decode,
+)
 from tracker.store.copies import TIME_COLUMN, Chunk
 from tracker.store.errors import StoreError
 from tracker.store.format import file_identity, no_cyclic_gc, read_store_streamed, store_id_of
@@ -50,8 +58,9 @@ COLUMN_ORDER: tuple[str, ...] = (
 )
 FORMAT = "tracker-columns/2"
 _END = b"\nend\n"
-#: Fields stored as codes, JSON or timestamps are checked against the record rules on read.
-_CHECKED_KINDS = (Kind.JSON, Kind.CODE)
+#: Spaces after the header's JSON: room for a store identity with longer numbers (a copy's
+#: inode and modification time), so that a re-stamp rewrites the header in place.
+HEADER_ROOM = 32
 
 
 class StaleColumnsError(StaleSideFileError):
@@ -128,10 +137,10 @@ class ColumnCache(SideFile):
                 offset += len(table) + size
             # The store file's identity ties this file to the snapshot it was made
             # from: a store file replaced or edited since then no longer matches.
-            header = orjson.dumps({
+            header = _padded(orjson.dumps({
                 "format": FORMAT, "gen": gen, "store_id": store_id, "count": collector.count,
                 "store": identity, "crc": checksum, "fields": fields,
-            }) + b"\n"
+            }))
             with atomic_write(self.path, durable=False) as out:
                 out.write(header)
                 for section in sections:
@@ -164,7 +173,7 @@ class ColumnCache(SideFile):
                 raise ValueError("column file does not match the store file")
             if crc != store_checksum(self.store_path, identity):
                 raise ValueError("column file does not match the store file")
-            self._restamp(fh, header, identity)
+            self._restamp(fh, header, len(line), identity)
         count, base, end = header["count"], len(line), size - len(_END)
         gen, store_id = header["gen"], header.get("store_id")
         if type(gen) is not int or not (store_id is None or type(store_id) is str) or type(count) is not int:
@@ -179,27 +188,60 @@ class ColumnCache(SideFile):
             values = decode(kind, table, data, count)
             if len(values) != count:
                 raise ValueError(f"column {name!r} has the wrong length")
-            if kind in _CHECKED_KINDS and isinstance(values, list):
-                problem = column_problem(name, values if kind is Kind.JSON else list(set(values)))
-                if problem is not None:
-                    raise ValueError(problem)
-            columns[name] = values  # type: ignore[assignment]  # a TimeColumn reads like a list
+            problem = _problem(name, kind, values)
+            if problem is not None:
+                raise ValueError(problem)
+            columns[name] = values  # type: ignore[assignment]  # an EncodedColumn reads like a list
         if not wanted <= columns.keys():
             raise ValueError("column file lacks fields")
         return (columns, store_id), gen
 
+    def _restamp(self, fh: IO[bytes], header: dict[str, Any], length: int, identity: list[int]) -> None:
+        """Tie the column file to the store file's new identity (a copy, its bytes checked; best effort).
 
-    def _restamp(self, fh: IO[bytes], header: dict[str, Any], identity: list[int]) -> None:
-        """Rewrite the column file with the store file's new identity (a copy; best effort)."""
-        fh.seek(0)
-        fh.readline(1 << 16)
+        In place when the new header fits the old one's room (the writer pads
+        it), which leaves the columns untouched: a reader that reads the header
+        meanwhile sees the old identity, the new one or a torn line, and either
+        of the last two only sends it through this check again. Else the file
+        is rewritten. Through a descriptor of the very file just read: one
+        that a writer has replaced meanwhile is never written.
+        """
+        stamped = {**header, "store": identity}
+        line = orjson.dumps(stamped)
         try:
+            if len(line) < length:
+                fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    if _same_file(os.fstat(fd), os.fstat(fh.fileno())):
+                        os.pwrite(fd, line + b" " * (length - 1 - len(line)) + b"\n", 0)
+                finally:
+                    os.close(fd)
+                return
+            fh.seek(length)
             with atomic_write(self.path, durable=False) as out:
-                out.write(orjson.dumps({**header, "store": identity}) + b"\n")
+                out.write(_padded(line))
                 while chunk := fh.read(1 << 20):
                     out.write(chunk)
         except OSError:
-            pass  # read-only folder: the next reader checks the bytes again
+            pass  # a read-only file or folder: the next reader checks the bytes again
+
+
+def _problem(name: str, kind: Kind, values: list[Any] | EncodedColumn) -> str | None:
+    """What breaks the record rules in a decoded column (codes: through their table of distinct values)."""
+    if isinstance(values, CodeColumn):
+        return column_problem(name, values.names)
+    if kind is Kind.JSON or kind is Kind.CODE:
+        return column_problem(name, values)  # type: ignore[arg-type]  # JSON and no codes: a list
+    return None  # numbers, flags and timestamps hold nothing else by construction
+
+
+def _padded(header: bytes) -> bytes:
+    """The header line: ``header``, room for a longer store identity (a re-stamp in place), a newline."""
+    return header + b" " * HEADER_ROOM + b"\n"
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def store_checksum(store_path: Path, identity: list[int]) -> int | None:
@@ -282,24 +324,40 @@ def apply_to_columns(effect: Effect, columns: Columns) -> None:
     for position, user_id in positions:
         if user_id in effect.touches:
             last_seen, messages = effect.touches[user_id]
-            if "last_seen" in columns:
-                columns["last_seen"][position] = last_seen
-            if "messages" in columns:
-                columns["messages"][position] = messages
+            for name, value in (("last_seen", last_seen), ("messages", messages)):
+                if name in columns:
+                    _set(columns, name, position, value)
             continue
         record = records.pop(user_id)
         if record is None:
             deleted.add(position)
         else:
-            for name, values in columns.items():
-                values[position] = record.get(name)
+            for name in columns:
+                _set(columns, name, position, record.get(name))
     if deleted:
         for name, values in columns.items():
-            if isinstance(values, TimeColumn):
+            if isinstance(values, EncodedColumn):
                 columns[name] = values.without(deleted)  # type: ignore[assignment]
             else:
                 columns[name] = [v for i, v in enumerate(values) if i not in deleted]
     for record in records.values():  # users new since the column file
         if record is not None:
-            for name, values in columns.items():
-                values.append(record.get(name))
+            for name in columns:
+                _set(columns, name, None, record.get(name))
+
+
+def _set(columns: Columns, name: str, position: int | None, value: Any) -> None:
+    """``columns[name][position] = value`` (None: appended); a value the compact form cannot hold
+    (a timestamp before 1970 in the journal) turns that column into a plain list first."""
+    values = columns[name]
+    for _ in range(2):
+        try:
+            if position is None:
+                values.append(value)
+            else:
+                values[position] = value
+            return
+        except (ValueError, KeyError, TypeError, OverflowError):
+            if not isinstance(values, EncodedColumn):
+                raise
+            values = columns[name] = list(values)
