@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Collection, Iterable
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -39,12 +39,14 @@ from tracker.store.column_codec import (
     byte_size,
     decode,
 )
-from tracker.store.copies import TIME_COLUMN, Chunk
 from tracker.store.errors import StoreError
 from tracker.store.format import file_identity, no_cyclic_gc, read_store_streamed, store_id_of
 from tracker.store.journal import Effect, committed_changes, first_generation
 from tracker.store.side_file import SideFile, StaleSideFileError, side_path
 from tracker.store.validate import column_problem
+
+if TYPE_CHECKING:
+    from tracker.store.copies import Chunk
 
 #: One sequence per field: plain lists, except timestamps (a :class:`TimeColumn`,
 #: a read-only sequence of the same strings; see :mod:`.column_codec`).
@@ -90,6 +92,8 @@ class ColumnCollector:
 
     def add_chunk(self, chunk: Chunk, columns: dict[str, list[Any]]) -> None:
         """A writer's chunk of rows (``columns``: its values): timestamps go in as the seconds they are."""
+        from tracker.store.copies import TIME_COLUMN  # the writer's: a reader never imports it
+
         odd_columns = {column for _, column in chunk.odd}
         for builder, _ in self._builders:
             column = TIME_COLUMN.get(builder.name)

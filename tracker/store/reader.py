@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from tracker.files import read_regular
-from tracker.history_tables import TABLES as HISTORY_TABLES
 from tracker.models import Record
 from tracker.store.columns import ColumnCache, Columns, apply_to_columns, rebuild
 from tracker.store.errors import (
@@ -227,6 +226,8 @@ class StoreReader:
         The audience-history tables come from the history side file when it is
         fresh (a few kilobytes instead of the whole store file).
         """
+        from tracker.history_tables import TABLES as HISTORY_TABLES  # here: zones and periods, for this only
+
         if name in HISTORY_TABLES:
             cached = self.cached_history()
             if cached is not None:
