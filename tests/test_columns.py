@@ -21,7 +21,8 @@ from tests.support import profile
 from tracker.models import RECORD_FIELDS, Profile
 from tracker.stats import STATS_FIELDS, compute_stats, compute_stats_from_columns
 from tracker.store import StoreReader, UserStore, columns_path, load_columns
-from tracker.store.column_codec import TimeColumn, seconds_of, texts_of
+from tracker.store.column_codec import seconds_of, texts_of
+from tracker.store.column_views import TimeColumn
 from tracker.store.columns import FORMAT
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Binary encodings of the column cache's fields, and the timestamp column readers get.
+"""Binary encodings of the column cache's fields (what readers get back: :mod:`.column_views`).
 
 A field's values are stored in the smallest form that gives them back exactly:
 ids and counts as 64-bit integers (``array``), booleans as one byte each,
@@ -8,10 +8,8 @@ uint32 seconds (0 = null), and free text (names) as a JSON array. A timestamp
 column whose values do not all round-trip (a hand-edited ``2026-13-45...`` or a
 date before 1970) is stored as JSON text instead, so nothing is ever altered.
 
-Timestamps are the costly field to turn back into text (~0.35 s per million),
-so readers get a :class:`TimeColumn`: a read-only sequence of the usual
-``YYYY-MM-DDTHH:MM:SSZ`` strings made on first use, which also exposes the raw
-seconds so ``stats`` can count and compare without making a single string.
+Timestamps go both ways here (:func:`seconds_of`, :func:`texts_of`): the
+writer keeps them as seconds too.
 """
 
 from __future__ import annotations
@@ -19,13 +17,12 @@ from __future__ import annotations
 import functools
 import sys
 from array import array
-from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from itertools import repeat
 from operator import add, floordiv, itemgetter, mod
-from typing import Any, TypeAlias, overload
+from typing import Any, TypeAlias
 
 import orjson
 
@@ -66,12 +63,11 @@ FIELD_KINDS: dict[str, Kind] = {
 #: A piece of a column's stored form, written as it is (no copy).
 Part: TypeAlias = "bytes | bytearray | memoryview | array[int]"
 
-_LITTLE = sys.byteorder == "little"
-_BOOLS = (False, True)
-_TRI = (False, True, None)
+LITTLE_ENDIAN = sys.byteorder == "little"
+#: What the bytes of a flag column stand for: 0, 1 (and 2 for a flag that may be unknown).
+BOOLS = (False, True)
+TRI = (False, True, None)
 _TRI_CODE = {False: 0, True: 1, None: 2}
-#: Up to this many distinct values, one ``bytes.count`` per value beats a ``Counter`` over every user.
-_COUNT_BY_BYTE_MAX = 32
 
 
 # ---------------------------------------------------------------- timestamps
@@ -177,243 +173,6 @@ def seconds_of_one(value: str | None) -> int:
     return seconds_of([value])[0]
 
 
-class EncodedColumn(Sequence[Any]):
-    """A column that reads like a list of its values but is kept in its stored form until one is asked for.
-
-    Making a Python object per user is most of the cost of reading the
-    column cache (and of counting over it): ``stats`` counts on the stored
-    form (:class:`TimeColumn` seconds, :class:`CodeColumn` codes,
-    :class:`FlagColumn` bytes); everyone else gets the values, made once on
-    first use. Supports what applying a journal needs: item assignment,
-    ``append`` and :meth:`without`. Subclasses say how the stored form turns
-    into values (:meth:`_decode`) and keep it current on a change
-    (:meth:`_store`, :meth:`_add`).
-    """
-
-    def __init__(self) -> None:
-        self._values: list[Any] | None = None
-
-    def values(self) -> list[Any]:
-        """The values as a plain list (made once)."""
-        if self._values is None:
-            self._values = self._decode()
-        return self._values
-
-    def _decode(self) -> list[Any]:
-        raise NotImplementedError
-
-    def _store(self, index: int, value: Any) -> None:
-        raise NotImplementedError
-
-    def _add(self, value: Any) -> None:
-        raise NotImplementedError
-
-    def _kept(self, positions: set[int]) -> EncodedColumn:
-        raise NotImplementedError
-
-    @overload
-    def __getitem__(self, index: int) -> Any: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[Any]: ...
-
-    def __getitem__(self, index: int | slice) -> Any:
-        return self.values()[index]
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.values())
-
-    def index(self, value: Any, start: int = 0, stop: int | None = None) -> int:
-        """As ``list.index`` (C-level; ``Sequence``'s own is a Python loop)."""
-        return self.values().index(value, start, len(self) if stop is None else stop)
-
-    def count(self, value: Any) -> int:
-        """As ``list.count``."""
-        return self.values().count(value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and self.values() == list(other)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, like a list
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.values()!r})"
-
-    def __setitem__(self, index: int, value: Any) -> None:
-        self._store(index, value)
-        if self._values is not None:
-            self._values[index] = value
-
-    def append(self, value: Any) -> None:
-        self._add(value)
-        if self._values is not None:
-            self._values.append(value)
-
-    def without(self, positions: set[int]) -> EncodedColumn:
-        """A copy without the values at ``positions``."""
-        return self._kept(positions)
-
-
-class TimeColumn(EncodedColumn):
-    """A timestamp column: reads as ``YYYY-MM-DDTHH:MM:SSZ`` strings (or None), kept as uint32 seconds.
-
-    :attr:`seconds` is the stored form (0 = null) for code that can count
-    without making a string per user (``tracker.stats``).
-    """
-
-    def __init__(self, seconds: array[int]) -> None:
-        super().__init__()
-        self.seconds = seconds
-
-    def texts(self) -> list[str | None]:
-        """The values as a plain list of strings (made once)."""
-        return self.values()
-
-    def _decode(self) -> list[Any]:
-        return texts_of(self.seconds)
-
-    def __len__(self) -> int:
-        return len(self.seconds)
-
-    def __getitem__(self, index: int | slice) -> Any:
-        if self._values is not None:
-            return self._values[index]
-        if isinstance(index, slice):  # a slice of a column not made yet: only that slice's strings
-            return texts_of(self.seconds[index])
-        return texts_of([self.seconds[index]])[0]
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, TimeColumn):
-            return self.seconds == other.seconds
-        return super().__eq__(other)
-
-    def _store(self, index: int, value: Any) -> None:
-        self.seconds[index] = seconds_of_one(value)
-
-    def _add(self, value: Any) -> None:
-        self.seconds.append(seconds_of_one(value))
-
-    def _kept(self, positions: set[int]) -> TimeColumn:
-        return TimeColumn(array("I", (v for i, v in enumerate(self.seconds) if i not in positions)))
-
-
-class NumberColumn(EncodedColumn):
-    """Ids or counts: reads as ints, kept as the 64-bit ``array`` they were stored as (:attr:`numbers`)."""
-
-    def __init__(self, numbers: array[int]) -> None:
-        super().__init__()
-        self.numbers = numbers
-
-    def _decode(self) -> list[Any]:
-        return self.numbers.tolist()
-
-    def __len__(self) -> int:
-        return len(self.numbers)
-
-    def _store(self, index: int, value: Any) -> None:
-        if type(value) is not int:  # an array would take a bool as 0/1
-            raise TypeError(f"{value!r} is not an int")
-        self.numbers[index] = value
-
-    def _add(self, value: Any) -> None:
-        if type(value) is not int:
-            raise TypeError(f"{value!r} is not an int")
-        self.numbers.append(value)
-
-    def _kept(self, positions: set[int]) -> NumberColumn:
-        return NumberColumn(array(self.numbers.typecode, (v for i, v in enumerate(self.numbers)
-                                                          if i not in positions)))
-
-
-class CodeColumn(EncodedColumn):
-    """A low-cardinality column (language, source): reads as its values, kept as codes into a table.
-
-    :meth:`counts` counts users per value from the codes alone.
-    """
-
-    def __init__(self, names: list[Any], codes: array[int]) -> None:
-        super().__init__()
-        self.names = names
-        self.codes = codes
-
-    def _decode(self) -> list[Any]:
-        return list(map(self.names.__getitem__, self.codes))
-
-    def __len__(self) -> int:
-        return len(self.codes)
-
-    def counts(self) -> dict[Any, int]:
-        """Value -> how many users hold it (values nobody holds left out)."""
-        codes = self.codes
-        if codes.typecode == "B" and len(self.names) <= _COUNT_BY_BYTE_MAX:
-            data = codes.tobytes()  # one C-level count per value: no Python object per user
-            found = {name: data.count(code) for code, name in enumerate(self.names)}
-        else:
-            found = {self.names[code]: n for code, n in Counter(codes).items()}
-        return {name: n for name, n in found.items() if n}
-
-    def _code(self, value: Any) -> int:
-        """The code of ``value``, added to the table if new (codes widened if they no longer fit)."""
-        try:
-            return self.names.index(value)
-        except ValueError:
-            self.names.append(value)
-        if len(self.names) > 1 << (8 * self.codes.itemsize) and self.codes.typecode != "I":
-            self.codes = array("I", self.codes)
-        return len(self.names) - 1
-
-    def _store(self, index: int, value: Any) -> None:
-        self.codes[index] = self._code(value)
-
-    def _add(self, value: Any) -> None:
-        self.codes.append(self._code(value))
-
-    def _kept(self, positions: set[int]) -> CodeColumn:
-        kept = (v for i, v in enumerate(self.codes) if i not in positions)
-        return CodeColumn(list(self.names), array(self.codes.typecode, kept))
-
-
-class FlagColumn(EncodedColumn):
-    """A column of flags (``blocked``, ``is_premium``): reads as its values, kept as one byte each.
-
-    Byte ``b`` stands for ``meaning[b]`` (``(False, True)``, or ``(False,
-    True, None)`` for a flag that may be unknown); :meth:`count` is C-level.
-    """
-
-    def __init__(self, data: bytearray, meaning: tuple[bool | None, ...]) -> None:
-        super().__init__()
-        self.data = data
-        self.meaning = meaning
-
-    def _decode(self) -> list[Any]:
-        return list(map(self.meaning.__getitem__, self.data))
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def count(self, value: Any) -> int:
-        """How many users hold exactly ``value`` (``True``, ``False`` or ``None``): one C-level pass."""
-        for byte, meant in enumerate(self.meaning):
-            if meant is value:
-                return self.data.count(byte)
-        return 0
-
-    def _byte(self, value: Any) -> int:
-        for byte, meant in enumerate(self.meaning):
-            if meant is value:
-                return byte
-        raise ValueError(f"{value!r} is not a flag value")
-
-    def _store(self, index: int, value: Any) -> None:
-        self.data[index] = self._byte(value)
-
-    def _add(self, value: Any) -> None:
-        self.data.append(self._byte(value))
-
-    def _kept(self, positions: set[int]) -> FlagColumn:
-        return FlagColumn(bytearray(v for i, v in enumerate(self.data) if i not in positions), self.meaning)
-
-
 # ------------------------------------------------------------ encode/decode
 
 
@@ -433,7 +192,7 @@ class ColumnBuilder:
         if kind is Kind.INT or kind is Kind.COUNT:
             self._numbers.extend(values)
         elif kind is Kind.BOOL:
-            self._bytes.extend(map(_BOOLS.index, values))
+            self._bytes.extend(map(BOOLS.index, values))
         elif kind is Kind.TRI:
             self._bytes.extend(map(_TRI_CODE.__getitem__, values))
         elif kind is Kind.CODE:
@@ -491,52 +250,6 @@ def byte_size(parts: list[Part]) -> int:
     return sum(memoryview(part).nbytes for part in parts)
 
 
-def _only(data: bytes, allowed: int) -> bool:
+def only_below(data: bytes, allowed: int) -> bool:
     """Whether every byte of ``data`` is below ``allowed`` (a C-level pass, no int per byte)."""
     return not data.translate(None, bytes(range(allowed)))
-
-
-def decode(kind: Kind, table: bytes, data: bytes, count: int) -> list[Any] | EncodedColumn:
-    """One stored column back as values; ``ValueError`` when it is malformed.
-
-    Numbers, flags, codes and timestamps come as an :class:`EncodedColumn`
-    (their values made on first use), JSON as a list.
-    """
-    if kind is Kind.JSON:
-        values = orjson.loads(data)
-        if type(values) is not list:
-            raise ValueError("column is not a list")
-        return values
-    if kind is Kind.BOOL or kind is Kind.TRI:
-        meaning = _BOOLS if kind is Kind.BOOL else _TRI
-        if len(data) != count or not _only(data, len(meaning)):
-            raise ValueError("malformed flags")
-        return FlagColumn(bytearray(data), meaning)
-    if kind is Kind.CODE:
-        names = orjson.loads(table)
-        if type(names) is not list or not count:
-            return _codes(names, data, count)
-        typecode = "B" if len(names) <= 256 else "H" if len(names) <= 65536 else "I"
-        codes = array(typecode)
-        codes.frombytes(data)
-        if len(codes) != count or (typecode == "B" and not _only(data, len(names))):
-            raise ValueError("malformed codes")
-        if typecode != "B" and max(codes) >= len(names):
-            raise ValueError("malformed codes")
-        return CodeColumn(names, codes)
-    numbers = array("q" if kind is Kind.INT else "Q" if kind is Kind.COUNT else "I")
-    numbers.frombytes(data)
-    if len(numbers) != count:
-        raise ValueError("column has the wrong length")
-    if kind is Kind.TIME:
-        return TimeColumn(numbers)
-    # Counts fit in 63 bits: the top byte of each little-endian uint64 is below 0x80.
-    if kind is Kind.COUNT and not _only(data[7::8] if _LITTLE else data[0::8], 0x80):
-        raise ValueError("count out of range")
-    return NumberColumn(numbers)
-
-
-def _codes(names: Any, data: bytes, count: int) -> list[Any]:
-    if type(names) is not list or data or count:
-        raise ValueError("malformed codes")
-    return []

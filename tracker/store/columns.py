@@ -30,15 +30,8 @@ import orjson
 
 from tracker.files import atomic_write, read_regular
 from tracker.models import RECORD_FIELDS, Record
-from tracker.store.column_codec import (
-    CodeColumn,
-    ColumnBuilder,
-    EncodedColumn,
-    Kind,
-    Part,
-    byte_size,
-    decode,
-)
+from tracker.store.column_codec import ColumnBuilder, Kind, Part, byte_size
+from tracker.store.column_views import CodeColumn, EncodedColumn, decode
 from tracker.store.errors import StoreError
 from tracker.store.format import file_identity, no_cyclic_gc, read_store_streamed, store_id_of
 from tracker.store.journal import Effect, committed_changes, first_generation
@@ -48,8 +41,8 @@ from tracker.store.validate import column_problem
 if TYPE_CHECKING:
     from tracker.store.copies import Chunk
 
-#: One sequence per field: plain lists, except timestamps (a :class:`TimeColumn`,
-#: a read-only sequence of the same strings; see :mod:`.column_codec`).
+#: One sequence per field: a list, or an :class:`EncodedColumn` that reads like one
+#: (see :mod:`.column_views`).
 Columns = dict[str, list[Any]]
 
 # The fields a whole-store count needs come first (kept for readers of the order).
