@@ -49,7 +49,7 @@ def main(prog_name: str | None = None) -> None:
         text = answer(sys.argv[1:])
         if text is not None:
             write_command_output(text)
-            return
+            exit_at_once()
     import gc
 
     # The group turns the cyclic GC off for the run anyway (``run`` turns it
@@ -87,6 +87,20 @@ def write_command_output(text: str) -> None:
         if not isinstance(exc, BrokenPipeError):
             sys.stderr.write(f"Error: cannot write to standard output: {exc.strerror or exc}\n")
             sys.exit(1)
+
+
+def exit_at_once() -> None:
+    """End the process now, status 0, skipping the interpreter's teardown (everything is written).
+
+    Tearing down the ~150 modules a command imports, and the values it made,
+    takes longer than ``stats`` takes to count 100,000 users (~8 ms); nothing
+    is left to do at exit on this path (no threads, no atexit handlers, no open
+    files of ours), so it is skipped, as Mercurial does.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    os._exit(0)
 
 
 def script_name() -> str | None:
