@@ -19,6 +19,7 @@ user where the JSON-lines cache it replaces took 120.
 
 from __future__ import annotations
 
+import gc
 import os
 import zlib
 from collections.abc import Collection, Iterable
@@ -33,7 +34,6 @@ from tracker.models import RECORD_FIELDS, Record
 from tracker.store.column_codec import ColumnBuilder, Kind, Part, byte_size
 from tracker.store.column_views import CodeColumn, EncodedColumn, decode
 from tracker.store.errors import StoreError
-from tracker.store.format import file_identity, no_cyclic_gc, read_store_streamed, store_id_of
 from tracker.store.journal import Effect, committed_changes, first_generation
 from tracker.store.side_file import SideFile, StaleSideFileError, side_path
 from tracker.store.validate import column_problem
@@ -148,8 +148,14 @@ class ColumnCache(SideFile):
 
     def read(self, wanted: Collection[str]) -> tuple[tuple[Columns, str | None], int]:
         """``((columns, store id), generation)``; :class:`StaleColumnsError` if they cannot be trusted."""
-        with self.open_for_reading() as fh, no_cyclic_gc(), self.trusted():
-            return self._parse(fh, set(wanted))
+        collecting = gc.isenabled()
+        gc.disable()  # a value per user: the cyclic GC would only scan them again and again
+        try:
+            with self.open_for_reading() as fh, self.trusted():
+                return self._parse(fh, set(wanted))
+        finally:
+            if collecting:
+                gc.enable()
 
     def _parse(self, fh: IO[bytes], wanted: set[str]) -> tuple[tuple[Columns, str | None], int]:
         # The end mark proves the file is whole (it was not fsynced, so a crash can leave it torn).
@@ -259,6 +265,16 @@ def store_checksum(store_path: Path, identity: list[int]) -> int | None:
     return checksum if file_identity(store_path) == identity else None
 
 
+def file_identity(path: Path) -> list[int]:
+    """Inode, size and modification time: what ties the column file to the store file.
+
+    The same as ``tracker.store.format.file_identity``, not imported from there:
+    a reader of the column file (``stats``) never loads the store file's format.
+    """
+    info = os.stat(path)
+    return [info.st_ino, info.st_size, info.st_mtime_ns]
+
+
 def _section(fh: IO[bytes], base: int, end: int, at: Any, length: Any) -> bytes:
     if type(at) is not int or type(length) is not int or at < 0 or length < 0 or base + at + length > end:
         raise ValueError("malformed section")
@@ -289,6 +305,8 @@ def rebuild(store_path: Path) -> bool:
     so a store file replaced meanwhile never gets a cache it was not made from.
     Writes nothing where the folder is not writable (quietly: it is a cache).
     """
+    from tracker.store.format import read_store_streamed, store_id_of
+
     try:
         identity = file_identity(store_path)
         # Streamed into the collector a line at a time: no whole parse of a large store.
