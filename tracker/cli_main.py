@@ -43,13 +43,8 @@ def main(prog_name: str | None = None) -> None:
     if text is not None:
         write_out(text)
         return
-    if "stats" in sys.argv[1:] and completion_var(prog_name or script_name() or "tracker") not in os.environ:
-        from tracker.cli_stats import answer
-
-        text = answer(sys.argv[1:])
-        if text is not None:
-            write_command_output(text)
-            exit_at_once()
+    if "stats" in sys.argv[1:]:
+        answer_stats(prog_name or script_name() or "tracker", sys.argv[1:])  # returns if it did not
     import gc
 
     # The group turns the cyclic GC off for the run anyway (``run`` turns it
@@ -58,6 +53,22 @@ def main(prog_name: str | None = None) -> None:
     from tracker.cli import cli
 
     cli(prog_name=prog_name)
+
+
+def answer_stats(prog: str, args: list[str]) -> None:
+    """Answer a plain ``stats`` without Click (:mod:`tracker.cli_stats`) and end the process; else return."""
+    if completion_var(prog) in os.environ:
+        return
+    from tracker.cli_stats import answer
+
+    try:
+        text = answer(args)
+    except KeyboardInterrupt:  # as Click's main reports it
+        sys.stderr.write("\nAborted!\n")
+        sys.exit(1)
+    if text is not None:
+        write_command_output(text)
+        exit_at_once()
 
 
 def write_out(text: str) -> None:
