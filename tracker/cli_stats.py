@@ -120,7 +120,10 @@ def _utf8(stream: object) -> bool:
     import codecs
 
     encoding = getattr(stream, "encoding", None)
-    return isinstance(encoding, str) and codecs.lookup(encoding).name == "utf-8"
+    try:
+        return isinstance(encoding, str) and codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        return False
 
 
 def _run(call: StatsCall) -> str:
