@@ -24,7 +24,6 @@ from array import array
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from operator import itemgetter
 from typing import Any, NamedTuple, Protocol, TypeGuard
@@ -69,9 +68,12 @@ class DayCount(NamedTuple):
     users: int
 
 
-@dataclass(frozen=True)
-class Stats:
-    """The figures of ``stats`` (see DESIGN.md for what each means)."""
+class Stats(NamedTuple):
+    """The figures of ``stats`` (see DESIGN.md for what each means).
+
+    A NamedTuple rather than a frozen dataclass: as immutable and typed, and
+    ~1 ms less to define, which ``tracker stats`` pays on every start.
+    """
 
     total_users: int
     new_today: int
