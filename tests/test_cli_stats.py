@@ -49,11 +49,16 @@ def run(prefix: list[str], args: list[str], cwd: Path, env: dict[str, str] | Non
     return run_python([*prefix, *args], cwd=cwd, env=process_env(env), **options)  # type: ignore[arg-type]
 
 
-def click_imported(args: list[str], cwd: Path) -> bool:
-    """Whether ``python cli.py ARGS`` imported Click (it succeeded, or the assertion says why)."""
+def imported(args: list[str], cwd: Path) -> set[str]:
+    """The modules ``python cli.py ARGS`` imported (it succeeded, or the assertion says why)."""
     proc = run(["-X", "importtime", *FAST], args, cwd)
     assert proc.returncode == 0, proc.stderr
-    return any(line.split("|")[-1].strip() == "click" for line in proc.stderr.splitlines())
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    return {line.split("|")[-1].strip() for line in lines}
+
+
+def click_imported(args: list[str], cwd: Path) -> bool:
+    return "click" in imported(args, cwd)
 
 
 PLAIN = [
@@ -76,6 +81,19 @@ def test_plain_stats_is_answered_without_click_and_byte_for_byte(store: Path, tm
     assert (fast.returncode, fast.stdout, fast.stderr) == (slow.returncode, slow.stdout, slow.stderr)
     assert fast.returncode == 0 and fast.stdout.startswith(("{", "Users:"))
     assert not click_imported(full, tmp_path)
+
+
+@pytest.mark.slow  # a process
+def test_stats_reads_the_column_cache_with_none_of_the_rest(store: Path, tmp_path: Path) -> None:
+    """What ``stats --json`` imports: not Click, logging, the store file's format, the writer's table,
+    the history side file or the table renderer (each costs start-up on every run)."""
+    modules = imported(["--store", str(store), "stats", "--json"], tmp_path)
+    assert "tracker.store.columns" in modules and "tracker.stats" in modules  # it did run
+    assert modules.isdisjoint({
+        "click", "logging", "threading", "tracker.store.format", "tracker.store.table", "tracker.store.copies",
+        "tracker.store.history_cache", "tracker.history_tables", "tracker.stats_render", "tracker.table",
+        "tracker.filters",
+    })
 
 
 @pytest.mark.slow  # processes
