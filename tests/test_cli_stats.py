@@ -90,9 +90,9 @@ def test_stats_reads_the_column_cache_with_none_of_the_rest(store: Path, tmp_pat
     modules = imported(["--store", str(store), "stats", "--json"], tmp_path)
     assert "tracker.store.columns" in modules and "tracker.stats" in modules  # it did run
     assert modules.isdisjoint({
-        "click", "logging", "threading", "tracker.store.format", "tracker.store.table", "tracker.store.copies",
-        "tracker.store.history_cache", "tracker.history_tables", "tracker.stats_render", "tracker.table",
-        "tracker.filters",
+        "click", "logging", "threading", "tracker.store.format", "tracker.store.table",
+        "tracker.store.copies", "tracker.store.history_cache", "tracker.history_tables",
+        "tracker.stats_render", "tracker.table", "tracker.filters",
     })
 
 
