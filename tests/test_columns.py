@@ -24,7 +24,7 @@ from tracker.stats import STATS_FIELDS, compute_stats, compute_stats_from_column
 from tracker.store import StoreReader, UserStore, columns_path, load_columns
 from tracker.store.column_codec import seconds_of, texts_of
 from tracker.store.column_views import CodeColumn, FlagColumn, NumberColumn, TimeColumn
-from tracker.store.columns import FORMAT
+from tracker.store.columns import FORMAT, HEADER_ROOM
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 
@@ -372,3 +372,20 @@ def test_an_encoded_column_refuses_a_value_its_form_cannot_hold() -> None:
         NumberColumn(array("q", [1]))[0] = True  # an array would store it as 1
     with pytest.raises(ValueError):
         FlagColumn(bytearray([0]), (False, True))[0] = None
+
+
+def test_a_header_without_room_is_rewritten_with_room_after_a_copy(path: Path) -> None:
+    """A header that cannot take the store file's new identity in place (short numbers and no padding,
+    as an older writer left it) is rewritten whole, with room for the next re-stamp."""
+    typical_store(path, 50)
+    before = load_columns(path, RECORD_FIELDS)
+    col_file = columns_path(path)
+    line, body = col_file.read_bytes().split(b"\n", 1)
+    header = orjson.loads(line)
+    header["store"] = [1, header["store"][1], 1]  # another file of the same size (a copy)
+    col_file.write_bytes(orjson.dumps(header) + b"\n" + body)
+    inode = col_file.stat().st_ino
+    assert load_columns(path, RECORD_FIELDS) == before  # the checksum matches: still trusted
+    assert col_file.stat().st_ino != inode  # rewritten, not stamped in place
+    line = col_file.read_bytes().split(b"\n", 1)[0]
+    assert orjson.loads(line)["store"][0] == path.stat().st_ino and line.endswith(b" " * HEADER_ROOM)
