@@ -6,11 +6,15 @@ writer leaves ``<store>.columns`` beside the store after each snapshot. It is
 a cache, not a source of truth: not fsynced, tied to the exact store file it
 was made from (inode, size, mtime), and a reader that finds it missing, torn or
 stale rebuilds it from the store file (:func:`rebuild`) or reads the store
-file itself. Shaped like tinydb's ``Storage``: ``read`` and ``write``, plus
-``apply_to_columns`` for the journal written since.
+file itself. A store file with another identity but the same size and CRC-32
+(a copied data folder) keeps its cache: the header is re-stamped, in place.
+Shaped like tinydb's ``Storage``: ``read`` and ``write``, plus
+``apply_to_columns`` for the journal written since. Readers get the columns
+as :mod:`.column_views` decodes them.
 
 Layout: one JSON header line (format, generation, store id, user count, the
-store file's identity, and where each field's bytes are), then each field's
+store file's identity and CRC-32, where each field's bytes are; spaces after
+it, room for a re-stamp), then each field's
 bytes in the form :mod:`.column_codec` picks (uint32 seconds for timestamps,
 codes into a table for languages and sources, bytes for flags, JSON for
 names), then an end mark that proves the file is whole. About 75 bytes a
