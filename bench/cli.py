@@ -23,7 +23,9 @@ spell on the machine hits both. The peer is a plain ``python -c`` script
 (sqlite3, json, zoneinfo; no CLI framework) with indexes on the timestamps.
 Targets (issue 5): stats <= 0.2 s at 100k and <= 1.5 s at 1M users, export
 >= 500k rows/s and <= 4 s for 1M users end to end, stats <= 1 KB per user;
-(issue 11) stats faster than sqlite3 at 100k and 1M, also with a stale cache.
+(issue 11) stats faster than sqlite3 at 100k and 1M, also with a stale cache:
+the four ``stats`` figures and their peers are summed up at the end
+(``--stats-only`` skips the other commands).
 """
 
 from __future__ import annotations
