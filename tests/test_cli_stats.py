@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -49,9 +50,9 @@ def run(prefix: list[str], args: list[str], cwd: Path, env: dict[str, str] | Non
     return run_python([*prefix, *args], cwd=cwd, env=process_env(env), **options)  # type: ignore[arg-type]
 
 
-def imported(args: list[str], cwd: Path) -> set[str]:
-    """The modules ``python cli.py ARGS`` imported (it succeeded, or the assertion says why)."""
-    proc = run(["-X", "importtime", *FAST], args, cwd)
+def imported(args: list[str], cwd: Path, entry: list[str] = FAST) -> set[str]:
+    """The modules ``python ENTRY ARGS`` imported (it succeeded, or the assertion says why)."""
+    proc = run(["-X", "importtime", *entry], args, cwd)
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("import time:")]
     return {line.split("|")[-1].strip() for line in lines}
@@ -225,3 +226,14 @@ def test_the_click_command_prints_what_the_shared_function_makes(store: Path) ->
     result = CliRunner().invoke(cli, ["--store", str(store), "stats", "--json", "--source", "ads"])
     assert result.exit_code == 0, result.output
     assert '"total_users": 10' in result.output
+
+
+@pytest.mark.slow  # processes
+def test_every_entry_point_answers_alike(store: Path, tmp_path: Path) -> None:
+    """``tracker``, ``python -m tracker``, ``python cli.py``: the same figures, none through Click."""
+    entries = [FAST, ["-m", "tracker"], [str(Path(sys.executable).with_name("tracker"))]]
+    args = ["--store", str(store), "stats", "--json"]
+    outputs = {run(entry, args, tmp_path).stdout for entry in entries}
+    assert len(outputs) == 1 and outputs.pop().startswith("{")
+    for entry in entries:
+        assert "click" not in imported(args, tmp_path, entry)
