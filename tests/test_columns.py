@@ -367,11 +367,17 @@ def test_encoded_columns_read_and_change_like_lists() -> None:
     assert isinstance(flags, FlagColumn) and flags.count(True) == 1 and flags.count(False) == 3
 
 
-def test_an_encoded_column_refuses_a_value_its_form_cannot_hold() -> None:
-    with pytest.raises(TypeError):
-        NumberColumn(array("q", [1]))[0] = True  # an array would store it as 1
-    with pytest.raises(ValueError):
-        FlagColumn(bytearray([0]), (False, True))[0] = None
+def test_an_encoded_column_refuses_a_value_its_form_cannot_hold_and_stays_as_it_was() -> None:
+    numbers = NumberColumn(array("q", [1, 2]))
+    flags = FlagColumn(bytearray([0, 1]), (False, True))
+    times = TimeColumn(seconds_of(["2026-01-01T00:00:00Z", None]))
+    for column, bad in ((numbers, True), (flags, None), (flags, 1), (times, "1969-12-31T23:59:59Z")):
+        before = list(column)
+        with pytest.raises((ValueError, KeyError, TypeError)):
+            column.assign([0, 1], [before[1], bad])  # the first value alone would fit
+        with pytest.raises((ValueError, KeyError, TypeError)):
+            column.extend([before[0], bad])
+        assert list(column) == before and len(column) == 2
 
 
 def test_a_header_without_room_is_rewritten_with_room_after_a_copy(path: Path) -> None:

@@ -169,9 +169,6 @@ def second_of_day_texts() -> list[str]:
     return _TABLES.second_of_day
 
 
-def seconds_of_one(value: str | None) -> int:
-    return seconds_of([value])[0]
-
 
 # ------------------------------------------------------------ encode/decode
 

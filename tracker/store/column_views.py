@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, MutableSequence, Sequence
 from typing import Any, overload
 
 import orjson
 
-from tracker.store.column_codec import BOOLS, LITTLE_ENDIAN, TRI, Kind, only_below, seconds_of_one, texts_of
+from tracker.store.column_codec import BOOLS, LITTLE_ENDIAN, TRI, Kind, only_below, seconds_of, texts_of
 
 #: Up to this many distinct values, one ``bytes.count`` per value beats a ``Counter`` over every user.
 _COUNT_BY_BYTE_MAX = 32
@@ -31,11 +31,13 @@ class EncodedColumn(Sequence[Any]):
     Making a Python object per user is most of the cost of reading the
     column cache (and of counting over it): ``stats`` counts on the stored
     form (:class:`TimeColumn` seconds, :class:`CodeColumn` codes,
-    :class:`FlagColumn` bytes); everyone else gets the values, made once on
-    first use. Supports what applying a journal needs: item assignment,
-    ``append`` and :meth:`without`. Subclasses say how the stored form turns
-    into values (:meth:`_decode`) and keep it current on a change
-    (:meth:`_store`, :meth:`_add`).
+    :class:`FlagColumn` bytes, :class:`NumberColumn` numbers); everyone else
+    gets the values, made once on first use. Applying a journal changes many
+    rows at once (:meth:`assign`, :meth:`extend`: one conversion per batch),
+    all or nothing: a value the stored form cannot hold raises and changes
+    nothing. Subclasses say how the stored form turns into values
+    (:meth:`_decode`), how values turn into it (:meth:`_encode`), where it is
+    (:meth:`_stored`) and how rows are dropped (:meth:`without`).
     """
 
     def __init__(self) -> None:
@@ -50,14 +52,38 @@ class EncodedColumn(Sequence[Any]):
     def _decode(self) -> list[Any]:
         raise NotImplementedError
 
-    def _store(self, index: int, value: Any) -> None:
+    def _encode(self, values: list[Any]) -> Sequence[int]:
+        """``values`` in the stored form; raises (ValueError, TypeError, ...) for one it cannot hold."""
         raise NotImplementedError
 
-    def _add(self, value: Any) -> None:
+    def _stored(self) -> MutableSequence[int]:
         raise NotImplementedError
 
-    def _kept(self, positions: set[int]) -> EncodedColumn:
+    def without(self, positions: set[int]) -> EncodedColumn:
+        """A copy without the values at ``positions``."""
         raise NotImplementedError
+
+    def assign(self, positions: list[int], values: list[Any]) -> None:
+        """``self[p] = v`` for each pair, all or nothing."""
+        stored, encoded = self._stored(), self._encode(values)
+        for position, value in zip(positions, encoded, strict=True):
+            stored[position] = value
+        if self._values is not None:
+            for position, value in zip(positions, values, strict=True):
+                self._values[position] = value
+
+    def extend(self, values: list[Any]) -> None:
+        """Append ``values``, all or nothing."""
+        encoded = self._encode(values)
+        self._stored().extend(encoded)
+        if self._values is not None:
+            self._values.extend(values)
+
+    def __setitem__(self, index: int, value: Any) -> None:
+        self.assign([index], [value])
+
+    def append(self, value: Any) -> None:
+        self.extend([value])
 
     @overload
     def __getitem__(self, index: int) -> Any: ...
@@ -70,6 +96,9 @@ class EncodedColumn(Sequence[Any]):
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.values())
+
+    def __len__(self) -> int:
+        return len(self._stored())
 
     def index(self, value: Any, start: int = 0, stop: int | None = None) -> int:
         """As ``list.index`` (C-level; ``Sequence``'s own is a Python loop)."""
@@ -87,19 +116,9 @@ class EncodedColumn(Sequence[Any]):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.values()!r})"
 
-    def __setitem__(self, index: int, value: Any) -> None:
-        self._store(index, value)
-        if self._values is not None:
-            self._values[index] = value
 
-    def append(self, value: Any) -> None:
-        self._add(value)
-        if self._values is not None:
-            self._values.append(value)
-
-    def without(self, positions: set[int]) -> EncodedColumn:
-        """A copy without the values at ``positions``."""
-        return self._kept(positions)
+def _kept(stored: Iterable[int], positions: set[int]) -> Iterator[int]:
+    return (value for i, value in enumerate(stored) if i not in positions)
 
 
 class TimeColumn(EncodedColumn):
@@ -120,8 +139,11 @@ class TimeColumn(EncodedColumn):
     def _decode(self) -> list[Any]:
         return texts_of(self.seconds)
 
-    def __len__(self) -> int:
-        return len(self.seconds)
+    def _encode(self, values: list[Any]) -> Sequence[int]:
+        return seconds_of(values)
+
+    def _stored(self) -> MutableSequence[int]:
+        return self.seconds
 
     def __getitem__(self, index: int | slice) -> Any:
         if self._values is not None:
@@ -135,14 +157,8 @@ class TimeColumn(EncodedColumn):
             return self.seconds == other.seconds
         return super().__eq__(other)
 
-    def _store(self, index: int, value: Any) -> None:
-        self.seconds[index] = seconds_of_one(value)
-
-    def _add(self, value: Any) -> None:
-        self.seconds.append(seconds_of_one(value))
-
-    def _kept(self, positions: set[int]) -> TimeColumn:
-        return TimeColumn(array("I", (v for i, v in enumerate(self.seconds) if i not in positions)))
+    def without(self, positions: set[int]) -> TimeColumn:
+        return TimeColumn(array("I", _kept(self.seconds, positions)))
 
 
 class NumberColumn(EncodedColumn):
@@ -155,28 +171,23 @@ class NumberColumn(EncodedColumn):
     def _decode(self) -> list[Any]:
         return self.numbers.tolist()
 
-    def __len__(self) -> int:
-        return len(self.numbers)
+    def _encode(self, values: list[Any]) -> Sequence[int]:
+        if not set(map(type, values)) <= {int}:  # an array would take a bool as 0/1
+            raise TypeError("not all ints")
+        return array(self.numbers.typecode, values)  # OverflowError: out of range
 
-    def _store(self, index: int, value: Any) -> None:
-        if type(value) is not int:  # an array would take a bool as 0/1
-            raise TypeError(f"{value!r} is not an int")
-        self.numbers[index] = value
+    def _stored(self) -> MutableSequence[int]:
+        return self.numbers
 
-    def _add(self, value: Any) -> None:
-        if type(value) is not int:
-            raise TypeError(f"{value!r} is not an int")
-        self.numbers.append(value)
-
-    def _kept(self, positions: set[int]) -> NumberColumn:
-        return NumberColumn(array(self.numbers.typecode, (v for i, v in enumerate(self.numbers)
-                                                          if i not in positions)))
+    def without(self, positions: set[int]) -> NumberColumn:
+        return NumberColumn(array(self.numbers.typecode, _kept(self.numbers, positions)))
 
 
 class CodeColumn(EncodedColumn):
     """A low-cardinality column (language, source): reads as its values, kept as codes into a table.
 
-    :meth:`counts` counts users per value from the codes alone.
+    :meth:`counts` counts users per value from the codes alone. A new value
+    joins the table (the codes widened when they no longer fit a byte).
     """
 
     def __init__(self, names: list[Any], codes: array[int]) -> None:
@@ -186,9 +197,6 @@ class CodeColumn(EncodedColumn):
 
     def _decode(self) -> list[Any]:
         return list(map(self.names.__getitem__, self.codes))
-
-    def __len__(self) -> int:
-        return len(self.codes)
 
     def counts(self) -> dict[Any, int]:
         """Value -> how many users hold it (values nobody holds left out)."""
@@ -200,25 +208,22 @@ class CodeColumn(EncodedColumn):
             found = {self.names[code]: n for code, n in Counter(codes).items()}
         return {name: n for name, n in found.items() if n}
 
-    def _code(self, value: Any) -> int:
-        """The code of ``value``, added to the table if new (codes widened if they no longer fit)."""
-        try:
-            return self.names.index(value)
-        except ValueError:
-            self.names.append(value)
-        if len(self.names) > 1 << (8 * self.codes.itemsize) and self.codes.typecode != "I":
+    def _encode(self, values: list[Any]) -> Sequence[int]:
+        names = self.names
+        code_of = {name: code for code, name in enumerate(names)}
+        for value in values:  # TypeError: an unhashable value cannot be a code
+            if value not in code_of:
+                code_of[value] = len(names)
+                names.append(value)
+        if len(names) > 1 << (8 * self.codes.itemsize) and self.codes.typecode != "I":
             self.codes = array("I", self.codes)
-        return len(self.names) - 1
+        return list(map(code_of.__getitem__, values))
 
-    def _store(self, index: int, value: Any) -> None:
-        self.codes[index] = self._code(value)
+    def _stored(self) -> MutableSequence[int]:
+        return self.codes
 
-    def _add(self, value: Any) -> None:
-        self.codes.append(self._code(value))
-
-    def _kept(self, positions: set[int]) -> CodeColumn:
-        kept = (v for i, v in enumerate(self.codes) if i not in positions)
-        return CodeColumn(list(self.names), array(self.codes.typecode, kept))
+    def without(self, positions: set[int]) -> CodeColumn:
+        return CodeColumn(list(self.names), array(self.codes.typecode, _kept(self.codes, positions)))
 
 
 class FlagColumn(EncodedColumn):
@@ -236,9 +241,6 @@ class FlagColumn(EncodedColumn):
     def _decode(self) -> list[Any]:
         return list(map(self.meaning.__getitem__, self.data))
 
-    def __len__(self) -> int:
-        return len(self.data)
-
     def count(self, value: Any) -> int:
         """How many users hold exactly ``value`` (``True``, ``False`` or ``None``): one C-level pass."""
         for byte, meant in enumerate(self.meaning):
@@ -246,20 +248,16 @@ class FlagColumn(EncodedColumn):
                 return self.data.count(byte)
         return 0
 
-    def _byte(self, value: Any) -> int:
-        for byte, meant in enumerate(self.meaning):
-            if meant is value:
-                return byte
-        raise ValueError(f"{value!r} is not a flag value")
+    def _encode(self, values: list[Any]) -> Sequence[int]:
+        # By identity: 1 == True, but a 1 is not a flag.
+        byte_of = {id(meant): byte for byte, meant in enumerate(self.meaning)}
+        return [byte_of[id(value)] for value in values]  # KeyError: not a flag value
 
-    def _store(self, index: int, value: Any) -> None:
-        self.data[index] = self._byte(value)
+    def _stored(self) -> MutableSequence[int]:
+        return self.data
 
-    def _add(self, value: Any) -> None:
-        self.data.append(self._byte(value))
-
-    def _kept(self, positions: set[int]) -> FlagColumn:
-        return FlagColumn(bytearray(v for i, v in enumerate(self.data) if i not in positions), self.meaning)
+    def without(self, positions: set[int]) -> FlagColumn:
+        return FlagColumn(bytearray(_kept(self.data, positions)), self.meaning)
 
 
 def decode(kind: Kind, table: bytes, data: bytes, count: int) -> list[Any] | EncodedColumn:

@@ -333,50 +333,60 @@ def rebuild(store_path: Path) -> bool:
 
 
 def apply_to_columns(effect: Effect, columns: Columns) -> None:
-    """Apply a journal :class:`Effect` to columns (in place), as ``apply_to_records`` does to records."""
+    """Apply a journal :class:`Effect` to columns (in place), as ``apply_to_records`` does to records.
+
+    The changes are gathered per column first, then made a column at a time:
+    a compact column converts a whole batch at once (a journal may touch
+    every user).
+    """
     if not effect.records and not effect.touches:
         return
     records = dict(effect.records)
     affected = records.keys() | effect.touches.keys()
     positions = [(i, user_id) for i, user_id in enumerate(columns["id"]) if user_id in affected]
+    changes: dict[str, tuple[list[int], list[Any]]] = {name: ([], []) for name in columns}
     deleted: set[int] = set()
     for position, user_id in positions:
-        if user_id in effect.touches:
-            last_seen, messages = effect.touches[user_id]
-            for name, value in (("last_seen", last_seen), ("messages", messages)):
-                if name in columns:
-                    _set(columns, name, position, value)
+        touch = effect.touches.get(user_id)
+        if touch is not None:
+            for name, value in zip(("last_seen", "messages"), touch, strict=True):
+                if name in changes:
+                    changes[name][0].append(position)
+                    changes[name][1].append(value)
             continue
         record = records.pop(user_id)
         if record is None:
             deleted.add(position)
-        else:
-            for name in columns:
-                _set(columns, name, position, record.get(name))
+            continue
+        for name, (at, values) in changes.items():
+            at.append(position)
+            values.append(record.get(name))
+    added = [record for record in records.values() if record is not None]  # users new since the file
+    for name, (at, values) in changes.items():
+        _change(columns, name, at, values, [record.get(name) for record in added])
     if deleted:
-        for name, values in columns.items():
-            if isinstance(values, EncodedColumn):
-                columns[name] = values.without(deleted)  # type: ignore[assignment]
+        for name, column in columns.items():
+            if isinstance(column, EncodedColumn):
+                columns[name] = column.without(deleted)  # type: ignore[assignment]
             else:
-                columns[name] = [v for i, v in enumerate(values) if i not in deleted]
-    for record in records.values():  # users new since the column file
-        if record is not None:
-            for name in columns:
-                _set(columns, name, None, record.get(name))
+                columns[name] = [v for i, v in enumerate(column) if i not in deleted]
 
 
-def _set(columns: Columns, name: str, position: int | None, value: Any) -> None:
-    """``columns[name][position] = value`` (None: appended); a value the compact form cannot hold
-    (a timestamp before 1970 in the journal) turns that column into a plain list first."""
-    values = columns[name]
-    for _ in range(2):
+def _change(columns: Columns, name: str, at: list[int], values: list[Any], added: list[Any]) -> None:
+    """Set ``columns[name]`` at the positions ``at`` to ``values``, then append ``added``.
+
+    A value the compact form cannot hold (a timestamp before 1970 in the
+    journal) turns that column into a plain list first.
+    """
+    column = columns[name]
+    if isinstance(column, EncodedColumn):
         try:
-            if position is None:
-                values.append(value)
-            else:
-                values[position] = value
+            column.assign(at, values)
+            column.extend(added)
             return
         except (ValueError, KeyError, TypeError, OverflowError):
-            if not isinstance(values, EncodedColumn):
-                raise
-            values = columns[name] = list(values)
+            # Each step is all or nothing: redoing the assignments on the values is harmless.
+            column = columns[name] = list(column)
+    for position, value in zip(at, values, strict=True):
+        column[position] = value
+    column.extend(added)
