@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import random
+from array import array
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ from tests.support import profile
 from tracker.models import RECORD_FIELDS, Profile
 from tracker.stats import STATS_FIELDS, compute_stats, compute_stats_from_columns
 from tracker.store import StoreReader, UserStore, columns_path, load_columns
-from tracker.store.column_codec import TimeColumn, seconds_of, texts_of
-from tracker.store.columns import FORMAT
+from tracker.store.column_codec import seconds_of, texts_of
+from tracker.store.column_views import CodeColumn, FlagColumn, NumberColumn, TimeColumn
+from tracker.store.columns import FORMAT, HEADER_ROOM
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 
@@ -303,3 +305,93 @@ def test_time_columns_read_like_lists_of_strings() -> None:
     assert list(column.without({0, 5})) == ["2026-01-01T00:00:00Z", *texts[2:]]
     with pytest.raises((ValueError, KeyError)):
         seconds_of(["2026-13-01T00:00:00Z"])
+
+
+def test_a_journaled_time_before_1970_turns_its_column_into_a_plain_list(path: Path) -> None:
+    """A valid timestamp that uint32 seconds cannot hold, met in the journal: read exactly, never a crash."""
+    with UserStore(path) as store:
+        for i in range(10):
+            store.seen(user(i), NOW)
+        store.snapshot()  # the column file holds seconds; what follows is journal only
+        store.seen(user(11), datetime(1969, 7, 21, 2, 56, tzinfo=UTC))  # a new user, appended
+        store.flush()
+        columns = StoreReader(path).columns(RECORD_FIELDS)
+        rows = as_rows(columns)
+        assert rows == reader_view(path)
+        assert rows[11]["first_seen"] == rows[11]["last_seen"] == "1969-07-21T02:56:00Z"
+        stats = compute_stats_from_columns(columns, now=NOW, tz=ZoneInfo("UTC"))
+        with UserStore(path, readonly=True) as reader:
+            assert stats == compute_stats(reader, now=NOW, tz=ZoneInfo("UTC"))
+
+
+@pytest.mark.parametrize("distinct", [3, 40, 300])
+def test_stats_count_the_stored_codes_as_the_values_would_count(path: Path, distinct: int) -> None:
+    """Sources counted from their codes (one byte each, or wider past 256 names) as from the values."""
+    with UserStore(path) as store:
+        for i in range(900):
+            store.seen(user(i), NOW - timedelta(hours=i), source=None if i % 7 == 0 else f"s{i % distinct}")
+            if i % 5 == 0:
+                store.set_blocked(i, True, NOW)
+    columns = load_columns(path, STATS_FIELDS)
+    assert columns is not None
+    codes = columns["source"]
+    assert isinstance(codes, CodeColumn) and codes.codes.itemsize == (1 if distinct < 256 else 2)
+    plain = {name: list(values) for name, values in columns.items()}
+    tz = ZoneInfo("UTC")
+    assert compute_stats_from_columns(columns, now=NOW, tz=tz) == compute_stats_from_columns(plain, now=NOW,
+                                                                                               tz=tz)
+    assert len(compute_stats_from_columns(columns, now=NOW, tz=tz)["sources"]) == distinct
+
+
+def test_encoded_columns_read_and_change_like_lists() -> None:
+    """What readers and the journal do with a column: compare, index, slice, assign, append, drop rows."""
+    made = [
+        (CodeColumn(["en", None], array("B", [0, 1, 0])), ["en", None, "en"], "ru"),
+        (FlagColumn(bytearray([0, 1, 1]), (False, True)), [False, True, True], False),
+        (FlagColumn(bytearray([2, 1, 0]), (False, True, None)), [None, True, False], None),
+        (NumberColumn(array("q", [5, -6, 7])), [5, -6, 7], 2**62),
+    ]
+    for column, values, new in made:
+        assert column == values and list(column) == values and len(column) == 3
+        assert column[1] == values[1] and column[-1] == values[-1] and column[0:2] == values[0:2]
+        assert column.index(values[2]) == values.index(values[2]) and column.count(values[0]) == values.count(
+            values[0])
+        column[1] = new
+        column.append(new)
+        expected = [values[0], new, values[2], new]
+        assert column == expected
+        assert list(column.without({0})) == expected[1:]
+    codes = made[0][0]
+    assert isinstance(codes, CodeColumn) and codes.counts() == {"en": 2, "ru": 2}
+    flags = made[1][0]
+    assert isinstance(flags, FlagColumn) and flags.count(True) == 1 and flags.count(False) == 3
+
+
+def test_an_encoded_column_refuses_a_value_its_form_cannot_hold_and_stays_as_it_was() -> None:
+    numbers = NumberColumn(array("q", [1, 2]))
+    flags = FlagColumn(bytearray([0, 1]), (False, True))
+    times = TimeColumn(seconds_of(["2026-01-01T00:00:00Z", None]))
+    for column, bad in ((numbers, True), (flags, None), (flags, 1), (times, "1969-12-31T23:59:59Z")):
+        before = list(column)
+        with pytest.raises((ValueError, KeyError, TypeError)):
+            column.assign([0, 1], [before[1], bad])  # the first value alone would fit
+        with pytest.raises((ValueError, KeyError, TypeError)):
+            column.extend([before[0], bad])
+        assert list(column) == before and len(column) == 2
+
+
+def test_a_header_without_room_is_rewritten_with_room_after_a_copy(path: Path) -> None:
+    """A header that cannot take the store file's new identity in place (short numbers and no padding,
+    as an older writer left it) is rewritten whole, with room for the next re-stamp."""
+    typical_store(path, 50)
+    before = load_columns(path, RECORD_FIELDS)
+    col_file = columns_path(path)
+    line, body = col_file.read_bytes().split(b"\n", 1)
+    header = orjson.loads(line)
+    header["store"] = [1, header["store"][1], 1]  # another file of the same size (a copy)
+    col_file.write_bytes(orjson.dumps(header) + b"\n" + body)
+    inode = col_file.stat().st_ino
+    assert load_columns(path, RECORD_FIELDS) == before  # the checksum matches: still trusted
+    assert col_file.stat().st_ino != inode  # rewritten, not stamped in place
+    line = col_file.read_bytes().split(b"\n", 1)[0]
+    assert orjson.loads(line)["store"][0] == path.stat().st_ino and line.endswith(b" " * HEADER_ROOM)

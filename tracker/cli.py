@@ -102,22 +102,14 @@ def _matching(
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool, tz: ZoneInfo | None, sources: tuple[str | None, ...]) -> None:
     """Totals, activity, languages, sources and new users per day."""
-    from tracker.filters import Filters
-    from tracker.stats import STATS_FIELDS, scan
+    from tracker.cli_stats import stats_text  # also what tracker.cli_main answers without Click
 
     settings = settings_of(ctx)
-    zone = tz or settings.tz
-    columns, _ = _matching(open_reader(settings), STATS_FIELDS, Filters(sources=sources), zone)
-    result = scan(columns, now=cli_support.now(), tz=zone)
-    if as_json:
-        import orjson
-
-        echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
-    else:
-        from tracker.stats_render import render_stats
-        from tracker.table import known_width
-
-        echo(render_stats(result, zone, known_width()))
+    reader = open_reader(settings)
+    with errors():
+        text = stats_text(reader, zone=tz or settings.tz, sources=sources, as_json=as_json,
+                          now=cli_support.now)
+    echo(text)
 
 
 # ----------------------------------------------------------------- export

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 #: What the texts were rendered from: ``tracker.cli_main.fingerprint(SOURCES)`` then.
 SOURCES: tuple[str, ...] = ('__init__.py', 'cli.py', 'cli_support.py', 'params.py', 'cli_history.py')
-FINGERPRINT: tuple[str, str | None, int] = ('3.11', '8.5.1', 647171335)
+FINGERPRINT: tuple[str, str | None, int] = ('3.11', '8.5.1', 1831998754)
 
 HELP_OPTIONS: tuple[str, ...] = ('-h', '--help')
 VERSION_OPTIONS: tuple[str, ...] = ('--version',)

@@ -24,7 +24,6 @@ from array import array
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from operator import itemgetter
 from typing import Any, NamedTuple, Protocol, TypeGuard
@@ -69,9 +68,12 @@ class DayCount(NamedTuple):
     users: int
 
 
-@dataclass(frozen=True)
-class Stats:
-    """The figures of ``stats`` (see DESIGN.md for what each means)."""
+class Stats(NamedTuple):
+    """The figures of ``stats`` (see DESIGN.md for what each means).
+
+    A NamedTuple rather than a frozen dataclass: as immutable and typed, and
+    ~1 ms less to define, which ``tracker stats`` pays on every start.
+    """
 
     total_users: int
     new_today: int
@@ -205,7 +207,7 @@ def scan(columns: Mapping[str, Sequence[Any]], *, now: datetime, tz: ZoneInfo) -
     latest = max(within_30d or last_seen, default=None)
     # Only the last 30 days' first sightings are sorted, then cut at the day bounds.
     per_day = _bucket(sorted(filter(bounds[0].__le__, first_seen)), bounds)
-    blocked = sum(1 for flag in columns["blocked"] if flag is True)
+    blocked = _count_true(columns["blocked"])
     total = len(columns["first_seen"])
     earliest = min(first_seen, default=None)
     if times.nonzero and earliest == 0:  # some first_seen is null: the earliest of the others
@@ -235,15 +237,26 @@ def _texts(values: Sequence[Any]) -> list[str]:
 
 
 def _sum_counts(values: Sequence[Any]) -> int:
+    numbers = getattr(values, "numbers", None)
+    if isinstance(numbers, array):  # the column cache's counts: unsigned 63-bit ints, summed in C
+        return sum(numbers)
     if set(map(type, values)) <= {int}:
         return sum(values)
     return sum(v for v in values if isinstance(v, int) and not isinstance(v, bool))
 
 
+def _count_true(flags: Sequence[Any]) -> int:
+    """How many flags are ``True`` (exactly: a hand-edited ``1`` is not)."""
+    if isinstance(getattr(flags, "data", None), bytearray):  # the column cache's flags: counted in C
+        return flags.count(True)
+    return sum(1 for flag in flags if flag is True)
+
+
 def _count_names(values: Sequence[Any], *, none_as: str | None) -> dict[str, int]:
     """Users per name; a missing, empty or non-text name counts under ``none_as`` (None: not counted)."""
+    counted = getattr(values, "counts", None)  # the column cache's codes count themselves
     try:
-        counts = Counter(values)
+        counts: Mapping[Any, int] = counted() if callable(counted) else Counter(values)
     except TypeError:  # an unhashable value (a list in a hand-edited store)
         counts = Counter(v if isinstance(v, str) else None for v in values)
     named: dict[str, int] = {}

@@ -1,4 +1,4 @@
-"""Binary encodings of the column cache's fields, and the timestamp column readers get.
+"""Binary encodings of the column cache's fields (what readers get back: :mod:`.column_views`).
 
 A field's values are stored in the smallest form that gives them back exactly:
 ids and counts as 64-bit integers (``array``), booleans as one byte each,
@@ -8,10 +8,8 @@ uint32 seconds (0 = null), and free text (names) as a JSON array. A timestamp
 column whose values do not all round-trip (a hand-edited ``2026-13-45...`` or a
 date before 1970) is stored as JSON text instead, so nothing is ever altered.
 
-Timestamps are the costly field to turn back into text (~0.35 s per million),
-so readers get a :class:`TimeColumn`: a read-only sequence of the usual
-``YYYY-MM-DDTHH:MM:SSZ`` strings made on first use, which also exposes the raw
-seconds so ``stats`` can count and compare without making a single string.
+Timestamps go both ways here (:func:`seconds_of`, :func:`texts_of`): the
+writer keeps them as seconds too.
 """
 
 from __future__ import annotations
@@ -19,12 +17,12 @@ from __future__ import annotations
 import functools
 import sys
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from itertools import repeat
 from operator import add, floordiv, itemgetter, mod
-from typing import Any, TypeAlias, overload
+from typing import Any, TypeAlias
 
 import orjson
 
@@ -65,9 +63,10 @@ FIELD_KINDS: dict[str, Kind] = {
 #: A piece of a column's stored form, written as it is (no copy).
 Part: TypeAlias = "bytes | bytearray | memoryview | array[int]"
 
-_LITTLE = sys.byteorder == "little"
-_BOOLS = (False, True)
-_TRI = (False, True, None)
+LITTLE_ENDIAN = sys.byteorder == "little"
+#: What the bytes of a flag column stand for: 0, 1 (and 2 for a flag that may be unknown).
+BOOLS = (False, True)
+TRI = (False, True, None)
 _TRI_CODE = {False: 0, True: 1, None: 2}
 
 
@@ -170,71 +169,6 @@ def second_of_day_texts() -> list[str]:
     return _TABLES.second_of_day
 
 
-def seconds_of_one(value: str | None) -> int:
-    return seconds_of([value])[0]
-
-
-class TimeColumn(Sequence[str | None]):
-    """A timestamp column: reads as ``YYYY-MM-DDTHH:MM:SSZ`` strings (or None), kept as uint32 seconds.
-
-    The strings are made once, on first use; :attr:`seconds` is the raw form
-    (0 = null) for code that can count without them (``tracker.stats``).
-    Supports what applying a journal needs: item assignment and ``append``.
-    """
-
-    def __init__(self, seconds: array[int]) -> None:
-        self.seconds = seconds
-        self._texts: list[str | None] | None = None
-
-    def texts(self) -> list[str | None]:
-        """The values as a plain list of strings (made once)."""
-        if self._texts is None:
-            self._texts = texts_of(self.seconds)
-        return self._texts
-
-    def __len__(self) -> int:
-        return len(self.seconds)
-
-    @overload
-    def __getitem__(self, index: int) -> str | None: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[str | None]: ...
-
-    def __getitem__(self, index: int | slice) -> str | list[str | None] | None:
-        if self._texts is not None:
-            return self._texts[index]
-        if isinstance(index, slice):
-            return texts_of(self.seconds[index])
-        return texts_of([self.seconds[index]])[0]
-
-    def __iter__(self) -> Iterator[str | None]:
-        return iter(self.texts())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, TimeColumn):
-            return self.seconds == other.seconds
-        return isinstance(other, Sequence) and self.texts() == list(other)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, like a list
-
-    def __repr__(self) -> str:
-        return f"TimeColumn({self.texts()!r})"
-
-    def __setitem__(self, index: int, value: str | None) -> None:
-        self.seconds[index] = seconds_of_one(value)
-        if self._texts is not None:
-            self._texts[index] = value
-
-    def append(self, value: str | None) -> None:
-        self.seconds.append(seconds_of_one(value))
-        if self._texts is not None:
-            self._texts.append(value)
-
-    def without(self, positions: set[int]) -> TimeColumn:
-        """A copy without the values at ``positions``."""
-        return TimeColumn(array("I", (v for i, v in enumerate(self.seconds) if i not in positions)))
-
 
 # ------------------------------------------------------------ encode/decode
 
@@ -255,7 +189,7 @@ class ColumnBuilder:
         if kind is Kind.INT or kind is Kind.COUNT:
             self._numbers.extend(values)
         elif kind is Kind.BOOL:
-            self._bytes.extend(map(_BOOLS.index, values))
+            self._bytes.extend(map(BOOLS.index, values))
         elif kind is Kind.TRI:
             self._bytes.extend(map(_TRI_CODE.__getitem__, values))
         elif kind is Kind.CODE:
@@ -313,48 +247,6 @@ def byte_size(parts: list[Part]) -> int:
     return sum(memoryview(part).nbytes for part in parts)
 
 
-def _only(data: bytes, allowed: int) -> bool:
+def only_below(data: bytes, allowed: int) -> bool:
     """Whether every byte of ``data`` is below ``allowed`` (a C-level pass, no int per byte)."""
     return not data.translate(None, bytes(range(allowed)))
-
-
-def decode(kind: Kind, table: bytes, data: bytes, count: int) -> list[Any] | TimeColumn:
-    """One stored column back as values; ``ValueError`` when it is malformed."""
-    if kind is Kind.JSON:
-        values = orjson.loads(data)
-        if type(values) is not list:
-            raise ValueError("column is not a list")
-        return values
-    if kind is Kind.BOOL or kind is Kind.TRI:
-        lookup = _BOOLS if kind is Kind.BOOL else _TRI
-        if len(data) != count or not _only(data, len(lookup)):
-            raise ValueError("malformed flags")
-        return list(map(lookup.__getitem__, data))
-    if kind is Kind.CODE:
-        names = orjson.loads(table)
-        if type(names) is not list or not count:
-            return _codes(names, data, count)
-        typecode = "B" if len(names) <= 256 else "H" if len(names) <= 65536 else "I"
-        codes = array(typecode)
-        codes.frombytes(data)
-        if len(codes) != count or (typecode == "B" and not _only(data, len(names))):
-            raise ValueError("malformed codes")
-        if typecode != "B" and max(codes) >= len(names):
-            raise ValueError("malformed codes")
-        return list(map(names.__getitem__, codes))
-    numbers = array("q" if kind is Kind.INT else "Q" if kind is Kind.COUNT else "I")
-    numbers.frombytes(data)
-    if len(numbers) != count:
-        raise ValueError("column has the wrong length")
-    if kind is Kind.TIME:
-        return TimeColumn(numbers)
-    # Counts fit in 63 bits: the top byte of each little-endian uint64 is below 0x80.
-    if kind is Kind.COUNT and not _only(data[7::8] if _LITTLE else data[0::8], 0x80):
-        raise ValueError("count out of range")
-    return numbers.tolist()
-
-
-def _codes(names: Any, data: bytes, count: int) -> list[Any]:
-    if type(names) is not list or data or count:
-        raise ValueError("malformed codes")
-    return []

@@ -6,11 +6,15 @@ writer leaves ``<store>.columns`` beside the store after each snapshot. It is
 a cache, not a source of truth: not fsynced, tied to the exact store file it
 was made from (inode, size, mtime), and a reader that finds it missing, torn or
 stale rebuilds it from the store file (:func:`rebuild`) or reads the store
-file itself. Shaped like tinydb's ``Storage``: ``read`` and ``write``, plus
-``apply_to_columns`` for the journal written since.
+file itself. A store file with another identity but the same size and CRC-32
+(a copied data folder) keeps its cache: the header is re-stamped, in place.
+Shaped like tinydb's ``Storage``: ``read`` and ``write``, plus
+``apply_to_columns`` for the journal written since. Readers get the columns
+as :mod:`.column_views` decodes them.
 
 Layout: one JSON header line (format, generation, store id, user count, the
-store file's identity, and where each field's bytes are), then each field's
+store file's identity and CRC-32, where each field's bytes are; spaces after
+it, room for a re-stamp), then each field's
 bytes in the form :mod:`.column_codec` picks (uint32 seconds for timestamps,
 codes into a table for languages and sources, bytes for flags, JSON for
 names), then an end mark that proves the file is whole. About 75 bytes a
@@ -19,27 +23,30 @@ user where the JSON-lines cache it replaces took 120.
 
 from __future__ import annotations
 
+import gc
 import os
 import zlib
 from collections.abc import Collection, Iterable
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
 from tracker.files import atomic_write, read_regular
 from tracker.models import RECORD_FIELDS, Record
-from tracker.store.column_codec import ColumnBuilder, Kind, Part, TimeColumn, byte_size, decode
-from tracker.store.copies import TIME_COLUMN, Chunk
+from tracker.store.column_codec import ColumnBuilder, Kind, Part, byte_size
+from tracker.store.column_views import CodeColumn, EncodedColumn, decode
 from tracker.store.errors import StoreError
-from tracker.store.format import file_identity, no_cyclic_gc, read_store_streamed, store_id_of
 from tracker.store.journal import Effect, committed_changes, first_generation
 from tracker.store.side_file import SideFile, StaleSideFileError, side_path
 from tracker.store.validate import column_problem
 
-#: One sequence per field: plain lists, except timestamps (a :class:`TimeColumn`,
-#: a read-only sequence of the same strings; see :mod:`.column_codec`).
+if TYPE_CHECKING:
+    from tracker.store.copies import Chunk
+
+#: One sequence per field: a list, or an :class:`EncodedColumn` that reads like one
+#: (see :mod:`.column_views`).
 Columns = dict[str, list[Any]]
 
 # The fields a whole-store count needs come first (kept for readers of the order).
@@ -50,8 +57,9 @@ COLUMN_ORDER: tuple[str, ...] = (
 )
 FORMAT = "tracker-columns/2"
 _END = b"\nend\n"
-#: Fields stored as codes, JSON or timestamps are checked against the record rules on read.
-_CHECKED_KINDS = (Kind.JSON, Kind.CODE)
+#: Spaces after the header's JSON: room for a store identity with longer numbers (a copy's
+#: inode and modification time), so that a re-stamp rewrites the header in place.
+HEADER_ROOM = 32
 
 
 class StaleColumnsError(StaleSideFileError):
@@ -81,6 +89,8 @@ class ColumnCollector:
 
     def add_chunk(self, chunk: Chunk, columns: dict[str, list[Any]]) -> None:
         """A writer's chunk of rows (``columns``: its values): timestamps go in as the seconds they are."""
+        from tracker.store.copies import TIME_COLUMN  # the writer's: a reader never imports it
+
         odd_columns = {column for _, column in chunk.odd}
         for builder, _ in self._builders:
             column = TIME_COLUMN.get(builder.name)
@@ -128,10 +138,10 @@ class ColumnCache(SideFile):
                 offset += len(table) + size
             # The store file's identity ties this file to the snapshot it was made
             # from: a store file replaced or edited since then no longer matches.
-            header = orjson.dumps({
+            header = _padded(orjson.dumps({
                 "format": FORMAT, "gen": gen, "store_id": store_id, "count": collector.count,
                 "store": identity, "crc": checksum, "fields": fields,
-            }) + b"\n"
+            }))
             with atomic_write(self.path, durable=False) as out:
                 out.write(header)
                 for section in sections:
@@ -142,8 +152,14 @@ class ColumnCache(SideFile):
 
     def read(self, wanted: Collection[str]) -> tuple[tuple[Columns, str | None], int]:
         """``((columns, store id), generation)``; :class:`StaleColumnsError` if they cannot be trusted."""
-        with self.open_for_reading() as fh, no_cyclic_gc(), self.trusted():
-            return self._parse(fh, set(wanted))
+        collecting = gc.isenabled()
+        gc.disable()  # a value per user: the cyclic GC would only scan them again and again
+        try:
+            with self.open_for_reading() as fh, self.trusted():
+                return self._parse(fh, set(wanted))
+        finally:
+            if collecting:
+                gc.enable()
 
     def _parse(self, fh: IO[bytes], wanted: set[str]) -> tuple[tuple[Columns, str | None], int]:
         # The end mark proves the file is whole (it was not fsynced, so a crash can leave it torn).
@@ -164,7 +180,7 @@ class ColumnCache(SideFile):
                 raise ValueError("column file does not match the store file")
             if crc != store_checksum(self.store_path, identity):
                 raise ValueError("column file does not match the store file")
-            self._restamp(fh, header, identity)
+            self._restamp(fh, header, len(line), identity)
         count, base, end = header["count"], len(line), size - len(_END)
         gen, store_id = header["gen"], header.get("store_id")
         if type(gen) is not int or not (store_id is None or type(store_id) is str) or type(count) is not int:
@@ -179,27 +195,60 @@ class ColumnCache(SideFile):
             values = decode(kind, table, data, count)
             if len(values) != count:
                 raise ValueError(f"column {name!r} has the wrong length")
-            if kind in _CHECKED_KINDS and isinstance(values, list):
-                problem = column_problem(name, values if kind is Kind.JSON else list(set(values)))
-                if problem is not None:
-                    raise ValueError(problem)
-            columns[name] = values  # type: ignore[assignment]  # a TimeColumn reads like a list
+            problem = _problem(name, kind, values)
+            if problem is not None:
+                raise ValueError(problem)
+            columns[name] = values  # type: ignore[assignment]  # an EncodedColumn reads like a list
         if not wanted <= columns.keys():
             raise ValueError("column file lacks fields")
         return (columns, store_id), gen
 
+    def _restamp(self, fh: IO[bytes], header: dict[str, Any], length: int, identity: list[int]) -> None:
+        """Tie the column file to the store file's new identity (a copy, its bytes checked; best effort).
 
-    def _restamp(self, fh: IO[bytes], header: dict[str, Any], identity: list[int]) -> None:
-        """Rewrite the column file with the store file's new identity (a copy; best effort)."""
-        fh.seek(0)
-        fh.readline(1 << 16)
+        In place when the new header fits the old one's room (the writer pads
+        it), which leaves the columns untouched: a reader that reads the header
+        meanwhile sees the old identity, the new one or a torn line, and either
+        of the last two only sends it through this check again. Else the file
+        is rewritten. Through a descriptor of the very file just read: one
+        that a writer has replaced meanwhile is never written.
+        """
+        stamped = {**header, "store": identity}
+        line = orjson.dumps(stamped)
         try:
+            if len(line) < length:
+                fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    if _same_file(os.fstat(fd), os.fstat(fh.fileno())):
+                        os.pwrite(fd, line + b" " * (length - 1 - len(line)) + b"\n", 0)
+                finally:
+                    os.close(fd)
+                return
+            fh.seek(length)
             with atomic_write(self.path, durable=False) as out:
-                out.write(orjson.dumps({**header, "store": identity}) + b"\n")
+                out.write(_padded(line))
                 while chunk := fh.read(1 << 20):
                     out.write(chunk)
         except OSError:
-            pass  # read-only folder: the next reader checks the bytes again
+            pass  # a read-only file or folder: the next reader checks the bytes again
+
+
+def _problem(name: str, kind: Kind, values: list[Any] | EncodedColumn) -> str | None:
+    """What breaks the record rules in a decoded column (codes: through their table of distinct values)."""
+    if isinstance(values, CodeColumn):
+        return column_problem(name, values.names)
+    if kind is Kind.JSON or kind is Kind.CODE:
+        return column_problem(name, values)  # type: ignore[arg-type]  # JSON and no codes: a list
+    return None  # numbers, flags and timestamps hold nothing else by construction
+
+
+def _padded(header: bytes) -> bytes:
+    """The header line: ``header``, room for a longer store identity (a re-stamp in place), a newline."""
+    return header + b" " * HEADER_ROOM + b"\n"
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def store_checksum(store_path: Path, identity: list[int]) -> int | None:
@@ -218,6 +267,16 @@ def store_checksum(store_path: Path, identity: list[int]) -> int | None:
     except OSError:
         return None
     return checksum if file_identity(store_path) == identity else None
+
+
+def file_identity(path: Path) -> list[int]:
+    """Inode, size and modification time: what ties the column file to the store file.
+
+    The same as ``tracker.store.format.file_identity``, not imported from there:
+    a reader of the column file (``stats``) never loads the store file's format.
+    """
+    info = os.stat(path)
+    return [info.st_ino, info.st_size, info.st_mtime_ns]
 
 
 def _section(fh: IO[bytes], base: int, end: int, at: Any, length: Any) -> bytes:
@@ -250,6 +309,8 @@ def rebuild(store_path: Path) -> bool:
     so a store file replaced meanwhile never gets a cache it was not made from.
     Writes nothing where the folder is not writable (quietly: it is a cache).
     """
+    from tracker.store.format import read_store_streamed, store_id_of
+
     try:
         identity = file_identity(store_path)
         # Streamed into the collector a line at a time: no whole parse of a large store.
@@ -272,34 +333,60 @@ def rebuild(store_path: Path) -> bool:
 
 
 def apply_to_columns(effect: Effect, columns: Columns) -> None:
-    """Apply a journal :class:`Effect` to columns (in place), as ``apply_to_records`` does to records."""
+    """Apply a journal :class:`Effect` to columns (in place), as ``apply_to_records`` does to records.
+
+    The changes are gathered per column first, then made a column at a time:
+    a compact column converts a whole batch at once (a journal may touch
+    every user).
+    """
     if not effect.records and not effect.touches:
         return
     records = dict(effect.records)
     affected = records.keys() | effect.touches.keys()
     positions = [(i, user_id) for i, user_id in enumerate(columns["id"]) if user_id in affected]
+    changes: dict[str, tuple[list[int], list[Any]]] = {name: ([], []) for name in columns}
     deleted: set[int] = set()
     for position, user_id in positions:
-        if user_id in effect.touches:
-            last_seen, messages = effect.touches[user_id]
-            if "last_seen" in columns:
-                columns["last_seen"][position] = last_seen
-            if "messages" in columns:
-                columns["messages"][position] = messages
+        touch = effect.touches.get(user_id)
+        if touch is not None:
+            for name, value in zip(("last_seen", "messages"), touch, strict=True):
+                if name in changes:
+                    changes[name][0].append(position)
+                    changes[name][1].append(value)
             continue
         record = records.pop(user_id)
         if record is None:
             deleted.add(position)
-        else:
-            for name, values in columns.items():
-                values[position] = record.get(name)
+            continue
+        for name, (at, values) in changes.items():
+            at.append(position)
+            values.append(record.get(name))
+    added = [record for record in records.values() if record is not None]  # users new since the file
+    for name, (at, values) in changes.items():
+        _change(columns, name, at, values, [record.get(name) for record in added])
     if deleted:
-        for name, values in columns.items():
-            if isinstance(values, TimeColumn):
-                columns[name] = values.without(deleted)  # type: ignore[assignment]
+        for name, column in columns.items():
+            if isinstance(column, EncodedColumn):
+                columns[name] = column.without(deleted)  # type: ignore[assignment]
             else:
-                columns[name] = [v for i, v in enumerate(values) if i not in deleted]
-    for record in records.values():  # users new since the column file
-        if record is not None:
-            for name, values in columns.items():
-                values.append(record.get(name))
+                columns[name] = [v for i, v in enumerate(column) if i not in deleted]
+
+
+def _change(columns: Columns, name: str, at: list[int], values: list[Any], added: list[Any]) -> None:
+    """Set ``columns[name]`` at the positions ``at`` to ``values``, then append ``added``.
+
+    A value the compact form cannot hold (a timestamp before 1970 in the
+    journal) turns that column into a plain list first.
+    """
+    column = columns[name]
+    if isinstance(column, EncodedColumn):
+        try:
+            column.assign(at, values)
+            column.extend(added)
+            return
+        except (ValueError, KeyError, TypeError, OverflowError):
+            # Each step is all or nothing: redoing the assignments on the values is harmless.
+            column = columns[name] = list(column)
+    for position, value in zip(at, values, strict=True):
+        column[position] = value
+    column.extend(added)

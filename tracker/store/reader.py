@@ -11,10 +11,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from tracker.files import read_regular
-from tracker.history_tables import TABLES as HISTORY_TABLES
 from tracker.models import Record
 from tracker.store.columns import ColumnCache, Columns, apply_to_columns, rebuild
 from tracker.store.errors import (
@@ -25,17 +24,6 @@ from tracker.store.errors import (
     file_error,
     os_reason,
 )
-from tracker.store.format import (
-    META_DOC_ID,
-    META_TABLE,
-    OWN_META_KEYS,
-    USERS_TABLE,
-    Snapshot,
-    read_store,
-    read_store_table,
-    store_id_of,
-)
-from tracker.store.history_cache import HistoryCache, HistoryTables
 from tracker.store.journal import (
     Effect,
     apply_to_records,
@@ -45,7 +33,14 @@ from tracker.store.journal import (
     fold,
 )
 from tracker.store.side_file import StaleSideFileError
-from tracker.store.table import UserTable
+
+# What reading the store file itself needs (its format, the writer's table) and
+# the history side file are imported by the functions that use them: ``stats``
+# reads the column cache and never pays for them.
+if TYPE_CHECKING:
+    from tracker.store.format import Snapshot
+    from tracker.store.history_cache import HistoryCache, HistoryTables
+    from tracker.store.table import UserTable
 
 READ_RETRIES = 20
 
@@ -103,8 +98,17 @@ def merge_meta(stored: dict[str, Any], journaled: dict[str, Any] | None) -> dict
     """The meta document after a journal: the journal's fields, but the store's own keys."""
     if journaled is None:
         return stored
+    from tracker.store.format import OWN_META_KEYS
+
     own = {key: stored[key] for key in OWN_META_KEYS if key in stored}
     return {**{k: v for k, v in journaled.items() if k not in OWN_META_KEYS}, **own}
+
+
+def read_store(path: Path, *, compact: bool) -> Snapshot:
+    """The store file parsed (:func:`tracker.store.format.read_store`, that module imported on first use)."""
+    from tracker.store.format import read_store as parse
+
+    return parse(path, compact=compact)
 
 
 class StoreState(NamedTuple):
@@ -119,6 +123,8 @@ class StoreState(NamedTuple):
 
 def load_state(store_path: Path, *, compact: bool = False) -> StoreState:
     """Read the store file and its journal as one consistent state."""
+    from tracker.store.format import store_id_of
+
     journal_path = journal_path_of(store_path)
 
     def load_snapshot() -> tuple[Snapshot, int]:
@@ -147,6 +153,8 @@ class TableState(NamedTuple):
 
 def load_table(store_path: Path) -> TableState:
     """Read the store file (chunk by chunk when it is ours) and its journal into a :class:`UserTable`."""
+    from tracker.store.format import read_store_table, store_id_of
+
     journal_path = journal_path_of(store_path)
 
     def load_snapshot() -> tuple[tuple[Snapshot, UserTable, bool], int]:
@@ -170,7 +178,7 @@ class StoreReader:
         self.path = Path(path)
         self.journal_path = journal_path_of(self.path)
         self._columns = ColumnCache(self.path)
-        self._history = HistoryCache(self.path)
+        self._history: HistoryCache | None = None  # made on first use (history_cache imports the format)
         try:
             os.stat(self.path)
         except FileNotFoundError:
@@ -227,6 +235,8 @@ class StoreReader:
         The audience-history tables come from the history side file when it is
         fresh (a few kilobytes instead of the whole store file).
         """
+        from tracker.history_tables import TABLES as HISTORY_TABLES  # here: zones and periods, for this only
+
         if name in HISTORY_TABLES:
             cached = self.cached_history()
             if cached is not None:
@@ -237,6 +247,10 @@ class StoreReader:
 
     def cached_history(self) -> HistoryTables | None:
         """Every history table from the side file and the journal; None when it cannot be trusted."""
+        if self._history is None:
+            from tracker.store.history_cache import HistoryCache
+
+            self._history = HistoryCache(self.path)
         return self._from_side_file(self._history.read, apply_to_tables)
 
     def _from_side_file(
@@ -260,6 +274,8 @@ class StoreReader:
 
     def document(self) -> dict[str, dict[str, Any]]:
         """The whole TinyDB document (every table), journal applied."""
+        from tracker.store.format import META_DOC_ID, META_TABLE, USERS_TABLE
+
         state = self.state()
         return {
             USERS_TABLE: {str(user_id): record for user_id, record in state.records.items()},

@@ -13,7 +13,6 @@ each file holds, and how it is checked, stays in its own module.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,8 @@ from typing import IO, ClassVar
 from tracker.files import NotRegularFileError, open_regular, unlink_quietly
 from tracker.store.errors import file_error
 
-log = logging.getLogger("tracker.store")
+#: The logger of a failed write (``logging`` itself is imported then: readers never need it).
+LOGGER = "tracker.store"
 
 #: What a parser of a side file raises for bytes it cannot trust.
 PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError)
@@ -79,4 +79,6 @@ class SideFile:
         """After a failed write: remove the file (better none than a stale one); say so unless ``quiet``."""
         unlink_quietly(self.path)
         if not quiet:
-            log.warning("cannot write %s %s: %s", self.what, self.path, exc)
+            import logging
+
+            logging.getLogger(LOGGER).warning("cannot write %s %s: %s", self.what, self.path, exc)
