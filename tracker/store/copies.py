@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from itertools import compress, repeat
 from operator import add, and_, itemgetter, mul, ne, not_
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -99,6 +99,41 @@ class Chunk(NamedTuple):
     sources: list[str | None]
     #: position -> a hand-edited record's extra fields
     extras: dict[int, dict[str, Any]]
+
+    @classmethod
+    def of(cls, table: UserTable, start: int, stop: int) -> Chunk:
+        """Copies of ``table``'s live rows in ``range(start, stop)``: cheap to take under the store's lock."""
+        from tracker.store.table import ID_SLOT, LAST_SEEN_SLOT, MESSAGES_SLOT  # (import cycle)
+
+        profiles = table.profiles[start:stop]
+        rows = range(start, start + len(profiles))
+        columns: list[Sequence[Any]] = [
+            table.hot_column(ID_SLOT, start, stop), table.first_seen[start:stop],
+            table.hot_column(LAST_SEEN_SLOT, start, stop), table.blocked_at[start:stop],
+            table.hot_column(MESSAGES_SLOT, start, stop), table.blocked[start:stop],
+            table.sources[start:stop],
+        ]
+        if None in profiles:  # forgotten rows: holes to leave out
+            live = [profile is not None for profile in profiles]
+            rows = list(compress(rows, live))  # type: ignore[assignment]
+            profiles = list(compress(profiles, live))
+            columns = [list(compress(column, live)) for column in columns]
+        ids, first_seen, last_seen, blocked_at, messages, blocked, sources = columns
+        odd: dict[tuple[int, int], str] = {}
+        extras: dict[int, dict[str, Any]] = {}
+        if table.odd_times or table.extras:  # rare (hand-edited records): find them by position
+            for position, row in enumerate(rows):
+                for column in (FIRST_SEEN, LAST_SEEN, BLOCKED_AT):
+                    text = table.odd_times.get((row, column))
+                    if text is not None:
+                        odd[position, column] = text
+                if row in table.extras:
+                    extras[position] = dict(table.extras[row])
+        return cls(
+            ids=list(ids), profiles=profiles,  # type: ignore[arg-type]  # no holes left
+            times=(array("I", first_seen), array("I", last_seen), array("I", blocked_at)),
+            odd=odd, messages=list(messages), blocked=bytes(blocked), sources=list(sources), extras=extras,
+        )
 
     @property
     def size(self) -> int:

@@ -18,9 +18,10 @@ from bisect import bisect_left
 from collections import Counter
 from itertools import compress, count, repeat
 from operator import add, and_, ge, itemgetter, lt, mul, ne
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from tracker.models import Profile, encodable_text
+from tracker.store.copies import FIRST_SEEN, LAST_SEEN
 from tracker.store.history import Activity, HistoryKeeper
 from tracker.store.records import PendingChanges
 from tracker.store.stamps import DAY, ODD, seconds_or_odd
@@ -316,8 +317,8 @@ def apply_one(sighting: Sighting, table: UserTable, keeper: HistoryKeeper, pendi
                     table.set_profile(row, values, digest)
                     whole_record_changed = True
         else:  # a null or odd timestamp (hand-edited): compared as text, as the file has them
-            first_seen, last_seen, whole_record_changed = table.see_as_text(
-                row, values, digest, seen_at, seen_text
+            first_seen, last_seen, whole_record_changed = _see_as_text(
+                table, row, values, digest, seen_at, seen_text
             )
     if message:
         table.hot[row * STRIDE + MESSAGES_SLOT] += 1
@@ -330,3 +331,25 @@ def apply_one(sighting: Sighting, table: UserTable, keeper: HistoryKeeper, pendi
         pending.changed.add(user_id)
     else:
         pending.touched.append(row)
+
+
+def _see_as_text(
+    table: UserTable, row: int, profile: tuple[Any, ...], digest: int, seconds: int, text: str
+) -> tuple[str, str | None, bool]:
+    """A sighting of a row with a null or odd timestamp, or at an odd time, compared as text.
+
+    What :func:`apply_one` does with seconds, for the rare rows it cannot.
+    Returns ``(first_seen, previous last_seen, whether the whole record changed)``.
+    """
+    changed = False
+    last_seen = table.time_of(row, LAST_SEEN)
+    if last_seen is None or text >= last_seen:
+        if table.hot[row * STRIDE + HASH_SLOT] != digest:
+            table.set_profile(row, profile, digest)
+            changed = True
+        table.set_time(row, LAST_SEEN, seconds, text)
+        if table.first_seen[row] == 0:
+            table.set_time(row, FIRST_SEEN, seconds, text)
+            changed = True
+    # A null first_seen left (a record seen late, before its last_seen): counted as first seen now.
+    return table.time_of(row, FIRST_SEEN) or text, last_seen, changed

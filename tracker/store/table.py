@@ -31,8 +31,7 @@ reads copies of rows for the journal without it (see ``records.Copied``).
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
-from itertools import compress
+from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from typing import Any
 
@@ -192,28 +191,6 @@ class UserTable:
         """A new profile for a known user (``digest``: :func:`profile_hash` of it as given, not made safe)."""
         self.profiles[row] = self.shared_profile(profile)
         self.hot[row * STRIDE + HASH_SLOT] = digest
-
-    def see_as_text(
-        self, row: int, profile: tuple[Any, ...], digest: int, seconds: int, text: str
-    ) -> tuple[str, str | None, bool]:
-        """A sighting of a row with a null or odd timestamp, or at an odd time, compared as text.
-
-        What ``UserStore.seen`` does in its fast path, for the rare rows it
-        cannot do with seconds. Returns ``(first_seen, previous last_seen,
-        whether the whole record changed)``.
-        """
-        changed = False
-        last_seen = self.time_of(row, LAST_SEEN)
-        if last_seen is None or text >= last_seen:
-            if self.hot[row * STRIDE + HASH_SLOT] != digest:
-                self.set_profile(row, profile, digest)
-                changed = True
-            self.set_time(row, LAST_SEEN, seconds, text)
-            if self.first_seen[row] == 0:
-                self.set_time(row, FIRST_SEEN, seconds, text)
-                changed = True
-        # A null first_seen left (a record seen late, before its last_seen): counted as first seen now.
-        return self.time_of(row, FIRST_SEEN) or text, last_seen, changed
 
     def put(self, records: Iterable[Record]) -> None:
         """Insert or replace whole, already checked records (a parsed file, a journal, a rescue)."""
@@ -376,37 +353,9 @@ class UserTable:
 
     def chunk(self, start: int, stop: int) -> Chunk:
         """Copies of the live rows in ``range(start, stop)``: cheap to take under the store's lock."""
-        profiles = self.profiles[start:stop]
-        rows = range(start, start + len(profiles))
-        columns: list[Sequence[Any]] = [
-            self._hot_column(ID_SLOT, start, stop), self.first_seen[start:stop],
-            self._hot_column(LAST_SEEN_SLOT, start, stop), self.blocked_at[start:stop],
-            self._hot_column(MESSAGES_SLOT, start, stop), self.blocked[start:stop],
-            self.sources[start:stop],
-        ]
-        if None in profiles:  # forgotten rows: holes to leave out
-            live = [profile is not None for profile in profiles]
-            rows = list(compress(rows, live))  # type: ignore[assignment]
-            profiles = list(compress(profiles, live))
-            columns = [list(compress(column, live)) for column in columns]
-        ids, first_seen, last_seen, blocked_at, messages, blocked, sources = columns
-        odd: dict[tuple[int, int], str] = {}
-        extras: dict[int, dict[str, Any]] = {}
-        if self.odd_times or self.extras:  # rare (hand-edited records): find them by position
-            for position, row in enumerate(rows):
-                for column in (FIRST_SEEN, LAST_SEEN, BLOCKED_AT):
-                    text = self.odd_times.get((row, column))
-                    if text is not None:
-                        odd[position, column] = text
-                if row in self.extras:
-                    extras[position] = dict(self.extras[row])
-        return Chunk(
-            ids=list(ids), profiles=profiles,  # type: ignore[arg-type]  # no holes left
-            times=(array("I", first_seen), array("I", last_seen), array("I", blocked_at)),
-            odd=odd, messages=list(messages), blocked=bytes(blocked), sources=list(sources), extras=extras,
-        )
+        return Chunk.of(self, start, stop)
 
-    def _hot_column(self, slot: int, start: int, stop: int) -> array[int]:
+    def hot_column(self, slot: int, start: int, stop: int) -> array[int]:
         """One field of the hot rows in ``range(start, stop)``."""
         stop = min(stop, self.row_count)  # as a plain slice would clip
         return self.hot[start * STRIDE + slot : stop * STRIDE : STRIDE]
