@@ -124,6 +124,34 @@ class DayBounds:
         return self.seconds
 
 
+class Ingest:
+    """One writer's queue of sightings, and how it reaches the table (see :func:`apply_sightings`)."""
+
+    __slots__ = ("day", "queue", "slice_size")
+
+    def __init__(self, slice_size: int) -> None:
+        self.queue = SightingQueue()
+        self.day = DayBounds()
+        #: Sightings applied per hold of the writer's lock when the queue is applied in slices.
+        self.slice_size = slice_size
+
+    def apply(
+        self, table: UserTable, keeper: HistoryKeeper, pending: PendingChanges, limit: int | None = None
+    ) -> None:
+        """Apply the queued sightings, or the oldest ``limit``.
+
+        Call under the writer's lock: taking and applying under the one lock
+        keeps the batches in the order they were queued.
+        """
+        if not self.queue.items:
+            return
+        batch, stale_rows = self.queue.take(table, limit)
+        try:
+            apply_sightings(batch, stale_rows, table, keeper, pending, self.day)
+        finally:
+            self.queue.applied(batch)
+
+
 class _Batch(NamedTuple):
     """A run of sightings as aligned columns (position ``p`` of each is sighting ``p``)."""
 

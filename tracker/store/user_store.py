@@ -152,7 +152,7 @@ class UserStore(StoreFiles):
                 self._persister.flush_wanted.set()  # the journal thread applies them
             elif queued >= self.tuning.flush_early_at:  # it is behind: apply the oldest few here
                 with self._lock:
-                    self._apply_queued(limit=self._apply_slice)
+                    self._apply_queued(limit=self._ingest.slice_size)
         return is_new
 
     def set_blocked(self, user_id: int, blocked: bool, at: datetime) -> bool:

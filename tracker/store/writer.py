@@ -38,7 +38,7 @@ from tracker.store.format import (
 from tracker.store.history import TABLES as HISTORY_TABLES
 from tracker.store.history import HistoryKeeper
 from tracker.store.history_cache import HistoryCache
-from tracker.store.ingest import DayBounds, SightingQueue, apply_sightings
+from tracker.store.ingest import Ingest
 from tracker.store.journal import Generation, apply_to_tables, encode
 from tracker.store.journal_file import JournalClaimedError, JournalFile
 from tracker.store.lock import WriterLock
@@ -77,11 +77,10 @@ class StoreFiles:
         self._journal_lock = threading.Lock()
         self._snapshot_lock = threading.Lock()
         self._pending = PendingChanges()
-        #: seen()'s sightings, applied in batches (see ingest.py) under _lock.
-        self._queue = SightingQueue()
-        #: Sightings applied per hold of _lock by the journal thread and by a caller past the limit.
-        self._apply_slice = max(1, tuning.flush_early_at // 8)
-        self._day = DayBounds()
+        #: seen()'s sightings, applied in batches under _lock; a slice is what the journal
+        #: thread (or a caller past the queue's limit) applies per hold of it.
+        self._ingest = Ingest(slice_size=max(1, tuning.flush_early_at // 8))
+        self._queue = self._ingest.queue
         self._gen = 0
         self._snapshot_bytes = 0
         self._snapshot_quiet_until = 0.0
@@ -103,7 +102,6 @@ class StoreFiles:
             finished = time.monotonic()
         duty = self.tuning.snapshot_max_duty
         self._snapshot_quiet_until = finished + (finished - started) * (1 / duty - 1)
-
 
     def _save_for_close(self) -> None:
         """Fold everything into the store file; keep trying a while, then rescue what is pending.
@@ -152,12 +150,10 @@ class StoreFiles:
             f"{failure}; the changes since the last save are in {rescue} (the next open applies them)"
         ) from None
 
-
     def _rescue_dirs(self) -> tuple[Path, ...]:
         from tracker.store.rescue import default_rescue_dirs
 
         return tuple(map(Path, self.tuning.rescue_dirs)) or default_rescue_dirs()
-
 
     def _apply_rescues(self) -> list[Path]:
         """Apply the rescue files a failed close left for this store; return them (removed once saved)."""
@@ -175,7 +171,6 @@ class StoreFiles:
                 applied.append(path)
         return applied
 
-
     def _load_for_reading(self) -> None:
         if not self.path.exists():
             raise StoreNotFoundError(f"no store at {self.path} yet")
@@ -184,7 +179,6 @@ class StoreFiles:
         self._table.put(state.records.values())
         self._meta, self._other_tables = state.meta, state.other_tables
         self._load_history()
-
 
     def _open_for_writing(self) -> None:
         folder = self.path.parent
@@ -231,7 +225,6 @@ class StoreFiles:
             raise
         self._persister.start(self.tuning.flush_interval)
 
-
     def _settle_memory_after_load(self) -> None:
         """Leave the process's memory as a long-lived writer wants it, once the load is done."""
         # The load made every profile tuple in one go with the cyclic GC off: one
@@ -261,7 +254,6 @@ class StoreFiles:
 
         self._meta.setdefault(STORE_ID, secrets.token_hex(8))
 
-
     def _load_history(self) -> None:
         """Take the history tables out of the other tables into a keeper; a bad shape is corrupt."""
         stored = {name: self._other_tables.pop(name) for name in HISTORY_TABLES if name in self._other_tables}
@@ -276,11 +268,9 @@ class StoreFiles:
             unlink_quietly(stale)
         unlink_quietly(self._journal.tmp_path)
 
-
     def flush_journal(self) -> None:
         """Append the pending changes to the journal (what the journal thread runs)."""
         self._append_pending()
-
 
     def snapshot_due(self) -> bool:
         """Whether the journal has grown (or aged) enough for a snapshot."""
@@ -294,7 +284,6 @@ class StoreFiles:
             if self._journal.size >= wanted:
                 return True
             return time.monotonic() - since >= tuning.snapshot_max_age
-
 
     def _append_pending(self, *, new_generation: bool = False) -> int:
         """Append pending changes to the journal; return the journal's new size.
@@ -333,7 +322,6 @@ class StoreFiles:
                 raise
             return marker_at if new_generation else self._journal.size
 
-
     def _write_snapshot(self) -> None:
         """Write the whole store to a temp file and atomically replace the store file."""
         with self._lock:
@@ -352,7 +340,6 @@ class StoreFiles:
         self._snapshot_bytes = size
         self._columns.write(collector.columns, meta[JOURNAL_GEN], store_id_of(meta))
         self._history_file.write(history, meta[JOURNAL_GEN], store_id_of(meta))
-
 
     def _history_tables(self) -> dict[str, dict[str, dict[str, Any]]]:
         return {name: docs for name, docs in self._keeper.tables().items() if docs}
@@ -390,20 +377,9 @@ class StoreFiles:
             collector.add_chunk(chunk, columns)
             yield chunk.encoded(columns)
 
-
     def _apply_queued(self, limit: int | None = None) -> None:
-        """Apply the sightings ``seen()`` queued, or the oldest ``limit`` (under ``_lock``).
-
-        Every read applies them all first; taking and applying under the one
-        lock keeps the batches in the order they were queued.
-        """
-        if not self._queue.items:
-            return
-        batch, stale_rows = self._queue.take(self._table, limit)
-        try:
-            apply_sightings(batch, stale_rows, self._table, self._keeper, self._pending, self._day)
-        finally:
-            self._queue.applied(batch)
+        """Apply the queued sightings, or the oldest ``limit`` (under ``_lock``): every read does it first."""
+        self._ingest.apply(self._table, self._keeper, self._pending, limit)
 
     def _apply_queued_in_slices(self) -> None:
         """Apply the queue a slice at a time, the lock released in between.
@@ -411,9 +387,9 @@ class StoreFiles:
         A ``seen()`` caller past the queue's limit, or a reader, then waits for
         one slice at most, not for the whole queue (the pause it can feel).
         """
-        while len(self._queue.items) > self._apply_slice:
+        while len(self._queue.items) > self._ingest.slice_size:
             with self._lock:
-                self._apply_queued(limit=self._apply_slice)
+                self._apply_queued(limit=self._ingest.slice_size)
 
     def _check_writable(self) -> None:
         if self.readonly:
