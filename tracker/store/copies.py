@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import functools
 from array import array
-from collections.abc import Callable, Iterable, Sequence
-from itertools import compress, repeat
-from operator import add, and_, itemgetter, mul, ne, not_
+from collections.abc import Callable, Iterable
+from itertools import repeat
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracker.models import PROFILE_FIELDS, RECORD_FIELDS, Record
@@ -38,31 +38,19 @@ class TouchValues(NamedTuple):
     odd: dict[int, str]
 
     @classmethod
-    def of(cls, table: UserTable, rows: Iterable[int], changed: set[int]) -> TouchValues:
-        """The ids, ``last_seen`` and ``messages`` of ``rows`` (each once), copied; ``changed`` ids left out.
+    def of(cls, table: UserTable, user_ids: Iterable[int]) -> TouchValues:
+        """The ``last_seen`` and ``messages`` of ``table``'s known users among ``user_ids``, copied.
 
-        ``changed`` holds the ids whose whole record (or erasure) the batch writes.
-        Safe without the store's lock (see ``records.Copied``): rows are never
-        reused, so a row read meanwhile is its user's or emptied (marked
-        FORGOTTEN: left out, its erasure is in this batch or the next).
+        Safe without the store's lock (see ``records.Copied``): each id is looked
+        up once, and rows are never reused.
         """
-        from tracker.store.table import FORGOTTEN, HASH_SLOT, ID_SLOT, MESSAGES_SLOT, STRIDE  # (import cycle)
-
-        hot = table.hot
-        # Each row once; LAST_SEEN_SLOT is 0, so a row's last_seen is at row * STRIDE.
-        last_seen_at = list(map(mul, dict.fromkeys(rows), repeat(STRIDE)))
-        ids = list(map(hot.__getitem__, map(add, last_seen_at, repeat(ID_SLOT))))
-        hashes = map(hot.__getitem__, map(add, last_seen_at, repeat(HASH_SLOT)))
-        keep = list(map(ne, hashes, repeat(FORGOTTEN)))
-        if changed:
-            keep = list(map(and_, keep, map(not_, map(changed.__contains__, ids))))
-        if not all(keep):
-            ids = list(compress(ids, keep))
-            last_seen_at = list(compress(last_seen_at, keep))
-        seconds = array("I", map(hot.__getitem__, last_seen_at))
+        found = [(user_id, row) for user_id in user_ids if (row := table.rows.get(user_id)) is not None]
+        ids = [user_id for user_id, _ in found]
+        rows = [row for _, row in found]
+        seconds = array("I", map(table.last_seen.__getitem__, rows))
         odd = {}
         if ODD in seconds:
-            for position, row in enumerate(index // STRIDE for index in last_seen_at):
+            for position, row in enumerate(rows):
                 if seconds[position] == ODD:
                     # Gone: the value changed meanwhile; a null is left out (see entries), and
                     # the change marked the user pending, so the next batch writes it.
@@ -71,8 +59,7 @@ class TouchValues(NamedTuple):
                         seconds[position] = 0
                     else:
                         odd[position] = text
-        messages = list(map(hot.__getitem__, map(add, last_seen_at, repeat(MESSAGES_SLOT))))
-        return cls(ids, seconds, messages, odd)
+        return cls(ids, seconds, list(map(table.messages.__getitem__, rows)), odd)
 
     def entries(self) -> list[tuple[int, str, int]]:
         """The journal's touches; a user never seen (null ``last_seen``) has none to write."""
@@ -99,41 +86,6 @@ class Chunk(NamedTuple):
     sources: list[str | None]
     #: position -> a hand-edited record's extra fields
     extras: dict[int, dict[str, Any]]
-
-    @classmethod
-    def of(cls, table: UserTable, start: int, stop: int) -> Chunk:
-        """Copies of ``table``'s live rows in ``range(start, stop)``: cheap to take under the store's lock."""
-        from tracker.store.table import ID_SLOT, LAST_SEEN_SLOT, MESSAGES_SLOT  # (import cycle)
-
-        profiles = table.profiles[start:stop]
-        rows = range(start, start + len(profiles))
-        columns: list[Sequence[Any]] = [
-            table.hot_column(ID_SLOT, start, stop), table.first_seen[start:stop],
-            table.hot_column(LAST_SEEN_SLOT, start, stop), table.blocked_at[start:stop],
-            table.hot_column(MESSAGES_SLOT, start, stop), table.blocked[start:stop],
-            table.sources[start:stop],
-        ]
-        if None in profiles:  # forgotten rows: holes to leave out
-            live = [profile is not None for profile in profiles]
-            rows = list(compress(rows, live))  # type: ignore[assignment]
-            profiles = list(compress(profiles, live))
-            columns = [list(compress(column, live)) for column in columns]
-        ids, first_seen, last_seen, blocked_at, messages, blocked, sources = columns
-        odd: dict[tuple[int, int], str] = {}
-        extras: dict[int, dict[str, Any]] = {}
-        if table.odd_times or table.extras:  # rare (hand-edited records): find them by position
-            for position, row in enumerate(rows):
-                for column in (FIRST_SEEN, LAST_SEEN, BLOCKED_AT):
-                    text = table.odd_times.get((row, column))
-                    if text is not None:
-                        odd[position, column] = text
-                if row in table.extras:
-                    extras[position] = dict(table.extras[row])
-        return cls(
-            ids=list(ids), profiles=profiles,  # type: ignore[arg-type]  # no holes left
-            times=(array("I", first_seen), array("I", last_seen), array("I", blocked_at)),
-            odd=odd, messages=list(messages), blocked=bytes(blocked), sources=list(sources), extras=extras,
-        )
 
     @property
     def size(self) -> int:

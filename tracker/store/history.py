@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import date
 from typing import Any, Final, NamedTuple
 from zoneinfo import ZoneInfo
@@ -245,26 +245,6 @@ class HistoryKeeper:
             firsts[week_key] += 1
         if prev < self._month_lo:
             firsts[month_key] += 1
-
-    @property
-    def current_day(self) -> tuple[str, str]:
-        """The current day's UTC bounds as timestamp text, ``[start, end)`` (both "" before any update)."""
-        return self._day_lo, self._day_hi
-
-    def record_repeats(self, messages: int, buttons: int, commands: Iterable[str]) -> None:
-        """Count interactions in the current day by users already active in it (a batch's bulk).
-
-        What :meth:`record` counts for such an interaction, for many at once: the
-        caller has checked that each one is at a time within :attr:`current_day`
-        and that its user's previous sighting is too.
-        """
-        self._messages += messages
-        self._buttons += buttons
-        for command in commands:
-            if command in self._commands:
-                self._commands[command] += 1
-            else:
-                self._new_command(command)
 
     def record_block(self, at: str, blocked: bool) -> None:
         """Count a block (``blocked``) or an unblock; neither is activity."""

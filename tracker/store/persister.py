@@ -25,10 +25,8 @@ class Tuning:
 
     #: Seconds between journal rounds: at most this much is lost on ``kill -9``.
     flush_interval: float = 0.2
-    #: Sightings queued by ``seen()`` before the journal thread is woken early (at
-    #: half of it) and before a caller applies some itself (at all of it: the
-    #: thread is behind, a slow disk or a flood). Applying holds the store's lock,
-    #: so bounding the queue bounds the pause callers and readers can feel.
+    #: Journal early once this many changes are pending: serialising a batch holds
+    #: the lock, so bounding the batch bounds the pause ``seen()`` callers can feel.
     flush_early_at: int = 8_192
     #: Records serialised per chunk of a snapshot: the longest pause a snapshot
     #: imposes on ``seen()`` callers is one chunk.

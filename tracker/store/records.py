@@ -17,8 +17,7 @@ class Taken(NamedTuple):
     """Pending changes taken for one journal batch, to put back if the write fails."""
 
     changed: set[int]
-    #: rows (not ids), repeats allowed: see PendingChanges
-    touched: list[int]
+    touched: set[int]
     meta: bool
     history: HistoryDocs
 
@@ -50,7 +49,7 @@ class Copied(NamedTuple):
         """The values of ``taken``'s changes as the table holds them now (``meta``: copied under the lock)."""
         upserts = [record for i in taken.changed if (record := table.get(i)) is not None]
         deletes = [i for i in taken.changed if i not in table]
-        touches = TouchValues.of(table, taken.touched, taken.changed)
+        touches = TouchValues.of(table, taken.touched - taken.changed)
         return cls(upserts, deletes, touches, meta, taken.history)
 
     def encode(self, crc_start: int) -> bytes:
@@ -74,17 +73,14 @@ class PendingChanges:
     """What changed since the last journal batch (guarded by the store's lock).
 
     ``changed``: ids whose whole record (or deletion) must be written;
-    ``touched``: rows whose user only got a new ``last_seen``/``messages``: rows
-    rather than ids, and a list (repeats allowed), because a batch of sightings
-    has the rows in hand and appending them costs no lookup; a journal round
-    reads the ids back from the table once per distinct row;
+    ``touched``: ids that only got a new ``last_seen``/``messages``;
     ``meta``: whether the meta document changed; ``history``: history documents
     put back after a failed write (the keeper hands out each change once).
     """
 
     def __init__(self) -> None:
         self.changed: set[int] = set()
-        self.touched: list[int] = []
+        self.touched: set[int] = set()
         self.meta = False
         self.history: HistoryDocs = {}
 
@@ -96,13 +92,12 @@ class PendingChanges:
         if self.history:  # put back earlier: older than what the keeper just gave
             history = _merged(self.history, history)
         taken = Taken(self.changed, self.touched, self.meta, history)
-        self.changed, self.touched, self.meta, self.history = set(), [], False, {}
+        self.changed, self.touched, self.meta, self.history = set(), set(), False, {}
         return taken
 
     def put_back(self, taken: Taken) -> None:
         self.changed |= taken.changed
-        # Without repeats: rounds that keep failing (a full disk) must not grow it without end.
-        self.touched = list(dict.fromkeys(taken.touched + self.touched))
+        self.touched |= taken.touched
         self.meta |= taken.meta
         self.history = _merged(taken.history, self.history)
 

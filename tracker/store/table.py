@@ -4,17 +4,11 @@ A record as a ``dict`` costs ~600 bytes before its strings, and a million of
 them are a million objects the cyclic GC walks. Here a user is a row number:
 an index from Telegram id to row, ``array`` columns for the numbers and the
 timestamps (uint32 seconds, as in the column cache), one tuple of the six
-profile values, and the hash of the whole ``Profile`` (id and values) so a
-sighting can tell "same profile" without touching the stored strings (each a
-cache miss in a large store). Two
+profile values, and a hash of that tuple so ``seen()`` can tell "same profile"
+without touching the stored strings (each a cache miss in a large store). Two
 different profiles with equal 64-bit hashes (odds of 1 in 2**64 per update)
 would keep the old name until the user's next change.
 About 400 bytes a user in all, where the dicts took ~1 KB.
-
-The fields every sighting reads or writes (``last_seen``, ``messages``, the
-profile hash) and the id the journal writes beside them sit side by side in
-one array, :data:`STRIDE` slots a row (:data:`LAST_SEEN_SLOT` ...): one cache
-miss a sighting where four arrays were four (see ``ingest.py``).
 
 Timestamps are kept as seconds since 1970 (0 = null). The few that do not fit
 (a hand-edited ``2026-13-45T…`` or a date before 1970-01-02) are marked
@@ -31,7 +25,8 @@ reads copies of rows for the journal without it (see ``records.Copied``).
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import compress
 from operator import itemgetter
 from typing import Any
 
@@ -46,13 +41,6 @@ _OWN_FIELDS = frozenset(RECORD_FIELDS)
 _FIELD = {name: itemgetter(name) for name in RECORD_FIELDS}
 #: The timestamp fields, in the order of FIRST_SEEN, LAST_SEEN, BLOCKED_AT.
 _TIME_FIELDS = tuple(TIME_COLUMN)
-#: Slots a row takes in ``UserTable.hot``, and where each field is: row ``r``'s
-#: last_seen is ``hot[r * STRIDE + LAST_SEEN_SLOT]``.
-STRIDE = 4
-LAST_SEEN_SLOT, MESSAGES_SLOT, HASH_SLOT, ID_SLOT = range(STRIDE)
-#: The hash slot of a forgotten row: ``hash()`` never returns -1 (CPython keeps it for
-#: errors), while an id can be any 64-bit number, 0 included.
-FORGOTTEN = -1
 
 
 class UserTable:
@@ -70,11 +58,12 @@ class UserTable:
         "day_prefix",
         "extras",
         "first_seen",
-        "hot",
-        "irregular",
+        "hashes",
+        "ids",
+        "last_seen",
+        "messages",
         "odd_times",
         "profiles",
-        "removals",
         "rows",
         "sources",
         "time_of_day",
@@ -83,25 +72,21 @@ class UserTable:
     def __init__(self) -> None:
         #: Telegram id -> row.
         self.rows: dict[int, int] = {}
-        #: Per row, side by side: last_seen (uint32 seconds, as first_seen), messages, the hash
-        #: of the last seen ``Profile`` (see profile_hash; not persisted: str hashes differ per
-        #: process) and the id (0: a forgotten row).
-        self.hot = array("q")
+        self.ids = array("q")
         #: ``(first_name, last_name, username, language_code, is_bot, is_premium)``; None: a forgotten row.
         self.profiles: list[tuple[Any, ...] | None] = []
+        #: ``hash()`` of the profile tuple last seen (not persisted: str hashes differ per process).
+        self.hashes = array("q")
         self.first_seen = array("I")
+        self.last_seen = array("I")
         self.blocked_at = array("I")
+        self.messages = array("Q")
         self.blocked = bytearray()
         self.sources: list[str | None] = []
         #: row -> fields a hand-edited record carries beyond the store's own (kept as they are).
         self.extras: dict[int, dict[str, Any]] = {}
         #: (row, FIRST_SEEN | LAST_SEEN | BLOCKED_AT) -> text of a timestamp marked ODD.
         self.odd_times: dict[tuple[int, int], str] = {}
-        #: Rows whose first_seen or last_seen is null or ODD (hand-edited; compared as text):
-        #: a batch of sightings without them needs no look at first_seen (see ingest.py).
-        self.irregular: set[int] = set()
-        #: How many users were forgotten: a row number looked up before a removal may be stale.
-        self.removals = 0
         #: One object per distinct language and source (they repeat across millions of rows).
         self._shared: dict[str | None, str | None] = {None: None}
         #: Seconds -> text is ``day_prefix[s // DAY] + time_of_day[s % DAY]`` (two lookups; see text_of).
@@ -117,23 +102,25 @@ class UserTable:
     @property
     def row_count(self) -> int:
         """Rows so far, holes included (a snapshot walks ``range(row_count)`` as it was at its start)."""
-        return len(self.hot) // STRIDE
+        return len(self.ids)
 
     # ------------------------------------------------------------ writing rows
 
     def add(self, user_id: int, profile: tuple[Any, ...], digest: int, seconds: int, text: str) -> int:
         """A new user first seen at ``seconds`` (``text`` when ODD); returns the row."""
-        row = self.row_count
+        row = len(self.ids)
         self.rows[user_id] = row
-        self.hot.extend((seconds, 0, digest, user_id))  # in slot order
+        self.ids.append(user_id)
         self.profiles.append(self.shared_profile(profile))
+        self.hashes.append(digest)
         self.first_seen.append(seconds)
+        self.last_seen.append(seconds)
         self.blocked_at.append(0)
+        self.messages.append(0)
         self.blocked.append(0)
         self.sources.append(None)
         if seconds == ODD:
             self.odd_times[row, FIRST_SEEN] = self.odd_times[row, LAST_SEEN] = text
-            self.irregular.add(row)
         return row
 
     def shared_profile(self, profile: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -157,30 +144,24 @@ class UserTable:
 
     def set_time(self, row: int, column: int, seconds: int, text: str | None) -> None:
         """Set one timestamp (``text`` is kept when ``seconds`` is ODD)."""
-        times, index = self._time_slot(row, column)
-        times[index] = seconds
+        self._time_columns[column][row] = seconds
         if seconds == ODD:
             assert text is not None
             self.odd_times[row, column] = text
         else:
             self.odd_times.pop((row, column), None)
-        if column != BLOCKED_AT:
-            if seconds in (0, ODD):
-                self.irregular.add(row)
-            elif row in self.irregular and 0 < self.first_seen[row] < ODD and 0 < self.last_seen(row) < ODD:
-                self.irregular.discard(row)
 
     def time_of(self, row: int, column: int) -> str | None:
         """One timestamp as the store's text (None when null)."""
-        times, index = self._time_slot(row, column)
-        seconds = times[index]
+        times = self._time_columns[column]
+        seconds = times[row]
         if seconds == ODD:
             text = self.odd_times.get((row, column))
             if text is not None:
                 return text
             # Changed meanwhile (the journal reads without the lock): take the new value;
             # the change marked the user pending, so the next batch has it right anyway.
-            seconds = times[index]
+            seconds = times[row]
             if seconds == ODD:
                 return self.odd_times.get((row, column))
         if seconds == 0:
@@ -188,9 +169,31 @@ class UserTable:
         return self.day_prefix[seconds // DAY] + self.time_of_day[seconds % DAY]
 
     def set_profile(self, row: int, profile: tuple[Any, ...], digest: int) -> None:
-        """A new profile for a known user (``digest``: :func:`profile_hash` of it as given, not made safe)."""
+        """A new profile for a known user (``digest``: ``hash(profile)`` as given, before it is made safe)."""
         self.profiles[row] = self.shared_profile(profile)
-        self.hot[row * STRIDE + HASH_SLOT] = digest
+        self.hashes[row] = digest
+
+    def see_as_text(
+        self, row: int, profile: tuple[Any, ...], digest: int, seconds: int, text: str
+    ) -> tuple[str, str | None, bool]:
+        """A sighting of a row with a null or odd timestamp, or at an odd time, compared as text.
+
+        What ``UserStore.seen`` does in its fast path, for the rare rows it
+        cannot do with seconds. Returns ``(first_seen, previous last_seen,
+        whether the whole record changed)``.
+        """
+        changed = False
+        last_seen = self.time_of(row, LAST_SEEN)
+        if last_seen is None or text >= last_seen:
+            if self.hashes[row] != digest:
+                self.set_profile(row, profile, digest)
+                changed = True
+            self.set_time(row, LAST_SEEN, seconds, text)
+            if self.first_seen[row] == 0:
+                self.set_time(row, FIRST_SEEN, seconds, text)
+                changed = True
+        # A null first_seen left (a record seen late, before its last_seen): counted as first seen now.
+        return self.time_of(row, FIRST_SEEN) or text, last_seen, changed
 
     def put(self, records: Iterable[Record]) -> None:
         """Insert or replace whole, already checked records (a parsed file, a journal, a rescue)."""
@@ -207,29 +210,28 @@ class UserTable:
 
     def _append(self, records: list[Record]) -> None:
         """New users in bulk: each column extended at C speed (the open of a large store is this)."""
-        start = self.row_count
+        start = len(self.ids)
         ids = list(map(_FIELD["id"], records))
         self.rows.update(zip(ids, range(start, start + len(ids)), strict=True))
+        self.ids.extend(ids)
         share = self._shared.setdefault  # C-level, None included (it maps to itself)
         codes = list(map(_FIELD["language_code"], records))
         languages = list(map(share, codes, codes))
-        values = [*(list(map(_FIELD[name], records)) for name in PROFILE_FIELDS[:3]), languages,
-                  list(map(_FIELD["is_bot"], records)), list(map(_FIELD["is_premium"], records))]
-        self.profiles.extend(zip(*values, strict=True))
-        times = [self._seconds_column(start, column, list(map(_FIELD[name], records)))
-                 for column, name in enumerate(_TIME_FIELDS)]
-        self.first_seen.extend(times[FIRST_SEEN])
-        self.blocked_at.extend(times[BLOCKED_AT])
-        hot: list[int] = [0] * (STRIDE * len(records))  # interleaved at C speed by slice assignment
-        hot[LAST_SEEN_SLOT::STRIDE] = times[LAST_SEEN]
-        hot[MESSAGES_SLOT::STRIDE] = map(_FIELD["messages"], records)
-        hot[HASH_SLOT::STRIDE] = map(hash, zip(ids, *values, strict=True))  # profile_hash, at C speed
-        hot[ID_SLOT::STRIDE] = ids
-        self.hot.fromlist(hot)
-        for column in (FIRST_SEEN, LAST_SEEN):
-            if 0 in times[column] or ODD in times[column]:  # rare: hand-edited records
-                rows = enumerate(times[column], start)
-                self.irregular.update(row for row, seconds in rows if seconds in (0, ODD))
+        profiles = list(zip(*(map(_FIELD[name], records) for name in PROFILE_FIELDS[:3]), languages,
+                            map(_FIELD["is_bot"], records), map(_FIELD["is_premium"], records), strict=True))
+        self.profiles.extend(profiles)
+        self.hashes.extend(map(hash, profiles))
+        for column, (name, times) in enumerate(zip(_TIME_FIELDS, self._time_columns, strict=True)):
+            texts = list(map(_FIELD[name], records))
+            try:
+                times.extend(seconds_of(texts))
+            except (ValueError, KeyError):  # an odd one: keep it as text (rare: value by value)
+                for row, text in enumerate(texts, start):
+                    seconds = seconds_or_odd(text)
+                    times.append(seconds)
+                    if seconds == ODD and text is not None:
+                        self.odd_times[row, column] = text
+        self.messages.extend(map(_FIELD["messages"], records))
         self.blocked.extend(map(_FIELD["blocked"], records))
         sources = list(map(_FIELD["source"], records))
         self.sources.extend(map(share, sources, sources))
@@ -238,36 +240,19 @@ class UserTable:
                 if len(record) > len(_OWN_FIELDS):
                     self.extras[row] = {k: v for k, v in record.items() if k not in _OWN_FIELDS}
 
-    def _seconds_column(self, start: int, column: int, texts: list[str | None]) -> list[int]:
-        """New rows' timestamps (from row ``start``) as seconds; the odd ones kept as text."""
-        try:
-            return list(seconds_of(texts))
-        except (ValueError, KeyError):  # an odd one: keep it as text (rare: value by value)
-            seconds = list(map(seconds_or_odd, texts))
-            for row, (value, text) in enumerate(zip(seconds, texts, strict=True), start):
-                if value == ODD and text is not None:
-                    self.odd_times[row, column] = text
-            return seconds
-
-    def _time_slot(self, row: int, column: int) -> tuple[array[int], int]:
-        """Where row ``row``'s FIRST_SEEN, LAST_SEEN or BLOCKED_AT is: an array and an index in it."""
-        if column == LAST_SEEN:
-            return self.hot, row * STRIDE + LAST_SEEN_SLOT
-        return (self.first_seen if column == FIRST_SEEN else self.blocked_at), row
-
-    def last_seen(self, row: int) -> int:
-        """Row ``row``'s last_seen as seconds (0: null; ODD: see odd_times)."""
-        return self.hot[row * STRIDE + LAST_SEEN_SLOT]
+    @property
+    def _time_columns(self) -> tuple[array[int], array[int], array[int]]:
+        return (self.first_seen, self.last_seen, self.blocked_at)
 
     def _fill(self, row: int, record: Record, times: list[tuple[int, str | None]]) -> None:
         profile = _PROFILE(record)
         if profile[3] is not None:
             profile = (*profile[:3], self.share(profile[3]), *profile[4:])
         self.profiles[row] = profile
-        self.hot[row * STRIDE + HASH_SLOT] = profile_hash(record["id"], profile)
+        self.hashes[row] = hash(profile)
         for column, (seconds, text) in enumerate(times):
             self.set_time(row, column, seconds, text)
-        self.hot[row * STRIDE + MESSAGES_SLOT] = record["messages"]
+        self.messages[row] = record["messages"]
         self.blocked[row] = record["blocked"]
         source = record["source"]
         self.sources[row] = None if source is None else self.share(source)
@@ -281,20 +266,19 @@ class UserTable:
         row = self.rows.get(user_id)
         if row is not None:
             self.set_time(row, LAST_SEEN, seconds_or_odd(last_seen), last_seen)
-            self.hot[row * STRIDE + MESSAGES_SLOT] = messages
+            self.messages[row] = messages
 
     def remove(self, user_id: int) -> bool:
         """Forget ``user_id``: its row is emptied now (a hole until the next open); True if known."""
         row = self.rows.pop(user_id, None)
         if row is None:
             return False
-        self.removals += 1
-        empty = [0] * STRIDE
-        empty[HASH_SLOT] = FORGOTTEN
-        self.hot[row * STRIDE : (row + 1) * STRIDE] = array("q", empty)
+        self.ids[row] = 0
         self.profiles[row] = None
-        self.irregular.discard(row)
-        self.first_seen[row] = self.blocked_at[row] = 0
+        self.hashes[row] = 0
+        for times in (self.first_seen, self.last_seen, self.blocked_at):
+            times[row] = 0
+        self.messages[row] = 0
         self.blocked[row] = 0
         self.sources[row] = None
         self.extras.pop(row, None)
@@ -333,7 +317,7 @@ class UserTable:
             "is_premium": is_premium,
             "first_seen": self.time_of(row, FIRST_SEEN),
             "last_seen": self.time_of(row, LAST_SEEN),
-            "messages": self.hot[row * STRIDE + MESSAGES_SLOT],
+            "messages": self.messages[row],
             "source": self.sources[row],
             "blocked": bool(self.blocked[row]),
             "blocked_at": self.time_of(row, BLOCKED_AT),
@@ -349,16 +333,38 @@ class UserTable:
 
     def records(self, start: int = 0, stop: int | None = None) -> list[Record]:
         """The records of the live rows in ``range(start, stop)``, in row order."""
-        return self.chunk(start, self.row_count if stop is None else stop).records()
+        return self.chunk(start, len(self.ids) if stop is None else stop).records()
 
     def chunk(self, start: int, stop: int) -> Chunk:
         """Copies of the live rows in ``range(start, stop)``: cheap to take under the store's lock."""
-        return Chunk.of(self, start, stop)
-
-    def hot_column(self, slot: int, start: int, stop: int) -> array[int]:
-        """One field of the hot rows in ``range(start, stop)``."""
-        stop = min(stop, self.row_count)  # as a plain slice would clip
-        return self.hot[start * STRIDE + slot : stop * STRIDE : STRIDE]
+        profiles = self.profiles[start:stop]
+        rows = range(start, start + len(profiles))
+        columns: list[Sequence[Any]] = [
+            self.ids[start:stop], self.first_seen[start:stop], self.last_seen[start:stop],
+            self.blocked_at[start:stop], self.messages[start:stop], self.blocked[start:stop],
+            self.sources[start:stop],
+        ]
+        if None in profiles:  # forgotten rows: holes to leave out
+            live = [profile is not None for profile in profiles]
+            rows = list(compress(rows, live))  # type: ignore[assignment]
+            profiles = list(compress(profiles, live))
+            columns = [list(compress(column, live)) for column in columns]
+        ids, first_seen, last_seen, blocked_at, messages, blocked, sources = columns
+        odd: dict[tuple[int, int], str] = {}
+        extras: dict[int, dict[str, Any]] = {}
+        if self.odd_times or self.extras:  # rare (hand-edited records): find them by position
+            for position, row in enumerate(rows):
+                for column in (FIRST_SEEN, LAST_SEEN, BLOCKED_AT):
+                    text = self.odd_times.get((row, column))
+                    if text is not None:
+                        odd[position, column] = text
+                if row in self.extras:
+                    extras[position] = dict(self.extras[row])
+        return Chunk(
+            ids=list(ids), profiles=profiles,  # type: ignore[arg-type]  # no holes left
+            times=(array("I", first_seen), array("I", last_seen), array("I", blocked_at)),
+            odd=odd, messages=list(messages), blocked=bytes(blocked), sources=list(sources), extras=extras,
+        )
 
     def __iter__(self) -> Iterator[Record]:
         return iter(self.records())
@@ -370,13 +376,8 @@ class UserTable:
             return None
         for row, profile in enumerate(self.profiles):
             if profile is not None and profile[2] and profile[2].lower() == wanted:
-                return self.record(self.hot[row * STRIDE + ID_SLOT], row)
+                return self.record(self.ids[row], row)
         return None
-
-
-def profile_hash(user_id: int, values: tuple[Any, ...]) -> int:
-    """What ``UserTable.hashes`` holds: the hash of the ``Profile`` ``(user_id, *values)``."""
-    return hash((user_id, *values))
 
 
 def _times(texts: list[str | None]) -> list[tuple[int, str | None]]:

@@ -11,13 +11,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tracker.history_tables import copy_doc
-from tracker.models import Profile, Record
+from tracker.models import Profile, Record, encodable_text
 from tracker.store.copies import BLOCKED_AT
 from tracker.store.format import OWN_META_KEYS
-from tracker.store.history import Grain
+from tracker.store.history import Activity, Grain
 from tracker.store.persister import Tuning
-from tracker.store.stamps import Stamps
+from tracker.store.stamps import DAY, ODD, Stamps
 from tracker.store.writer import StoreFiles
+
+_new_activity = tuple.__new__
 
 
 class UserStore(StoreFiles):
@@ -45,7 +47,6 @@ class UserStore(StoreFiles):
         tz = timezone if isinstance(timezone, ZoneInfo) else ZoneInfo(timezone)
         super().__init__(Path(path), readonly, tuning, tz)
         self._stamps = Stamps()
-        self._wake_at = max(1, tuning.flush_early_at // 2)
         if readonly:
             self._load_for_reading()
         else:
@@ -54,31 +55,24 @@ class UserStore(StoreFiles):
     # ------------------------------------------------------------------ reads
 
     def __len__(self) -> int:
-        with self._lock:
-            self._apply_queued()
-            return len(self._table)
+        return len(self._table)
 
     def __iter__(self) -> Iterator[Record]:
         """Iterate over copies of the records as they are now."""
         with self._lock:
-            self._apply_queued()
             return iter(self._table.records())
 
     def __contains__(self, user_id: object) -> bool:
-        with self._lock:
-            self._apply_queued()
-            return user_id in self._table
+        return user_id in self._table
 
     def get(self, user_id: int) -> Record | None:
         """A copy of the record of ``user_id``, or None."""
         with self._lock:
-            self._apply_queued()
             return self._table.get(user_id)
 
     def find_username(self, name: str) -> Record | None:
         """A copy of the record whose username is ``name`` (case-insensitive, ``@`` optional)."""
         with self._lock:
-            self._apply_queued()
             return self._table.find_username(name)
 
     @property
@@ -105,14 +99,12 @@ class UserStore(StoreFiles):
     def history_period(self, grain: Grain, start: date) -> dict[str, Any] | None:
         """A copy of the history document of the period starting on ``start`` (None: nothing recorded)."""
         with self._lock:
-            self._apply_queued()
             doc = self._keeper.period(grain, start)
             return copy_doc(dict(doc)) if doc is not None else None
 
     def history_tables(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Every audience-history table as it is now (copies): what the next snapshot writes."""
         with self._lock:
-            self._apply_queued()
             return self._keeper.tables()
 
     # ----------------------------------------------------------------- writes
@@ -136,23 +128,52 @@ class UserStore(StoreFiles):
         counts the sighting in ``at``'s day, week and month, with ``command`` (a
         name from :func:`~tracker.store.history.command_name`) and ``button`` (a
         button press).
-
-        The sighting is queued and applied with others in a batch (see
-        :mod:`tracker.store.ingest`); every read of this store sees it.
         """
+        # One function on purpose (~50 lines of body): it runs for every update the bot
+        # sees, under the store's lock, and each helper split out of it would
+        # cost a Python call per update (``python -m bench store`` measures it).
         if type(profile) is not Profile:  # a plain tuple or a pyrogram User would be misread
             raise TypeError(f"seen() takes a tracker.models.Profile, not {type(profile).__name__}")
-        if self._closed or self.readonly:
+        user_id = profile[0]
+        values = profile[1:]
+        digest = hash(values)  # outside the lock: the one costly step that needs no state
+        with self._lock:
             self._check_writable()
-        text, seconds = self._stamps(at)  # raises for a naive datetime, before anything is queued
-        queue = self._queue
-        is_new, queued = queue.add(self._table, profile, seconds, text, message, source, command, button)
-        if queued >= self._wake_at:
-            if queued == self._wake_at:
-                self._persister.flush_wanted.set()  # the journal thread applies them
-            elif queued >= self.tuning.flush_early_at:  # it is behind: apply the oldest few here
-                with self._lock:
-                    self._apply_queued(limit=self._ingest.slice_size)
+            seen_text, seen_at = self._stamps(at)
+            table = self._table
+            row = table.rows.get(user_id)
+            is_new = whole_record_changed = row is None
+            if row is None:
+                row = table.add(user_id, values, digest, seen_at, seen_text)
+                first_seen, last_seen = seen_text, None
+            else:
+                previous, first = table.last_seen[row], table.first_seen[row]
+                if 0 < previous < ODD and 0 < first < ODD and seen_at != ODD:  # the norm: plain seconds
+                    day_prefix, time_of_day = table.day_prefix, table.time_of_day
+                    last_seen = day_prefix[previous // DAY] + time_of_day[previous % DAY]
+                    first_seen = day_prefix[first // DAY] + time_of_day[first % DAY]
+                    if seen_at >= previous:
+                        table.last_seen[row] = seen_at
+                        if table.hashes[row] != digest:
+                            table.set_profile(row, values, digest)
+                            whole_record_changed = True
+                else:  # a null or odd timestamp (hand-edited): compared as text, as the file has them
+                    first_seen, last_seen, whole_record_changed = table.see_as_text(
+                        row, values, digest, seen_at, seen_text
+                    )
+            if message:
+                table.messages[row] += 1
+            if source and not table.sources[row]:
+                table.sources[row] = table.share(encodable_text(source))
+                whole_record_changed = True
+            # Built with tuple.__new__: the keyword-free fast path of a NamedTuple (hot path).
+            self._keeper.record(
+                _new_activity(Activity, (seen_text, first_seen, last_seen, is_new, message, command, button))
+            )
+            pending = self._pending.changed if whole_record_changed else self._pending.touched
+            pending.add(user_id)
+            if len(pending) >= self.tuning.flush_early_at:
+                self._persister.flush_wanted.set()
         return is_new
 
     def set_blocked(self, user_id: int, blocked: bool, at: datetime) -> bool:
@@ -160,7 +181,6 @@ class UserStore(StoreFiles):
         with self._lock:
             self._check_writable()
             blocked_text, blocked_at = self._stamps(at)  # first: a naive datetime must change nothing
-            self._apply_queued()
             table = self._table
             row = table.rows.get(user_id)
             if row is None:
@@ -181,7 +201,6 @@ class UserStore(StoreFiles):
         """
         with self._lock:
             self._check_writable()
-            self._apply_queued()
             if not self._table.remove(user_id):
                 return False
             self._pending.changed.add(user_id)

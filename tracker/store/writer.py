@@ -38,7 +38,6 @@ from tracker.store.format import (
 from tracker.store.history import TABLES as HISTORY_TABLES
 from tracker.store.history import HistoryKeeper
 from tracker.store.history_cache import HistoryCache
-from tracker.store.ingest import Ingest
 from tracker.store.journal import Generation, apply_to_tables, encode
 from tracker.store.journal_file import JournalClaimedError, JournalFile
 from tracker.store.lock import WriterLock
@@ -77,10 +76,6 @@ class StoreFiles:
         self._journal_lock = threading.Lock()
         self._snapshot_lock = threading.Lock()
         self._pending = PendingChanges()
-        #: seen()'s sightings, applied in batches under _lock; a slice is what the journal
-        #: thread (or a caller past the queue's limit) applies per hold of it.
-        self._ingest = Ingest(slice_size=max(1, tuning.flush_early_at // 8))
-        self._queue = self._ingest.queue
         self._gen = 0
         self._snapshot_bytes = 0
         self._snapshot_quiet_until = 0.0
@@ -102,6 +97,7 @@ class StoreFiles:
             finished = time.monotonic()
         duty = self.tuning.snapshot_max_duty
         self._snapshot_quiet_until = finished + (finished - started) * (1 / duty - 1)
+
 
     def _save_for_close(self) -> None:
         """Fold everything into the store file; keep trying a while, then rescue what is pending.
@@ -131,7 +127,6 @@ class StoreFiles:
                 log.warning("%s; retrying for %.0f s more", exc, left)
                 time.sleep(min(0.5, left))
         with self._lock:
-            self._apply_queued()
             if not (self._pending.changed or self._pending.touched or self._pending.meta):
                 raise StoreError(
                     f"{failure}; nothing is lost: journal {self.journal_path} holds every change "
@@ -150,10 +145,12 @@ class StoreFiles:
             f"{failure}; the changes since the last save are in {rescue} (the next open applies them)"
         ) from None
 
+
     def _rescue_dirs(self) -> tuple[Path, ...]:
         from tracker.store.rescue import default_rescue_dirs
 
         return tuple(map(Path, self.tuning.rescue_dirs)) or default_rescue_dirs()
+
 
     def _apply_rescues(self) -> list[Path]:
         """Apply the rescue files a failed close left for this store; return them (removed once saved)."""
@@ -171,6 +168,7 @@ class StoreFiles:
                 applied.append(path)
         return applied
 
+
     def _load_for_reading(self) -> None:
         if not self.path.exists():
             raise StoreNotFoundError(f"no store at {self.path} yet")
@@ -179,6 +177,7 @@ class StoreFiles:
         self._table.put(state.records.values())
         self._meta, self._other_tables = state.meta, state.other_tables
         self._load_history()
+
 
     def _open_for_writing(self) -> None:
         folder = self.path.parent
@@ -225,6 +224,7 @@ class StoreFiles:
             raise
         self._persister.start(self.tuning.flush_interval)
 
+
     def _settle_memory_after_load(self) -> None:
         """Leave the process's memory as a long-lived writer wants it, once the load is done."""
         # The load made every profile tuple in one go with the cyclic GC off: one
@@ -254,6 +254,7 @@ class StoreFiles:
 
         self._meta.setdefault(STORE_ID, secrets.token_hex(8))
 
+
     def _load_history(self) -> None:
         """Take the history tables out of the other tables into a keeper; a bad shape is corrupt."""
         stored = {name: self._other_tables.pop(name) for name in HISTORY_TABLES if name in self._other_tables}
@@ -268,9 +269,11 @@ class StoreFiles:
             unlink_quietly(stale)
         unlink_quietly(self._journal.tmp_path)
 
+
     def flush_journal(self) -> None:
         """Append the pending changes to the journal (what the journal thread runs)."""
         self._append_pending()
+
 
     def snapshot_due(self) -> bool:
         """Whether the journal has grown (or aged) enough for a snapshot."""
@@ -285,6 +288,7 @@ class StoreFiles:
                 return True
             return time.monotonic() - since >= tuning.snapshot_max_age
 
+
     def _append_pending(self, *, new_generation: bool = False) -> int:
         """Append pending changes to the journal; return the journal's new size.
 
@@ -293,9 +297,7 @@ class StoreFiles:
         is covered by a snapshot that starts now.
         """
         with self._journal_lock:
-            self._apply_queued_in_slices()
-            with self._lock:  # short: readers wait on it (the values are read after it)
-                self._apply_queued()  # what came meanwhile: a slice at most, as a rule
+            with self._lock:  # short: seen() callers wait on it (the values are read after it)
                 taken = self._pending.take(self._keeper.take_changes())
                 meta = dict(self._meta) if taken.meta else None
                 if new_generation:
@@ -322,12 +324,10 @@ class StoreFiles:
                 raise
             return marker_at if new_generation else self._journal.size
 
+
     def _write_snapshot(self) -> None:
         """Write the whole store to a temp file and atomically replace the store file."""
         with self._lock:
-            # Sightings queued since the journal's marker: applied now, so the meta and the
-            # history written below never run ahead of them (they are journaled next round).
-            self._apply_queued()
             rows = self._table.row_count  # users added from now on are journaled, not written here
             meta = {**self._meta, JOURNAL_GEN: self._gen}
             history = self._history_tables()
@@ -340,6 +340,7 @@ class StoreFiles:
         self._snapshot_bytes = size
         self._columns.write(collector.columns, meta[JOURNAL_GEN], store_id_of(meta))
         self._history_file.write(history, meta[JOURNAL_GEN], store_id_of(meta))
+
 
     def _history_tables(self) -> dict[str, dict[str, dict[str, Any]]]:
         return {name: docs for name, docs in self._keeper.tables().items() if docs}
@@ -377,19 +378,6 @@ class StoreFiles:
             collector.add_chunk(chunk, columns)
             yield chunk.encoded(columns)
 
-    def _apply_queued(self, limit: int | None = None) -> None:
-        """Apply the queued sightings, or the oldest ``limit`` (under ``_lock``): every read does it first."""
-        self._ingest.apply(self._table, self._keeper, self._pending, limit)
-
-    def _apply_queued_in_slices(self) -> None:
-        """Apply the queue a slice at a time, the lock released in between.
-
-        A ``seen()`` caller past the queue's limit, or a reader, then waits for
-        one slice at most, not for the whole queue (the pause it can feel).
-        """
-        while len(self._queue.items) > self._ingest.slice_size:
-            with self._lock:
-                self._apply_queued(limit=self._ingest.slice_size)
 
     def _check_writable(self) -> None:
         if self.readonly:
