@@ -31,27 +31,23 @@ def seconds_or_odd(text: str | None) -> int:
 
 
 class Stamps:
-    """Aware datetimes as ``(text, seconds)``, cached while the second is the same (see TimestampCache).
+    """Aware datetimes as ``(text, seconds)``, cached while the second is the same (see TimestampCache)."""
 
-    Safe to call from several threads at once: the cache is one tuple, read and
-    replaced whole, so a caller never pairs one second's bounds with another's stamp.
-    """
-
-    __slots__ = ("_cached",)
+    __slots__ = ("_end", "_stamp", "_start")
 
     def __init__(self) -> None:
-        never = datetime.min.replace(tzinfo=UTC)
-        self._cached: tuple[datetime, datetime, tuple[str, int]] = (never, never, ("", 0))
+        self._start = self._end = datetime.min.replace(tzinfo=UTC)
+        self._stamp = ("", 0)
 
     def __call__(self, at: datetime) -> tuple[str, int]:
         # Aware datetimes in another zone compare by wall clock (wrong across a
         # DST fold), so only UTC ones hit the cache.
-        start, end, stamp = self._cached
-        if at.tzinfo is UTC and start <= at < end:
-            return stamp
+        if at.tzinfo is UTC and self._start <= at < self._end:
+            return self._stamp
         text = format_ts(at)  # raises for a naive datetime, before anything changes
         stamp = (text, seconds_or_odd(text))
         if at.tzinfo is UTC:
-            start = at.replace(microsecond=0)
-            self._cached = (start, start + _ONE_SECOND, stamp)
+            self._start = at.replace(microsecond=0)
+            self._end = self._start + _ONE_SECOND
+            self._stamp = stamp
         return stamp
