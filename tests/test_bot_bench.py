@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.bot import bench, person, write_store
+from bench.bot import bench
+from bench.bot_world import person, write_store
 from tests.telegram_fakes import run
 from tracker.models import PROFILE_FIELDS, make_profile
 from tracker.store import UserStore
@@ -33,14 +34,29 @@ def test_the_benchmarks_store_file_opens_with_every_user(tmp_path: Path) -> None
             assert stored == sent  # what the updates send: a stored user's profile is unchanged
 
 
+def toy_args(**changes: object) -> argparse.Namespace:
+    fields: dict[str, object] = dict(
+        store_users=300, updates=200, new_share=0.1, rounds=2, chunks=6, seed=3, handler_side=True
+    )
+    return argparse.Namespace(**{**fields, **changes})
+
 
 def test_a_toy_run_reports_every_round_and_charges_the_store_threads() -> None:
-    args = argparse.Namespace(store_users=300, updates=200, new_share=0.1, rounds=2, chunks=4, seed=3)
     lines: list[str] = []
-    result = run(bench(args, lines.append))
-    assert result.chunks == 2 * 4
-    assert len(result.round_overheads) == 2
-    assert result.baseline > 0 and result.tracker > 0
-    assert set(result.threads) == {"journal", "snapshot"}
-    assert 0 <= result.store <= result.tracker
+    result = run(bench(toy_args(), lines.append))
+    assert len(result.rounds) == 2
     assert [line.split()[0] for line in lines] == ["set-up", "warm-up", "round", "round"]
+    for figures in result.rounds:
+        assert figures.baseline > 0 and figures.tracker_main > 0 and figures.handler_side is not None
+        assert figures.other_threads >= 0 and figures.tracker >= figures.tracker_main
+        assert "handler side" in lines[-1]
+    # Only the tracker's store has threads (the handler-side client's were stopped), all of them shown.
+    assert {"journal", "snapshot"} <= set(result.threads)
+    assert all(used >= 0 for used in result.threads.values())
+
+
+def test_without_the_handler_side_client_only_the_tracker_is_compared() -> None:
+    lines: list[str] = []
+    result = run(bench(toy_args(rounds=1, handler_side=False), lines.append))
+    assert [figures.handler_side for figures in result.rounds] == [None]
+    assert "handler side" not in lines[-1]
