@@ -246,7 +246,8 @@ async def bench(args: argparse.Namespace, log: Callable[[str], None]) -> Result:
     world = World(args.store_users, args.updates, args.new_share, args.rounds + 1, args.seed)
     calls: list[tuple[Any, ...]] = []
     with tempfile.TemporaryDirectory(prefix="bench-bot-") as folder:
-        async with clients(Path(folder), world.tg, args.store_users, calls if args.handler_side else None) as apps:
+        stand_in_calls = calls if args.handler_side else None
+        async with clients(Path(folder), world.tg, args.store_users, stand_in_calls) as apps:
             store = apps[TRACKER].tracking.store
             log(f"  set-up (updates, store file, opening the store): {time.perf_counter() - started:.1f} s")
             gc.collect()
@@ -277,7 +278,7 @@ def spread(values: list[float]) -> str:
 
 
 def main(argv: list[str]) -> None:
-    """``python -m bench bot [--store-users N] [--updates N] [--rounds N] [--chunks N] [--no-handler-side]``."""
+    """``python -m bench bot [--store-users N] [--updates N] [--rounds N] [--chunks N] ...``."""
     parser = argparse.ArgumentParser(prog="python -m bench bot", description=__doc__.splitlines()[0])
     parser.add_argument("--store-users", type=int, default=1_000_000, help="users stored before the run")
     parser.add_argument("--updates", type=int, default=50_000, help="updates per round")
@@ -291,13 +292,13 @@ def main(argv: list[str]) -> None:
     )  # fmt: skip
     args = parser.parse_args(argv)
     if args.store_users < 1 or args.updates < args.chunks or not 0 <= args.new_share <= 1 or args.rounds < 1:
-        parser.error("need --store-users >= 1, --updates >= --chunks, --rounds >= 1 and 0 <= --new-share <= 1")
+        parser.error("need --store-users, --rounds >= 1, --updates >= --chunks and 0 <= --new-share <= 1")
 
     target = "+10%" if pyrogram.__version__.startswith("2.0.") else "+5%"  # issue 11: 2.0.106 / kurigram
     print(
         f"pyrogram {pyrogram.__version__}: a {args.store_users:,}-user store; {args.updates:,} updates "
         f"a round ({args.new_share:.0%} from new users), {args.rounds} timed rounds of {args.chunks} chunks, "
-        f"the clients taking turns; main-thread CPU per chunk, every other thread's CPU charged to the tracker"
+        "the clients taking turns; main-thread CPU per chunk, every other thread's CPU charged to the tracker"
     )
     result = asyncio.run(bench(args, print))
     print(f"baseline (no-op handler): {result.median(lambda r: r.baseline):7.1f} µs/update (median round)")
@@ -316,6 +317,6 @@ def main(argv: list[str]) -> None:
     if handler_side:
         print(
             f"handler side only (seen() a stand-in that appends to a list; NOT the tracker's figure): "
-            f"{result.median(lambda r: r.handler_side):.1f} µs/update, {statistics.median(handler_side):+.1%} "
-            f"({spread(handler_side)})"
+            f"{result.median(lambda r: r.handler_side):.1f} µs/update, "
+            f"{statistics.median(handler_side):+.1%} ({spread(handler_side)})"
         )
