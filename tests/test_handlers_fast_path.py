@@ -9,18 +9,19 @@ the general code did, for every shape of input.
 from __future__ import annotations
 
 import itertools
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyrogram
 import pytest
-from pyrogram.handlers import MessageHandler
+from pyrogram.handlers import CallbackQueryHandler, MessageHandler
 
 from tests.support import settings_in
 from tests.telegram_fakes import FakeTelegram, run
 from tracker.bot import build_app
-from tracker.commands import COMMAND_GROUP
+from tracker.commands import COMMAND_GROUP, FORGET_CONFIRM_DATA
 from tracker.models import Profile, make_profile
 from tracker.periods import Grain
 from tracker.profiles import from_user
@@ -97,3 +98,39 @@ def test_the_command_group_takes_only_the_trackers_commands(tmp_path: Path) -> N
             app.store.close()
 
     run(scenario())
+
+
+def test_the_forget_button_check_ignores_other_buttons_even_binary_ones(tmp_path: Path, caplog: Any) -> None:
+    """An owner's buttons reach the owner: no error from the tracker's button check, nothing erased.
+
+    Callback data that is not UTF-8 reaches handlers as ``bytes``; a text regex
+    filter raised on it (logged by pyrogram as an error on every press).
+    """
+    settings = settings_in(tmp_path)
+    tg = FakeTelegram()
+    alice = tg.user(1001, "Alice")
+    pressed: list[str | bytes] = []
+
+    async def owners_buttons(client: Any, query: Any) -> None:
+        pressed.append(query.data)
+
+    async def scenario() -> None:
+        app = build_app(settings, in_memory=True, clock=lambda: T0)
+        app.add_handler(CallbackQueryHandler(owners_buttons), group=COMMAND_GROUP)  # after the tracker's
+        await tg.attach(app)
+        try:
+            await tg.feed(app, tg.message(alice, "hi"))
+            for data in (b"\xff\xfebinary", b"page:2", FORGET_CONFIRM_DATA.encode() + b"\n"):
+                await tg.feed(app, tg.callback_query(alice, data, message_id=1))
+            record = app.store.get(1001)
+            assert record is not None and record["messages"] == 1  # tracked, never erased
+            day = app.store.history_period(Grain.DAY, T0.date())
+            assert day is not None and day["buttons"] == 3
+        finally:
+            await tg.detach(app)
+            app.store.close()
+
+    with caplog.at_level(logging.WARNING):
+        run(scenario())
+    assert pressed == [b"\xff\xfebinary", "page:2", FORGET_CONFIRM_DATA + "\n"]
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == []
