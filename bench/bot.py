@@ -16,6 +16,8 @@ root that ``python -m bench`` runs in) get the same raw updates
   appends the call to a list (emptied between chunks) and returns False: what
   the handlers cost outside ``seen()``, the floor the tracker's figure tends to
   as ``seen()`` gets cheaper. Never the main figure.
+* **control** (with ``--control``): a second no-op client, measured like the
+  tracker: its "overhead" is the method's own noise and bias on this machine.
 
 **How CPU is charged.** The figures are CPU time: wall time on a shared machine
 mostly measures the neighbours. Pyrogram and the handlers run on the main thread
@@ -68,7 +70,7 @@ from tracker.models import Profile
 STORE_THREADS = "tracker-store-"
 #: After a round: one journal interval and more, so the work it left pending is done (and charged).
 SETTLE_PAUSE = 0.5
-BASELINE, TRACKER, HANDLER_SIDE = "baseline", "tracker", "handler side"
+BASELINE, TRACKER, HANDLER_SIDE, CONTROL = "baseline", "tracker", "handler side", "control"
 
 
 def other_threads_cpu() -> dict[str, float]:
@@ -115,6 +117,13 @@ async def noop(client: Any, message: Any) -> None:
     """The baseline handler: does nothing."""
 
 
+def noop_client(name: str) -> pyrogram.Client:
+    """A client with one no-op handler: Pyrogram's own cost."""
+    client = pyrogram.Client(name, api_id=1, api_hash="x" * 32, bot_token="1:B", in_memory=True)
+    client.add_handler(MessageHandler(noop), group=-1)
+    return client
+
+
 class RoundFigures(NamedTuple):
     """One round in µs of CPU per update: medians over its chunks, and every other thread's share."""
 
@@ -126,6 +135,8 @@ class RoundFigures(NamedTuple):
     other_threads: float
     #: The handler-side client (seen() a stand-in, no threads), same method; None when left out.
     handler_side: float | None
+    #: The control client (a second no-op one), same method; None when left out.
+    control: float | None
     #: Wall seconds per client, summed over the chunks.
     wall: dict[str, float]
 
@@ -143,6 +154,11 @@ class RoundFigures(NamedTuple):
     def handler_overhead(self) -> float | None:
         """The same for the handler-side client."""
         return None if self.handler_side is None else self.handler_side / self.baseline - 1
+
+    @property
+    def control_overhead(self) -> float | None:
+        """The same for the control client: the method's noise."""
+        return None if self.control is None else self.control / self.baseline - 1
 
 
 async def run_round(
@@ -172,15 +188,16 @@ async def run_round(
         main_thread(TRACKER),
         other / sum(map(len, parts)) * 1e6,
         main_thread(HANDLER_SIDE) if HANDLER_SIDE in apps else None,
+        main_thread(CONTROL) if CONTROL in apps else None,
         wall,
     )
 
 
 @contextlib.asynccontextmanager
 async def clients(
-    tmp: Path, tg: FakeTelegram, store_users: int, calls: list[tuple[Any, ...]] | None
+    tmp: Path, tg: FakeTelegram, store_users: int, calls: list[tuple[Any, ...]] | None, control: bool
 ) -> AsyncIterator[dict[str, pyrogram.Client]]:
-    """The baseline, the tracker (on a pre-filled store) and, given ``calls``, the handler-side client."""
+    """The baseline, the tracker (pre-filled store), the handler-side client (given ``calls``), the control."""
     settings = {}
     for name, store in ((TRACKER, "users"), (HANDLER_SIDE, "handler-side")):
         cfg = tmp / f"{store}.ini"
@@ -191,15 +208,15 @@ async def clients(
         )
         settings[name] = load(cfg)
     write_store(settings[TRACKER].store, store_users)
-    baseline = pyrogram.Client("bench-noop", api_id=1, api_hash="x" * 32, bot_token="1:B", in_memory=True)
-    baseline.add_handler(MessageHandler(noop), group=-1)
-    apps = {BASELINE: baseline, TRACKER: build_app(settings[TRACKER], in_memory=True)}
+    apps = {BASELINE: noop_client("bench-noop"), TRACKER: build_app(settings[TRACKER], in_memory=True)}
     attached: list[pyrogram.Client] = []
     try:
         if calls is not None:
             handler_side = apps[HANDLER_SIDE] = build_app(settings[HANDLER_SIDE], in_memory=True)
             handler_side.tracking.close_store()  # its threads end: every other thread's CPU is the tracker's
             handler_side.tracking.store.seen = stand_in_seen(calls)
+        if control:
+            apps[CONTROL] = noop_client("bench-control")
         for app in apps.values():
             await tg.attach(app)
             attached.append(app)
@@ -236,6 +253,8 @@ def describe(label: str, figures: RoundFigures) -> str:
     )
     if figures.handler_side is not None and figures.handler_overhead is not None:
         line += f"; handler side {figures.handler_side:6.1f}: {figures.handler_overhead:+6.1%}"
+    if figures.control_overhead is not None:
+        line += f"; control {figures.control_overhead:+6.1%}"
     walls = " / ".join(f"{seconds:.1f}" for seconds in figures.wall.values())
     return f"{line}; wall {walls} s"
 
@@ -247,7 +266,7 @@ async def bench(args: argparse.Namespace, log: Callable[[str], None]) -> Result:
     calls: list[tuple[Any, ...]] = []
     with tempfile.TemporaryDirectory(prefix="bench-bot-") as folder:
         stand_in_calls = calls if args.handler_side else None
-        async with clients(Path(folder), world.tg, args.store_users, stand_in_calls) as apps:
+        async with clients(Path(folder), world.tg, args.store_users, stand_in_calls, args.control) as apps:
             store = apps[TRACKER].tracking.store
             log(f"  set-up (updates, store file, opening the store): {time.perf_counter() - started:.1f} s")
             gc.collect()
@@ -290,6 +309,10 @@ def main(argv: list[str]) -> None:
         "--no-handler-side", dest="handler_side", action="store_false",
         help="leave out the handler-side client (seen() replaced by a stand-in)",
     )  # fmt: skip
+    parser.add_argument(
+        "--control", action="store_true",
+        help="add a second no-op client, measured like the tracker: the method's own noise",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.store_users < 1 or args.updates < args.chunks or not 0 <= args.new_share <= 1 or args.rounds < 1:
         parser.error("need --store-users, --rounds >= 1, --updates >= --chunks and 0 <= --new-share <= 1")
@@ -320,3 +343,7 @@ def main(argv: list[str]) -> None:
             f"{result.median(lambda r: r.handler_side):.1f} µs/update, "
             f"{statistics.median(handler_side):+.1%} ({spread(handler_side)})"
         )
+    control = [o for o in (figures.control_overhead for figures in result.rounds) if o is not None]
+    if control:
+        print(f"control (a second no-op client; the method's noise): {statistics.median(control):+.1%} "
+              f"({spread(control)})")

@@ -35,9 +35,8 @@ def test_the_benchmarks_store_file_opens_with_every_user(tmp_path: Path) -> None
 
 
 def toy_args(**changes: object) -> argparse.Namespace:
-    fields: dict[str, object] = dict(
-        store_users=300, updates=200, new_share=0.1, rounds=2, chunks=6, seed=3, handler_side=True
-    )
+    fields: dict[str, object] = dict(store_users=300, updates=200, new_share=0.1, rounds=2, chunks=6, seed=3)
+    fields.update(handler_side=True, control=False)
     return argparse.Namespace(**{**fields, **changes})
 
 
@@ -55,8 +54,10 @@ def test_a_toy_run_reports_every_round_and_charges_the_store_threads() -> None:
     assert all(used >= 0 for used in result.threads.values())
 
 
-def test_without_the_handler_side_client_only_the_tracker_is_compared() -> None:
+def test_the_optional_clients_come_and_go_with_their_options() -> None:
     lines: list[str] = []
-    result = run(bench(toy_args(rounds=1, handler_side=False), lines.append))
-    assert [figures.handler_side for figures in result.rounds] == [None]
-    assert "handler side" not in lines[-1]
+    result = run(bench(toy_args(rounds=1, handler_side=False, control=True), lines.append))
+    [figures] = result.rounds
+    assert figures.handler_side is None and figures.control is not None and figures.control > 0
+    assert "handler side" not in lines[-1] and "control" in lines[-1]
+    assert figures.control_overhead is not None and figures.handler_overhead is None

@@ -280,7 +280,9 @@ class CommandHandler(MessageHandler):  # type: ignore[misc]  # pyrogram ships no
         super().__init__(callback, tracker_command)
 
     async def check(self, client: pyrogram.Client, update: pyrogram.types.Message) -> bool:
-        return is_tracker_command(client, update)
+        # Most messages are not commands: rejected here without a further call.
+        text = update.text
+        return text is not None and text.startswith("/") and is_tracker_command(client, update)
 
 
 class ForgetButtonHandler(CallbackQueryHandler):  # type: ignore[misc]  # pyrogram ships no type information
