@@ -197,7 +197,7 @@ async def run_round(
 async def clients(
     tmp: Path, tg: FakeTelegram, store_users: int, calls: list[tuple[Any, ...]] | None, control: bool
 ) -> AsyncIterator[dict[str, pyrogram.Client]]:
-    """The baseline, the tracker (pre-filled store), the handler-side client (given ``calls``), the control."""
+    """Baseline, tracker (pre-filled store), handler-side client (given ``calls``), control."""
     settings = {}
     for name, store in ((TRACKER, "users"), (HANDLER_SIDE, "handler-side")):
         cfg = tmp / f"{store}.ini"
