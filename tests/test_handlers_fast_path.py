@@ -134,3 +134,59 @@ def test_the_forget_button_check_ignores_other_buttons_even_binary_ones(tmp_path
         run(scenario())
     assert pressed == [b"\xff\xfebinary", "page:2", FORGET_CONFIRM_DATA + "\n"]
     assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == []
+
+
+#: Updates each tracking callback handles, built for a user: (what the log line names, the raw update).
+FAILING_KINDS = {
+    "message": lambda tg, user: tg.message(user, "plain text"),
+    "edit": lambda tg, user: tg.message(user, "edited", edit=True, message_id=1),
+    "button": lambda tg, user: tg.callback_query(user, b"page:2", message_id=1),
+    "inline query": lambda tg, user: tg.inline_query(user, "cats"),
+    "chosen inline result": lambda tg, user: tg.chosen_inline_result(user, "cats"),
+}
+
+
+@pytest.mark.parametrize("kind", FAILING_KINDS)
+def test_a_failing_tracking_callback_is_logged_with_the_update_and_tracking_goes_on(
+    tmp_path: Path, caplog: Any, kind: str
+) -> None:
+    settings = settings_in(tmp_path)
+    tg = FakeTelegram()
+    alice = tg.user(1001, "Alice")
+    bob = tg.user(1002, "Bob")
+
+    async def scenario() -> tuple[Any, list[str]]:
+        app = build_app(settings, in_memory=True, clock=lambda: T0)
+        await tg.attach(app)
+        try:
+            await tg.feed(app, tg.message(bob, "the first message"))  # message 1, for edits and buttons
+            real_seen = app.store.seen
+
+            def failing_for_alice(profile: Profile, at: datetime, **flags: Any) -> bool:
+                if profile.id == 1001:
+                    raise RuntimeError("disk on fire")
+                return bool(real_seen(profile, at, **flags))
+
+            app.store.seen = failing_for_alice
+            update = FAILING_KINDS[kind](tg, alice)
+            with caplog.at_level(logging.ERROR, logger="tracker"):
+                await tg.feed(app, update, tg.message(bob, "still tracked"))
+            app.store.seen = real_seen
+            await tg.feed(app, FAILING_KINDS[kind](tg, alice))
+            bob_record, alice_record = app.store.get(1002), app.store.get(1001)
+            assert bob_record is not None and bob_record["messages"] == 2
+            assert alice_record is not None  # tracked once seen() works again
+            errors = [r.getMessage() for r in caplog.records if r.name.startswith("tracker") and r.exc_info]
+            return update, errors
+        finally:
+            await tg.detach(app)
+            app.store.close()
+
+    update, errors = run(scenario())
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("tracking failed for ")
+    if kind in ("message", "edit"):
+        assert f"message {update.message.id} in chat 1001" in errors[0]
+    else:
+        update_id = getattr(update, "query_id", None) or update.id
+        assert str(update_id) in errors[0]
