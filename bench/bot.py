@@ -5,7 +5,10 @@ Real, never-connected ``pyrogram.Client`` objects (the fake Telegram of
 root that ``python -m bench`` runs in) get the same raw updates
 (``bench/bot_world.py``) through ``handle_updates`` -> dispatcher -> handlers:
 
-* **baseline**: a client with one no-op ``MessageHandler``;
+* **baseline**: two clients with one no-op ``MessageHandler`` each, their
+  mean per chunk: two identical clients differ by a percent or two (where each
+  one's objects sit in memory), and the gap between them, printed, is the
+  method's own noise floor;
 * **tracker**: ``tracker.bot.build_app()`` - every tracking and command handler
   registered, a real ``UserStore`` (background threads running) opened on a
   store file pre-filled with ``--store-users`` users (default 1,000,000). The
@@ -16,8 +19,6 @@ root that ``python -m bench`` runs in) get the same raw updates
   appends the call to a list (emptied between chunks) and returns False: what
   the handlers cost outside ``seen()``, the floor the tracker's figure tends to
   as ``seen()`` gets cheaper. Never the main figure.
-* **control** (with ``--control``): a second no-op client, measured like the
-  tracker: its "overhead" is the method's own noise and bias on this machine.
 
 **How CPU is charged.** The figures are CPU time: wall time on a shared machine
 mostly measures the neighbours. Pyrogram and the handlers run on the main thread
@@ -31,7 +32,7 @@ main thread's over the whole round, and all of it is charged to the tracker:
     tracker = baseline x median(tracker chunk / baseline chunk) + other threads / updates
 
 **Noise.** The clients take turns chunk by chunk, in an order that rotates
-(each goes first, second and last equally often), so load from other processes
+(each at each place, and before each other, equally often), so load from other processes
 and CPU frequency drift hit them alike; the median of the paired chunk ratios
 drops the chunks a burst of load hit (the other threads' share is a sum, so a
 bursty journal is charged whole). Each round is printed; the overhead is the
@@ -48,7 +49,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import itertools
 import statistics
 import tempfile
 import threading
@@ -70,7 +70,8 @@ from tracker.models import Profile
 STORE_THREADS = "tracker-store-"
 #: After a round: one journal interval and more, so the work it left pending is done (and charged).
 SETTLE_PAUSE = 0.5
-BASELINE, TRACKER, HANDLER_SIDE, CONTROL = "baseline", "tracker", "handler side", "control"
+#: The clients: two no-op ones (the baseline is their mean), the tracker, the handler-side one.
+NOOP_A, NOOP_B, TRACKER, HANDLER_SIDE = "no-op A", "no-op B", "tracker", "handler side"
 
 
 def other_threads_cpu() -> dict[str, float]:
@@ -127,7 +128,7 @@ def noop_client(name: str) -> pyrogram.Client:
 class RoundFigures(NamedTuple):
     """One round in µs of CPU per update: medians over its chunks, and every other thread's share."""
 
-    #: The baseline's main thread (median chunk).
+    #: The no-op clients' main thread (their mean, median chunk).
     baseline: float
     #: The tracker's main thread: baseline x the median paired chunk ratio.
     tracker_main: float
@@ -135,8 +136,8 @@ class RoundFigures(NamedTuple):
     other_threads: float
     #: The handler-side client (seen() a stand-in, no threads), same method; None when left out.
     handler_side: float | None
-    #: The control client (a second no-op one), same method; None when left out.
-    control: float | None
+    #: How much no-op client A cost more than B (median chunk ratio - 1): the noise floor.
+    noop_gap: float
     #: Wall seconds per client, summed over the chunks.
     wall: dict[str, float]
 
@@ -155,17 +156,23 @@ class RoundFigures(NamedTuple):
         """The same for the handler-side client."""
         return None if self.handler_side is None else self.handler_side / self.baseline - 1
 
-    @property
-    def control_overhead(self) -> float | None:
-        """The same for the control client: the method's noise."""
-        return None if self.control is None else self.control / self.baseline - 1
+
+def turns(names: list[str]) -> list[list[str]]:
+    """Orders of the clients: over all of them each is at each place, and before each other, equally often."""
+    rotations = [names[k:] + names[:k] for k in range(len(names))]
+    return rotations + [order[::-1] for order in rotations]
+
+
+def median_ratio(costs: list[float], baselines: list[float]) -> float:
+    """The median of the paired chunk ratios."""
+    return statistics.median(cost / base for cost, base in zip(costs, baselines, strict=True))
 
 
 async def run_round(
     apps: dict[str, pyrogram.Client], tg: FakeTelegram, parts: list[list[Any]], calls: list[tuple[Any, ...]]
 ) -> RoundFigures:
     """One round: every chunk through every client in rotating order; see the module docstring."""
-    orders = list(itertools.permutations(apps))
+    orders = turns(list(apps))
     per_update: dict[str, list[float]] = {name: [] for name in apps}
     wall = dict.fromkeys(apps, 0.0)
     process_at_start, main_at_start = time.process_time(), time.thread_time()
@@ -177,27 +184,27 @@ async def run_round(
         calls.clear()  # the stand-in's list, emptied outside the timed chunks
     await asyncio.sleep(SETTLE_PAUSE)
     other = (time.process_time() - process_at_start) - (time.thread_time() - main_at_start)
-    baseline = statistics.median(per_update[BASELINE])
+    noop = [(a + b) / 2 for a, b in zip(per_update[NOOP_A], per_update[NOOP_B], strict=True)]
+    baseline = statistics.median(noop)
 
     def main_thread(name: str) -> float:
-        ratios = map(lambda cost, base: cost / base, per_update[name], per_update[BASELINE])
-        return baseline * statistics.median(ratios) * 1e6
+        return baseline * median_ratio(per_update[name], noop) * 1e6
 
     return RoundFigures(
         baseline * 1e6,
         main_thread(TRACKER),
         other / sum(map(len, parts)) * 1e6,
         main_thread(HANDLER_SIDE) if HANDLER_SIDE in apps else None,
-        main_thread(CONTROL) if CONTROL in apps else None,
+        median_ratio(per_update[NOOP_A], per_update[NOOP_B]) - 1,
         wall,
     )
 
 
 @contextlib.asynccontextmanager
 async def clients(
-    tmp: Path, tg: FakeTelegram, store_users: int, calls: list[tuple[Any, ...]] | None, control: bool
+    tmp: Path, tg: FakeTelegram, store_users: int, calls: list[tuple[Any, ...]] | None
 ) -> AsyncIterator[dict[str, pyrogram.Client]]:
-    """Baseline, tracker (pre-filled store), handler-side client (given ``calls``), control."""
+    """The two no-op clients, the tracker (pre-filled store) and the handler-side client (given ``calls``)."""
     settings = {}
     for name, store in ((TRACKER, "users"), (HANDLER_SIDE, "handler-side")):
         cfg = tmp / f"{store}.ini"
@@ -208,15 +215,17 @@ async def clients(
         )
         settings[name] = load(cfg)
     write_store(settings[TRACKER].store, store_users)
-    apps = {BASELINE: noop_client("bench-noop"), TRACKER: build_app(settings[TRACKER], in_memory=True)}
+    apps = {
+        NOOP_A: noop_client("bench-noop-a"),
+        NOOP_B: noop_client("bench-noop-b"),
+        TRACKER: build_app(settings[TRACKER], in_memory=True),
+    }
     attached: list[pyrogram.Client] = []
     try:
         if calls is not None:
             handler_side = apps[HANDLER_SIDE] = build_app(settings[HANDLER_SIDE], in_memory=True)
             handler_side.tracking.close_store()  # its threads end: every other thread's CPU is the tracker's
             handler_side.tracking.store.seen = stand_in_seen(calls)
-        if control:
-            apps[CONTROL] = noop_client("bench-control")
         for app in apps.values():
             await tg.attach(app)
             attached.append(app)
@@ -253,8 +262,7 @@ def describe(label: str, figures: RoundFigures) -> str:
     )
     if figures.handler_side is not None and figures.handler_overhead is not None:
         line += f"; handler side {figures.handler_side:6.1f}: {figures.handler_overhead:+6.1%}"
-    if figures.control_overhead is not None:
-        line += f"; control {figures.control_overhead:+6.1%}"
+    line += f"; no-op A/B {figures.noop_gap:+.1%}"
     walls = " / ".join(f"{seconds:.1f}" for seconds in figures.wall.values())
     return f"{line}; wall {walls} s"
 
@@ -266,7 +274,7 @@ async def bench(args: argparse.Namespace, log: Callable[[str], None]) -> Result:
     calls: list[tuple[Any, ...]] = []
     with tempfile.TemporaryDirectory(prefix="bench-bot-") as folder:
         stand_in_calls = calls if args.handler_side else None
-        async with clients(Path(folder), world.tg, args.store_users, stand_in_calls, args.control) as apps:
+        async with clients(Path(folder), world.tg, args.store_users, stand_in_calls) as apps:
             store = apps[TRACKER].tracking.store
             log(f"  set-up (updates, store file, opening the store): {time.perf_counter() - started:.1f} s")
             gc.collect()
@@ -303,15 +311,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--updates", type=int, default=50_000, help="updates per round")
     parser.add_argument("--new-share", type=float, default=0.05, help="share of updates from new users")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (after a warm-up round)")
-    parser.add_argument("--chunks", type=int, default=60, help="chunks per round, the clients taking turns")
+    parser.add_argument("--chunks", type=int, default=64, help="chunks per round, the clients taking turns")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--no-handler-side", dest="handler_side", action="store_false",
         help="leave out the handler-side client (seen() replaced by a stand-in)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--control", action="store_true",
-        help="add a second no-op client, measured like the tracker: the method's own noise",
     )  # fmt: skip
     args = parser.parse_args(argv)
     if args.store_users < 1 or args.updates < args.chunks or not 0 <= args.new_share <= 1 or args.rounds < 1:
@@ -324,7 +328,8 @@ def main(argv: list[str]) -> None:
         "the clients taking turns; main-thread CPU per chunk, every other thread's CPU charged to the tracker"
     )
     result = asyncio.run(bench(args, print))
-    print(f"baseline (no-op handler): {result.median(lambda r: r.baseline):7.1f} µs/update (median round)")
+    print(f"baseline (no-op handler): {result.median(lambda r: r.baseline):7.1f} µs/update (median round; "
+          "mean of two no-op clients)")
     print(
         f"tracker:                  {result.median(lambda r: r.tracker):7.1f} µs/update (median round; "
         f"{result.median(lambda r: r.other_threads):.1f} of it in other threads: "
@@ -343,7 +348,5 @@ def main(argv: list[str]) -> None:
             f"{result.median(lambda r: r.handler_side):.1f} µs/update, "
             f"{statistics.median(handler_side):+.1%} ({spread(handler_side)})"
         )
-    control = [o for o in (figures.control_overhead for figures in result.rounds) if o is not None]
-    if control:
-        print(f"control (a second no-op client; the method's noise): {statistics.median(control):+.1%} "
-              f"({spread(control)})")
+    gaps = [figures.noop_gap for figures in result.rounds]
+    print(f"noise floor: the two no-op clients differ by {statistics.median(gaps):+.1%} ({spread(gaps)})")

@@ -7,11 +7,12 @@ benchmark's fast store writer in step with the store, and its accounting whole.
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import pytest
 
-from bench.bot import bench
+from bench.bot import bench, turns
 from bench.bot_world import person, write_store
 from tests.telegram_fakes import run
 from tracker.models import PROFILE_FIELDS, make_profile
@@ -36,7 +37,7 @@ def test_the_benchmarks_store_file_opens_with_every_user(tmp_path: Path) -> None
 
 def toy_args(**changes: object) -> argparse.Namespace:
     fields: dict[str, object] = dict(store_users=300, updates=200, new_share=0.1, rounds=2, chunks=6, seed=3)
-    fields.update(handler_side=True, control=False)
+    fields.update(handler_side=True)
     return argparse.Namespace(**{**fields, **changes})
 
 
@@ -54,10 +55,19 @@ def test_a_toy_run_reports_every_round_and_charges_the_store_threads() -> None:
     assert all(used >= 0 for used in result.threads.values())
 
 
-def test_the_optional_clients_come_and_go_with_their_options() -> None:
+def test_without_the_handler_side_client_only_the_tracker_is_compared() -> None:
     lines: list[str] = []
-    result = run(bench(toy_args(rounds=1, handler_side=False, control=True), lines.append))
+    result = run(bench(toy_args(rounds=1, handler_side=False), lines.append))
     [figures] = result.rounds
-    assert figures.handler_side is None and figures.control is not None and figures.control > 0
-    assert "handler side" not in lines[-1] and "control" in lines[-1]
-    assert figures.control_overhead is not None and figures.handler_overhead is None
+    assert figures.handler_side is None and figures.handler_overhead is None
+    assert "handler side" not in lines[-1] and "no-op A/B" in lines[-1]
+
+
+def test_the_turns_put_every_client_at_every_place_and_before_every_other_equally_often() -> None:
+    names = ["a", "b", "c", "d"]
+    orders = turns(names)
+    for name in names:
+        assert sorted(order.index(name) for order in orders) == sorted(list(range(len(names))) * 2)
+    for first, second in itertools.permutations(names, 2):
+        before = sum(order.index(first) < order.index(second) for order in orders)
+        assert before == len(orders) // 2, (first, second)
