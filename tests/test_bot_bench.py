@@ -48,7 +48,8 @@ def test_a_toy_run_reports_every_round_and_charges_the_store_threads() -> None:
     assert [line.split()[0] for line in lines] == ["set-up", "warm-up", "round", "round"]
     for figures in result.rounds:
         assert figures.baseline > 0 and figures.tracker_main > 0 and figures.handler_side is not None
-        assert figures.other_threads >= 0 and figures.tracker >= figures.tracker_main
+        assert figures.other_threads >= 0 and figures.between_chunks >= 0
+        assert figures.tracker >= figures.tracker_main
         assert "handler side" in lines[-1]
     # Only the tracker's store has threads (the handler-side client's were stopped), all of them shown.
     assert {"journal", "snapshot"} <= set(result.threads)
