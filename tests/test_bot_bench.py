@@ -7,11 +7,13 @@ benchmark's fast store writer in step with the store, and its accounting whole.
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import pytest
 
-from bench.bot import bench, person, write_store
+from bench.bot import bench, turns
+from bench.bot_world import person, write_store
 from tests.telegram_fakes import run
 from tracker.models import PROFILE_FIELDS, make_profile
 from tracker.store import UserStore
@@ -33,14 +35,40 @@ def test_the_benchmarks_store_file_opens_with_every_user(tmp_path: Path) -> None
             assert stored == sent  # what the updates send: a stored user's profile is unchanged
 
 
+def toy_args(**changes: object) -> argparse.Namespace:
+    fields: dict[str, object] = dict(store_users=300, updates=200, new_share=0.1, rounds=2, chunks=6, seed=3)
+    fields.update(handler_side=True)
+    return argparse.Namespace(**{**fields, **changes})
+
 
 def test_a_toy_run_reports_every_round_and_charges_the_store_threads() -> None:
-    args = argparse.Namespace(store_users=300, updates=200, new_share=0.1, rounds=2, chunks=4, seed=3)
     lines: list[str] = []
-    result = run(bench(args, lines.append))
-    assert result.chunks == 2 * 4
-    assert len(result.round_overheads) == 2
-    assert result.baseline > 0 and result.tracker > 0
-    assert set(result.threads) == {"journal", "snapshot"}
-    assert 0 <= result.store <= result.tracker
+    result = run(bench(toy_args(), lines.append))
+    assert len(result.rounds) == 2
     assert [line.split()[0] for line in lines] == ["set-up", "warm-up", "round", "round"]
+    for figures in result.rounds:
+        assert figures.baseline > 0 and figures.tracker_main > 0 and figures.handler_side is not None
+        assert figures.other_threads >= 0 and figures.between_chunks >= 0
+        assert figures.tracker >= figures.tracker_main
+        assert "handler side" in lines[-1]
+    # Only the tracker's store has threads (the handler-side client's were stopped), all of them shown.
+    assert {"journal", "snapshot"} <= set(result.threads)
+    assert all(used >= 0 for used in result.threads.values())
+
+
+def test_without_the_handler_side_client_only_the_tracker_is_compared() -> None:
+    lines: list[str] = []
+    result = run(bench(toy_args(rounds=1, handler_side=False), lines.append))
+    [figures] = result.rounds
+    assert figures.handler_side is None and figures.handler_overhead is None
+    assert "handler side" not in lines[-1] and "no-op A/B" in lines[-1]
+
+
+def test_the_turns_put_every_client_at_every_place_and_before_every_other_equally_often() -> None:
+    names = ["a", "b", "c", "d"]
+    orders = turns(names)
+    for name in names:
+        assert sorted(order.index(name) for order in orders) == sorted(list(range(len(names))) * 2)
+    for first, second in itertools.permutations(names, 2):
+        before = sum(order.index(first) < order.index(second) for order in orders)
+        assert before == len(orders) // 2, (first, second)

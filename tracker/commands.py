@@ -280,7 +280,26 @@ class CommandHandler(MessageHandler):  # type: ignore[misc]  # pyrogram ships no
         super().__init__(callback, tracker_command)
 
     async def check(self, client: pyrogram.Client, update: pyrogram.types.Message) -> bool:
-        return is_tracker_command(client, update)
+        # Most messages are not commands: rejected here without a further call.
+        text = update.text
+        return text is not None and text.startswith("/") and is_tracker_command(client, update)
+
+
+class ForgetButtonHandler(CallbackQueryHandler):  # type: ignore[misc]  # pyrogram ships no type information
+    """The ``CallbackQueryHandler`` of the /forget button: data exactly :data:`FORGET_CONFIRM_DATA`.
+
+    An equality test, not ``filters.regex``: other buttons' data reaches handlers as
+    ``bytes`` when it is not UTF-8, on which a text pattern raises (pyrogram logs
+    that as an error on every press), and ``$`` also matched before a trailing
+    newline. Like :class:`CommandHandler`, it also spares pyrogram's per-update
+    filter introspection.
+    """
+
+    def __init__(self, callback: Callable[..., Coroutine[Any, Any, None]]) -> None:
+        super().__init__(callback)
+
+    async def check(self, client: pyrogram.Client, update: pyrogram.types.CallbackQuery) -> bool:
+        return bool(update.data == FORGET_CONFIRM_DATA)
 
 
 def command_of(text: str, my_username: str | None) -> str | None:
@@ -307,7 +326,4 @@ def register(client: pyrogram.Client, tracker: ChatCommands) -> None:
     client.add_handler(CommandHandler(tracker.on_command), COMMAND_GROUP)
     # Registered in either mode (the mode is known only once signed in): a user
     # account never sends the button, so it never receives its callback query.
-    client.add_handler(
-        CallbackQueryHandler(tracker.on_forget_button, filters.regex(f"^{FORGET_CONFIRM_DATA}$")),
-        COMMAND_GROUP,
-    )
+    client.add_handler(ForgetButtonHandler(tracker.on_forget_button), COMMAND_GROUP)

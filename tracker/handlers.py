@@ -62,7 +62,7 @@ def keeps_tracking(failure: Callable[[Any], str]) -> Callable[[Callable[..., Any
     ``"tracking failed for message 7 in chat 42"``; the log line carries the
     traceback. The decorated callback takes ``(self, client, update, *rest)``.
     It may be a coroutine function (the commands, which await replies) or a
-    plain function (the tracking callbacks, which never await): either way the
+    plain function (``UpdateBotStopped`` tracking, which never awaits): either way the
     result is the coroutine function pyrogram calls, and a plain body is called
     directly, without a second coroutine per update.
     """
@@ -93,6 +93,9 @@ def keeps_tracking(failure: Callable[[Any], str]) -> Callable[[Callable[..., Any
 
 def _message_failure(what: str) -> Callable[[Any], str]:
     return lambda message: f"{what} failed for message {message.id} in chat {chat_id_of(message)}"
+
+
+_tracking_failure = _message_failure("tracking")
 
 
 def _query_failure(query: Any) -> str:
@@ -205,51 +208,61 @@ class Tracker:
 
     # ----------------------------------------------------------------- tracking
 
-    @keeps_tracking(_message_failure("tracking"))
-    def track_message(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
+    # The three callbacks below run for nearly every update. Each is one coroutine
+    # with keeps_tracking's try/except written out: the decorator's wrapper would be
+    # one more function (and frame) per update, and in the dispatcher, between
+    # Pyrogram's own work, every extra object touched costs cache misses.
+
+    async def track_message(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
         """A new message anywhere: count it for its sender; record joined members."""
-        # The hot path (every message): plain attribute reads and one store call.
-        sender = message.from_user
-        me = client.me
-        # Outgoing = the account's own message (user mode): not a user.
-        if sender is not None and not message.outgoing and (me is None or sender.id != me.id):
-            # Pyrogram's message text is a str subclass whose indexing re-encodes the
-            # whole text (text[0] costs a regex pass); startswith is plain str's.
-            text = message.text
-            if message.service:
-                # Service messages (joins, pins, ...) are interactions, not messages.
-                self._seen(sender, False)
-            elif text is None or not text.startswith("/"):
-                # The commonest update of all: _seen inlined, store.seen's defaults
-                # (a message, no source, no command) not passed as keywords.
-                if self._pins_names and sender.username:
-                    self._admin_names.check(sender.id, sender.username)
-                if self.store.seen(from_user(sender), self.clock()):
-                    self.changed()
-            else:  # every /command counts in the history
-                text = str(text)  # a plain str, for the same reason
-                command = command_name(text, me.username if me is not None else None)
-                deep_link = command == "/start" and me is not None and me.is_bot
-                self._seen(sender, True, start_payload(text, me.username) if deep_link else None, command)
-        members = message.new_chat_members
-        if members:
-            for member in members:
-                if me is None or member.id != me.id:
-                    self._seen(member, False)
+        try:
+            sender = message.from_user
+            me = client.me
+            # Outgoing = the account's own message (user mode): not a user.
+            if sender is not None and not message.outgoing and (me is None or sender.id != me.id):
+                # Pyrogram's message text is a str subclass whose indexing re-encodes the
+                # whole text (text[0] costs a regex pass); startswith is plain str's.
+                text = message.text
+                if message.service:
+                    # Service messages (joins, pins, ...) are interactions, not messages.
+                    self._seen(sender, False)
+                elif text is None or not text.startswith("/"):
+                    # The commonest update of all: _seen inlined, store.seen's defaults
+                    # (a message, no source, no command) not passed as keywords.
+                    if self._pins_names and sender.username:
+                        self._admin_names.check(sender.id, sender.username)
+                    if self.store.seen(from_user(sender), self.clock()):
+                        self.changed()
+                else:  # every /command counts in the history
+                    text = str(text)  # a plain str, for the same reason
+                    command = command_name(text, me.username if me is not None else None)
+                    deep_link = command == "/start" and me is not None and me.is_bot
+                    self._seen(sender, True, start_payload(text, me.username) if deep_link else None, command)
+            members = message.new_chat_members
+            if members:
+                for member in members:
+                    if me is None or member.id != me.id:
+                        self._seen(member, False)
+        except Exception:
+            log.exception("%s", _tracking_failure(message))
 
-    @keeps_tracking(_message_failure("tracking"))
-    def track_edit(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
+    async def track_edit(self, client: pyrogram.Client, message: pyrogram.types.Message) -> None:
         """An edited message: the sender was active, but it is not a new message."""
-        sender = message.from_user
-        if sender is not None and not message.outgoing and not self._is_me(client, sender):
-            self._seen(sender, False)
+        try:
+            sender = message.from_user
+            if sender is not None and not message.outgoing and not self._is_me(client, sender):
+                self._seen(sender, False)
+        except Exception:
+            log.exception("%s", _tracking_failure(message))
 
-    @keeps_tracking(_query_failure)
-    def track_query(self, client: pyrogram.Client, query: Any) -> None:
+    async def track_query(self, client: pyrogram.Client, query: Any) -> None:
         """A callback query (a button press), inline query or chosen inline result: the user was active."""
-        user = query.from_user
-        if user is not None and not self._is_me(client, user):
-            self._seen(user, False, button=isinstance(query, pyrogram.types.CallbackQuery))
+        try:
+            user = query.from_user
+            if user is not None and not self._is_me(client, user):
+                self._seen(user, False, button=isinstance(query, pyrogram.types.CallbackQuery))
+        except Exception:
+            log.exception("%s", _query_failure(query))
 
     async def track_raw(
         self, client: pyrogram.Client, update: Any, users: Mapping[int, Any], chats: Mapping[int, Any]
