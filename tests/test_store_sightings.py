@@ -107,3 +107,21 @@ def test_a_user_with_id_0_is_journaled_like_any_other(tmp_path: Path) -> None:
         assert recovered is not None
         assert (recovered["last_seen"], recovered["messages"]) == ("2026-11-23T23:59:05Z", 2)
         assert StoreReader(path).get(1) is None
+
+
+def test_touches_copied_a_slice_at_a_time_are_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal round copies touched users a few thousand at a time (so it never holds the GIL
+    for long at ten million users); whatever the slice, the copy is the same."""
+    import tracker.store.copies as copies
+
+    with UserStore(tmp_path / "users.json", tuning=Tuning(flush_interval=3600)) as store:
+        for user_id in range(1, 40):
+            store.seen(profile(user_id, "U"), NOW + timedelta(seconds=user_id), message=user_id % 3 > 0)
+        table, ids = store._table, [*range(1, 40), 999]  # 999: not a user, left out
+        whole = copies.TouchValues.of(table, ids)
+        monkeypatch.setattr(copies, "TOUCH_PASS", 7)
+        assert copies.TouchValues.of(table, ids) == whole
+        assert whole.ids == list(range(1, 40))
+        assert whole.messages == [int(user_id % 3 > 0) for user_id in range(1, 40)]
