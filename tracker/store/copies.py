@@ -52,7 +52,8 @@ class TouchValues(NamedTuple):
         found = [(user_id, row) for user_id in user_ids if (row := table.rows.get(user_id)) is not None]
         ids = [user_id for user_id, _ in found]
         rows = [row for _, row in found]
-        seconds, messages = array("I"), []
+        seconds = array("I")
+        messages: list[int] = []
         for start in range(0, len(rows), TOUCH_PASS):
             part = rows[start : start + TOUCH_PASS]
             seconds.extend(map(table.last_seen.__getitem__, part))
