@@ -214,6 +214,13 @@ class ColumnBuilder:
         else:  # an earlier chunk held odd text: this column is text now
             self.add(texts_of(seconds))
 
+    def release(self) -> None:
+        """Drop the collected values a piece at a time (see ``ColumnCollector.release``)."""
+        while self._json:
+            self._json.pop()
+        self._numbers = array(self._numbers.typecode)
+        self._bytes = bytearray()
+
     def encode(self) -> tuple[Kind, bytes, list[Part]]:
         """``(kind, table, parts)``: the column's stored form (``table`` only for codes), in parts.
 

@@ -339,6 +339,7 @@ class StoreFiles:
             raise StoreError(f"cannot write store {self.path}: {os_reason(exc)}") from None
         self._snapshot_bytes = size
         self._columns.write(collector.columns, meta[JOURNAL_GEN], store_id_of(meta))
+        collector.release()
         self._history_file.write(history, meta[JOURNAL_GEN], store_id_of(meta))
 
 
