@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("store", "bot", "cli", "history", "startup", "scale")
+BENCHMARKS = ("store", "bot", "cli", "history", "startup", "scale", "floor")
 
 
 def main() -> None:
