@@ -37,6 +37,7 @@ from bench.paced import FIRST_ID, NullTracker, StoreTracker, Tracker, UpdateStre
 from tracker.models import Profile
 from tracker.store import UserStore
 
+RATE = 10_000  #: updates a second, as ``bench store``'s default
 JOURNAL_EVERY = 0.2  #: seconds between journal rounds, as the store's default ``flush_interval``
 SEEN_TARGET_US = 3.0
 PASS = 4_096  #: rows per C-level pass (as the store's ``copies.TOUCH_PASS``)
@@ -135,7 +136,7 @@ class BatchedFloor(_Columns):
         rows, lock = self.rows, self.lock
         for profile in batch:
             digest = hash(profile[1:])
-            row = rows.get(profile[0])  # answers "new?", as seen() must
+            row = rows.get(profile[0])  # answers "new?", as seen() must (one feeding thread here)
             with lock:
                 if row is None:
                     row = self.add(profile[0], digest)
@@ -150,7 +151,7 @@ class BatchedFloor(_Columns):
         last_seen, messages, hashes = self.last_seen, self.messages, self.hashes
         for start in range(0, len(rows), PASS):
             part = slice(start, start + PASS)
-            # max() keeps last_seen from moving back; a changed hash is replaced
+            # max() keeps last_seen from moving back; each row's hash becomes its latest sighting's
             list(map(last_seen.__setitem__, rows[part], map(max, map(last_seen.__getitem__, rows[part]),
                                                                 seconds[part])))
             list(map(hashes.__setitem__, rows[part], digests[part]))
@@ -159,8 +160,6 @@ class BatchedFloor(_Columns):
                                                    counts.values())))
         return sorted(counts)
 
-
-RATE = 10_000  #: updates a second, as ``bench store``'s default
 
 
 def median_cpu(tracker: Tracker, size: int, updates: int, rounds: int) -> float:
@@ -189,7 +188,6 @@ def measure_size(folder: Path, size: int, updates: int, rounds: int) -> tuple[fl
             floors.append(median_cpu(floor, size, updates, rounds))
         finally:
             floor.close()
-        del floor
     return ours, floors[0], floors[1]
 
 
